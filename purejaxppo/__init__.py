@@ -1,0 +1,35 @@
+"""purejaxppo: Proximal Policy Optimization, end to end in JAX.
+
+    from purejaxppo import PPOConfig, make_train
+    train = make_train(PPOConfig(env="CartPole-v1"))
+    out = jax.jit(train)(jax.random.key(0))
+"""
+
+from purejaxppo._xla_flags import configure_xla_cpu_flags as _configure_xla_cpu_flags
+
+XLA_FLAGS_STATUS = _configure_xla_cpu_flags()  # must run before any JAX backend starts
+
+from purejaxppo.config import HParams, PPOConfig  # noqa: E402
+from purejaxppo.distributions import Categorical, DiagGaussian  # noqa: E402
+from purejaxppo.envs import make_env  # noqa: E402
+from purejaxppo.gae import compute_gae  # noqa: E402
+from purejaxppo.networks import ActionSpec, ActorCritic, make_network  # noqa: E402
+from purejaxppo.train import METRIC_NAMES, TrainOutput, TrainState, make_train  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActionSpec",
+    "ActorCritic",
+    "Categorical",
+    "DiagGaussian",
+    "HParams",
+    "METRIC_NAMES",
+    "PPOConfig",
+    "TrainOutput",
+    "TrainState",
+    "compute_gae",
+    "make_env",
+    "make_network",
+    "make_train",
+]

@@ -1,0 +1,59 @@
+"""Making environments by name and reading their spaces.
+
+Any object with the gymnax API works: `reset(key, params) -> (obs, state)` and
+`step(key, state, action, params) -> (obs, state, reward, terminated,
+truncated, info)` with auto-reset and `info["final_observation"]`, plus
+`observation_space(params)` / `action_space(params)`. That includes a user's
+own subclass of `gymnax.environments.environment.Environment`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import numpy as np
+
+from purejaxppo.networks import ActionSpec
+
+
+def make_env(name: str) -> tuple[Any, Any]:
+    """gymnax env and its default params; unknown names raise ValueError with close matches."""
+    import gymnax
+
+    known = list(gymnax.registered_envs)
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"PPOConfig.env: unknown environment {name!r}.{hint} Registered gymnax environments: {', '.join(known)}. "
+            "To use your own environment, pass it as make_train(config, env=my_env, env_params=my_params)."
+        )
+    return gymnax.make(name)
+
+
+def action_spec_from_space(space: Any) -> ActionSpec:
+    """ActionSpec for a gymnax `Discrete` or `Box` action space (duck-typed)."""
+    if hasattr(space, "n") and not hasattr(space, "low"):
+        return ActionSpec(discrete=True, num_actions=int(space.n), shape=())
+    if hasattr(space, "low") and hasattr(space, "shape"):
+        shape = tuple(int(s) for s in space.shape)
+        low = np.broadcast_to(np.asarray(space.low, np.float32), shape).reshape(-1)
+        high = np.broadcast_to(np.asarray(space.high, np.float32), shape).reshape(-1)
+        return ActionSpec(
+            discrete=False,
+            num_actions=0,
+            shape=shape,
+            low=tuple(float(v) for v in low),
+            high=tuple(float(v) for v in high),
+        )
+    raise ValueError(
+        f"action space {space!r} is not supported: purejaxppo handles Discrete (Categorical policy) "
+        "and Box (diagonal Gaussian policy) action spaces"
+    )
+
+
+def obs_shape_from_space(space: Any) -> tuple[int, ...]:
+    if not hasattr(space, "shape"):
+        raise ValueError(f"observation space {space!r} has no shape: purejaxppo needs an array (Box) observation space")
+    return tuple(int(s) for s in space.shape)

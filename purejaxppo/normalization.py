@@ -1,0 +1,80 @@
+"""Running statistics kept inside jit: observation normalization and reward scaling.
+
+Both are `flax.struct` pytrees living in the train state, so they are carried
+through `lax.scan`, vmapped over seeds and checkpointed with everything else.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+_EPS = 1e-8
+
+
+@struct.dataclass
+class RunningMeanStd:
+    """Mean/variance over every sample seen, merged batch by batch (Chan et al. parallel update).
+
+    mean, var: `[*shape]`; count: scalar float32 (starts at a tiny value so the
+    first merge is well defined and equals the batch statistics).
+    """
+
+    mean: jax.Array
+    var: jax.Array
+    count: jax.Array
+
+    @classmethod
+    def create(cls, shape: tuple[int, ...]) -> "RunningMeanStd":
+        return cls(
+            mean=jnp.zeros(shape, jnp.float32),
+            var=jnp.ones(shape, jnp.float32),
+            count=jnp.asarray(1e-4, jnp.float32),
+        )
+
+    def update(self, batch: jax.Array) -> "RunningMeanStd":
+        """batch: `[B, *shape]` -> statistics over all samples seen so far plus these B."""
+        batch = batch.astype(jnp.float32)
+        b_mean = jnp.mean(batch, axis=0)
+        b_var = jnp.var(batch, axis=0)
+        b_count = jnp.asarray(batch.shape[0], jnp.float32)
+        return self.merge(b_mean, b_var, b_count)
+
+    def merge(self, b_mean: jax.Array, b_var: jax.Array, b_count: jax.Array) -> "RunningMeanStd":
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        mean = self.mean + delta * (b_count / total)
+        m2 = self.var * self.count + b_var * b_count + jnp.square(delta) * (self.count * b_count / total)
+        return RunningMeanStd(mean=mean, var=m2 / total, count=total)
+
+    def normalize(self, x: jax.Array, clip: jax.Array) -> jax.Array:
+        """(x - mean) / sqrt(var + eps), clipped to [-clip, clip]."""
+        return jnp.clip((x - self.mean) / jnp.sqrt(self.var + _EPS), -clip, clip)
+
+
+@struct.dataclass
+class RewardScaler:
+    """Scales rewards by the running std of the per-env discounted return.
+
+    returns: `[N]` discounted return of the running episode of each env;
+    stats: scalar `RunningMeanStd` over all those returns seen.
+    """
+
+    returns: jax.Array
+    stats: RunningMeanStd
+
+    @classmethod
+    def create(cls, num_envs: int) -> "RewardScaler":
+        return cls(returns=jnp.zeros((num_envs,), jnp.float32), stats=RunningMeanStd.create(()))
+
+    def step(self, reward: jax.Array, done: jax.Array, gamma: jax.Array, clip: jax.Array):
+        """reward, done: `[N]` -> (new scaler, scaled reward `[N]`).
+
+        G <- gamma * G + r; stats absorb G; r / sqrt(var(G) + eps) clipped; G <- 0 where done.
+        """
+        returns = self.returns * gamma + reward
+        stats = self.stats.update(returns)
+        scaled = jnp.clip(reward / jnp.sqrt(stats.var + _EPS), -clip, clip)
+        returns = jnp.where(done, 0.0, returns)
+        return RewardScaler(returns=returns, stats=stats), scaled
