@@ -14,7 +14,7 @@ from purejaxppo.distributions import Categorical, DiagGaussian  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402
 from purejaxppo.gae import compute_gae  # noqa: E402
 from purejaxppo.networks import ActionSpec, ActorCritic, make_network  # noqa: E402
-from purejaxppo.train import METRIC_NAMES, TrainOutput, TrainState, make_train  # noqa: E402
+from purejaxppo.train import METRIC_NAMES, TrainOutput, TrainState, make_train, raise_if_diverged  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -32,4 +32,5 @@ __all__ = [
     "make_env",
     "make_network",
     "make_train",
+    "raise_if_diverged",
 ]

@@ -212,7 +212,10 @@ def coerce_field(name: str, value: Any, *, source: str = "config") -> Any:
     if isinstance(value, str) and hint is not str:
         import yaml
 
-        value = yaml.safe_load(value)
+        try:  # YAML 1.1 reads "3e-4" as a string; plain Python parsing first
+            value = int(value) if hint is int else float(value) if hint is float else yaml.safe_load(value)
+        except ValueError:
+            value = yaml.safe_load(value)
     try:
         if hint is bool:
             if not isinstance(value, bool):

@@ -296,3 +296,23 @@ def make_train(
     train.network = network
     train.action_spec = action_spec
     return train
+
+
+def raise_if_diverged(out: TrainOutput) -> None:
+    """Raise FloatingPointError if any run in `out` (possibly vmapped) produced non-finite numbers.
+
+    Inside jit a run cannot raise; instead an update that yields NaN/inf
+    losses or parameters is not applied, `metrics["diverged"]` becomes 1 from
+    that update on, and the final params are the last finite ones. Call this
+    on the host after training to turn that report into an error.
+    """
+    diverged = np.asarray(out.metrics["diverged"]) > 0
+    if diverged.any():
+        flat = diverged.reshape(-1, diverged.shape[-1])
+        runs = np.flatnonzero(flat.any(axis=-1))
+        first = int(np.argmax(flat[runs[0]]))
+        raise FloatingPointError(
+            f"training diverged: {len(runs)} of {flat.shape[0]} run(s) produced non-finite losses or parameters "
+            f"(run {int(runs[0])} first at update {first}); their params were frozen at the last finite values. "
+            "Lower learning_rate, enable normalize_obs/normalize_reward, or check the environment's rewards/observations."
+        )
