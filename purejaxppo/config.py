@@ -96,6 +96,11 @@ class PPOConfig:
     normalize_reward: bool = _field(False, "Scale rewards by the running std of the discounted return (per env, reset at episode end), clipped to +-reward_clip.")
     use_target_kl: bool = _field(False, "Enable target-KL early stopping: once an epoch's mean approx KL exceeds target_kl, the remaining epochs of that update are skipped.")
 
+    # --- logging and in-training evaluation (static) ---
+    log_every: int = _field(10, "Updates between live progress-bar refreshes and metrics.jsonl rows (CLI and purejaxppo.progress); 0 turns the progress bar off, and then no callback is compiled into the loop. Not used by train() itself.")
+    eval_every: int = _field(0, "Evaluate the deterministic policy every eval_every updates (and after the last) inside the jitted loop, reported as metrics['eval_return'] (NaN on other updates); 0 = off.")
+    eval_episodes: int = _field(10, "Episodes per in-training evaluation (run in parallel, each to its end or the env's max_steps_in_episode).")
+
     # --- float hyperparameters (traced) ---
     learning_rate: float = _field(2.5e-4, "Adam learning rate (initial value when anneal_lr).", traced=True)
     gamma: float = _field(0.99, "Discount factor, in (0, 1].", traced=True)
@@ -275,6 +280,12 @@ def _validate(c: PPOConfig) -> None:
         fail("objective", f"{c.objective!r} is not one of {OBJECTIVES}")
     if not isinstance(c.env, str) or not c.env:
         fail("env", f"must be a non-empty environment id string, got {c.env!r}")
+    for name in ("log_every", "eval_every"):
+        v = getattr(c, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            fail(name, f"must be an integer >= 0 (0 = off), got {v!r}")
+    if not isinstance(c.eval_episodes, int) or isinstance(c.eval_episodes, bool) or c.eval_episodes <= 0:
+        fail("eval_episodes", f"must be a positive integer, got {c.eval_episodes!r}")
     for name in ("anneal_lr", "normalize_advantages", "clip_value_loss", "truncation_as_termination",
                  "normalize_obs", "normalize_reward", "use_target_kl"):
         if not isinstance(getattr(c, name), bool):
