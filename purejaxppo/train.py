@@ -138,6 +138,11 @@ def make_train(
 
     N, T = config.num_envs, config.num_steps
     num_updates = config.num_updates
+    evaluate = None
+    if config.eval_every > 0:  # in-training evaluation (purejaxppo.evaluate); adds metrics["eval_return"]
+        from purejaxppo.evaluate import build_evaluate
+
+        evaluate = build_evaluate(env, env_params, apply_fn, action_spec, obs_clip=config.obs_clip)
     batch_size, num_minibatches = config.batch_size, config.num_minibatches
 
     # ------------------------------------------------------------------ init
@@ -264,6 +269,15 @@ def make_train(
             diverged=jnp.logical_not(ok).astype(jnp.float32),
         )
         metrics = {k: jnp.asarray(metrics[k], jnp.float32) for k in METRIC_NAMES}
+        if evaluate is not None:
+            # Deterministic policy after this update, every eval_every updates and after the last; NaN otherwise.
+            # Its key is folded from state.key, so the training RNG stream is untouched. `enabled` stops the
+            # evaluation's while_loop at once when off (a cond would become a select under vmap over seeds).
+            step = state.update_step + 1
+            do_eval = jnp.logical_or(step % config.eval_every == 0, step == num_updates)
+            returns = evaluate(params, obs_norm, jax.random.fold_in(state.key, 0x0E7A1), config.eval_episodes,
+                               obs_clip=hp.obs_clip, enabled=do_eval)
+            metrics["eval_return"] = jnp.where(do_eval, jnp.mean(returns), jnp.nan).astype(jnp.float32)
 
         new_state = TrainState(
             params=params,
