@@ -32,3 +32,10 @@ def test_pendulum_improves_clearly():
     # A random policy scores about -1200; -600 needs real swing-up/balance behaviour.
     assert np.all(start < -700), start
     assert np.all(final > -600), final
+
+
+def test_cartpole_kl_adaptive_solves_within_5e5_steps():
+    cfg = PPOConfig.from_yaml(CONFIGS / "cartpole.yaml").replace(objective="kl_adaptive", kl_target=0.01)
+    _, final = _final_returns(cfg, seeds=4)
+    print("CartPole kl_adaptive final mean returns:", final)
+    assert np.sum(final >= 475) >= 3, final
