@@ -1,14 +1,24 @@
-"""Command line: `purejaxppo train` / `python -m purejaxppo train`.
+"""Command line: `purejaxppo {train,eval,render,plot}` (also `python -m purejaxppo ...`).
 
-Training runs in jitted chunks of updates (one compile, reused); progress is
-printed on the host between chunks, so the loop itself never leaves the device.
+    purejaxppo train [--config FILE] [--seeds N] [--set FIELD=VALUE ...] [--out runs/NAME]
+                     [--checkpoint-every N] [--resume runs/NAME] [--overwrite] [--stop-after N]
+    purejaxppo eval runs/NAME [--episodes 100] [--deterministic]
+    purejaxppo render runs/NAME --out episode.gif
+    purejaxppo plot runs/NAME [runs/OTHER ...] [--out plot.png]
+
+User errors (bad config key or value, unknown env, existing output folder,
+missing/corrupt/mismatched checkpoint, ...) print one line
+`purejaxppo: error: ...` on stderr and exit with status 2; set
+PUREJAXPPO_TRACEBACK=1 to see the traceback instead. Ctrl-C exits with 130
+(the newest checkpoint stays valid; continue with `--resume`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import time
+from pathlib import Path
 
 from purejaxppo.config import PPOConfig, coerce_field
 
@@ -23,82 +33,282 @@ def _parse_sets(pairs: list[str]) -> dict:
     return out
 
 
+def _progress_style(choice: str) -> str:
+    if choice == "auto":
+        return "bar" if sys.stderr.isatty() else "lines"
+    return choice
+
+
+# ------------------------------------------------------------------------- train
+
+
 def cmd_train(args) -> int:
-    import jax
-    import numpy as np
+    from purejaxppo.runner import default_run_dir, train_run
 
-    from purejaxppo.train import make_train, raise_if_diverged
+    overrides = _parse_sets(args.set)
+    if args.log_every is not None:
+        overrides["log_every"] = coerce_field("log_every", args.log_every, source="--log-every")
+    config = PPOConfig.from_yaml(args.config) if args.config else None
+    style = _progress_style(args.progress)
 
-    config = PPOConfig.from_yaml(args.config) if args.config else PPOConfig()
-    config = config.replace(**_parse_sets(args.set))
-    train = make_train(config)
-    hp = config.hparams()
-    n_up = config.num_updates
-    chunk = max(1, min(args.log_every, n_up))
+    if args.resume:
+        if args.out and Path(args.out) != Path(args.resume):
+            raise ValueError("--resume continues a run in its own folder; do not pass a different --out")
+        resume_path = Path(args.resume)
+        if resume_path.is_file():  # a specific checkpoint file
+            out_dir = resume_path.parent.parent if resume_path.parent.name == "checkpoints" else resume_path.parent
+            resume = resume_path
+        else:
+            out_dir, resume = resume_path, True
+    else:
+        # Validate the config before choosing a folder name from it.
+        base = (config or PPOConfig()).replace(**overrides)
+        out_dir = Path(args.out) if args.out else default_run_dir(base)
+        resume = False
 
-    def run(state, length):
-        return jax.lax.scan(lambda s, _: train.update(s, hp), state, None, length=length)
+    def log(msg: str) -> None:
+        print(msg, flush=True)
 
-    keys = jax.random.split(jax.random.key(args.seed), args.seeds)
-    init = jax.jit(jax.vmap(train.init))
-    chunk_fns = {}
-
-    compile_s = 0.0
-
-    def run_chunk(state, length):
-        nonlocal compile_s
-        if length not in chunk_fns:  # at most two compiles: the chunk and a shorter remainder
-            tc = time.time()
-            chunk_fns[length] = jax.jit(jax.vmap(lambda s: run(s, length))).lower(state).compile()
-            compile_s += time.time() - tc
-        return chunk_fns[length](state)
-
-    print(f"purejaxppo: {config.env}, {config.total_timesteps:,} steps x {args.seeds} seed(s), "
-          f"{n_up} updates of {config.num_envs} envs x {config.num_steps} steps", flush=True)
-    t0 = time.time()
-    state = init(keys)
-    done, rows = 0, []
-    while done < n_up:
-        length = min(chunk, n_up - done)
-        c0 = compile_s
-        t_chunk = time.time()
-        state, m = run_chunk(state, length)
-        m = jax.tree.map(np.asarray, m)
-        rows.append(m)
-        done += length
-        sps = length * config.batch_size * args.seeds / max(time.time() - t_chunk - (compile_s - c0), 1e-9)
-        ret = m["episode_return"][:, -1]
-        print(f"update {done:>6}/{n_up}  env steps {done * config.batch_size:>10,}  "
-              f"return {ret.mean():9.2f} (min {ret.min():.1f}, max {ret.max():.1f})  "
-              f"steps/s {sps:,.0f}", flush=True)
-    metrics = {k: np.concatenate([r[k] for r in rows], axis=-1) for k in rows[0]}
-    from purejaxppo.train import TrainOutput
-
-    out = TrainOutput(state, metrics)
-    final = metrics["episode_return"][:, -10:].mean(axis=-1)
-    print(f"final mean return (last 10 updates): {final.mean():.2f} over {args.seeds} seed(s); "
-          f"wall time {time.time() - t0:.1f}s (compile {compile_s:.1f}s)", flush=True)
-    raise_if_diverged(out)
+    result = train_run(
+        config, out_dir, overrides=overrides, num_seeds=args.seeds, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, resume=resume, overwrite=args.overwrite,
+        progress=style, stop_after=args.stop_after, tensorboard=args.tensorboard, wandb_project=args.wandb,
+        command=["purejaxppo"] + list(args.argv), log=log,
+        progress_file=sys.stderr if style == "bar" else sys.stdout,
+    )
+    if result.update == 0:
+        return 0
+    _print_train_summary(result)
+    if not result.finished:
+        print(f"stopped at update {result.update}/{result.config.num_updates}; continue with: "
+              f"purejaxppo train --resume {result.run_dir}", flush=True)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="purejaxppo", description="PPO end to end in JAX.")
-    sub = parser.add_subparsers(dest="command")
-    p = sub.add_parser("train", help="train on a config (default: CartPole-v1)")
-    p.add_argument("--config", help="YAML config file (default: built-in CartPole-v1 defaults)")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds, vmapped")
-    p.add_argument("--seed", type=int, default=0, help="base PRNG seed")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
-    p.add_argument("--log-every", type=int, default=100, help="updates per jitted chunk / progress line")
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["train"] + (argv or []))
+def _print_train_summary(result) -> None:
+    import numpy as np
+
+    from purejaxppo.runner import learning_curves
+
     try:
-        return cmd_train(args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
-        print(f"purejaxppo: error: {e}", file=sys.stderr)
+        _, values = learning_curves(result.run_dir, "episode_return")
+        last = values[:, -1]
+        rs = f"final episode return {last.mean():.2f}" + (f" (min {last.min():.1f}, max {last.max():.1f})" if len(last) > 1 else "")
+    except ValueError:
+        rs = "no episode return logged yet"
+    diverged = np.asarray(result.state.diverged)
+    print(f"{result.run_dir}: update {result.update}/{result.config.num_updates}, {rs}; "
+          f"{result.env_steps_per_s:,.0f} env steps/s, compile {result.compile_s:.1f}s, wall {result.wall_s:.1f}s",
+          flush=True)
+    if diverged.any():
+        raise FloatingPointError(
+            f"training diverged in seed(s) {np.flatnonzero(diverged).tolist()}: their params were frozen at the "
+            "last finite values (see the 'diverged' column of metrics.jsonl); lower learning_rate or enable "
+            "normalize_obs/normalize_reward"
+        )
+
+
+# -------------------------------------------------------------------------- eval
+
+
+def cmd_eval(args) -> int:
+    import jax
+    import numpy as np
+
+    from purejaxppo.evaluate import make_evaluate
+    from purejaxppo.runner import load_run
+    from purejaxppo.stats import bootstrap_ci, iqm
+
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    run = load_run(args.run)
+    evaluate = make_evaluate(run.train)
+    n, s = args.episodes, run.num_seeds
+    fn = jax.jit(jax.vmap(lambda p, on, k: evaluate(p, on, k, n, args.deterministic)))
+    keys = jax.random.split(jax.random.key(args.seed), s)
+    returns = np.asarray(fn(run.state.params, run.state.obs_norm, keys))  # [seeds, episodes]
+    mode = "deterministic (mode)" if args.deterministic else "stochastic (sampled)"
+    print(f"{run.run_dir} ({run.checkpoint.name}, update {run.meta['update']}/{run.config.num_updates}): "
+          f"{run.config.env}, {s} seed(s) x {n} episode(s), {mode} actions")
+    if s > 1:
+        for i, r in enumerate(returns):
+            print(f"  seed {i}: mean {r.mean():.2f}  std {r.std():.2f}  IQM {iqm(r):.2f}")
+    flat = returns.reshape(-1)
+    print(f"return: mean {flat.mean():.2f}  std {flat.std():.2f}  IQM {iqm(flat):.2f}  "
+          f"min {flat.min():.2f}  max {flat.max():.2f}  ({flat.size} episodes)")
+    if s > 1:
+        per_seed = returns.mean(axis=1)
+        point, lo, hi = bootstrap_ci(per_seed, "iqm")
+        print(f"IQM over seeds of per-seed mean return: {point:.2f} (95% bootstrap CI {lo:.2f} .. {hi:.2f})")
+    return 0
+
+
+# ------------------------------------------------------------------------ render
+
+def cmd_render(args) -> int:
+    from purejaxppo.checkpoint import read_checkpoint
+    from purejaxppo.render import check_renderable, render_states
+    from purejaxppo.runner import CHECKPOINT_DIR, CheckpointManager, resolve_checkpoint
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".gif":
+        raise ValueError(f"--out must be a .gif file, got {out}")
+    if args.max_frames < 1:
+        raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
+    # Check the env before compiling anything.
+    run_dir, ck = resolve_checkpoint(args.run)
+    meta = read_checkpoint(ck)[0] if ck else CheckpointManager(run_dir / CHECKPOINT_DIR).read_latest()[1]
+    env_name = meta.get("config", {}).get("env")
+    check_renderable(env_name)
+
+    import jax
+    import numpy as np
+
+    from purejaxppo.evaluate import make_episode_rollout
+    from purejaxppo.runner import load_run
+
+    run = load_run(args.run)
+    if not 0 <= args.seed_index < run.num_seeds:
+        raise ValueError(f"--seed-index {args.seed_index} out of range: the run has {run.num_seeds} seed(s)")
+    pick = lambda x: x[args.seed_index]  # noqa: E731
+    params = jax.tree.map(pick, run.state.params)
+    obs_norm = None if run.state.obs_norm is None else jax.tree.map(pick, run.state.obs_norm)
+    rollout = jax.jit(make_episode_rollout(run.train), static_argnums=3)
+    ep = jax.device_get(rollout(params, obs_norm, jax.random.key(args.seed), not args.stochastic))
+    length = int(ep.length)
+    frames = min(length, args.max_frames)
+    states = [jax.tree.map(lambda x, t=t: x[t], ep.env_states) for t in range(frames)]
+    cum = np.cumsum(np.asarray(ep.rewards[:frames], np.float64))
+    render_states(run.train.env, run.train.env_params, env_name, states, cum, out)
+    print(f"wrote {out}: {frames} frame(s) of a {length}-step episode, return {float(np.sum(ep.rewards[:length])):.2f}"
+          + (f" (first {frames} frames drawn; --max-frames)" if frames < length else ""))
+    return 0
+
+
+# -------------------------------------------------------------------------- plot
+
+
+def cmd_plot(args) -> int:
+    import numpy as np
+
+    from purejaxppo.runner import learning_curves
+    from purejaxppo.stats import plot_curves
+
+    curves, steps_list = {}, []
+    for run in args.runs:
+        steps, values = learning_curves(run, args.metric)
+        name = Path(run).name or str(run)
+        while name in curves:
+            name += "'"
+        curves[name] = values
+        steps_list.append(steps)
+    if all(len(s) == len(steps_list[0]) and np.array_equal(s, steps_list[0]) for s in steps_list):
+        grid = steps_list[0]
+    else:  # different logging grids: interpolate every run onto a common one over the shared range
+        hi = min(s[-1] for s in steps_list)
+        lo = max(s[0] for s in steps_list)
+        if hi <= lo:
+            raise ValueError("plot: the runs share no range of env steps")
+        grid = np.linspace(lo, hi, max(len(s) for s in steps_list))
+        curves = {k: np.stack([np.interp(grid, s, row) for row in v]) for (k, v), s in zip(curves.items(), steps_list)}
+    path = plot_curves(curves, grid, args.out, metric=args.stat, ylabel=args.metric.replace("_", " "),
+                       title=args.title)
+    print(f"wrote {path}: {args.stat} of {args.metric} over seeds with 95% bootstrap CI bands, "
+          + ", ".join(f"{k} ({v.shape[0]} seed(s))" for k, v in curves.items()))
+    return 0
+
+
+# -------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="purejaxppo", description="PPO end to end in JAX: train, evaluate, render, plot.")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,render,plot}")
+
+    p = sub.add_parser("train", help="train (default: CartPole-v1 with the built-in defaults)",
+                       description="Train vmapped seeds in jitted chunks, with checkpoints, metric logs and a live progress bar.")
+    p.add_argument("--config", help="YAML config file (default: built-in PPOConfig defaults, CartPole-v1)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds, vmapped (default 1; on resume: the checkpoint's)")
+    p.add_argument("--seed", type=int, default=0, help="base PRNG seed: seeds are jax.random.split(key(SEED), N)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--out", help="run folder (default runs/<env>-<timestamp>)")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="updates per jitted chunk and checkpoint (default: about 10 checkpoints per run)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder (or from this checkpoint file)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run files of an existing --out folder")
+    p.add_argument("--stop-after", type=int, default=None, metavar="N",
+                   help="stop after N updates in total (checkpointed; continue later with --resume)")
+    p.add_argument("--log-every", default=None, metavar="N",
+                   help="updates between progress reports and metrics.jsonl rows (sets config log_every; 0 = no progress bar)")
+    p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="auto",
+                   help="progress display: tqdm bar, plain lines, or off (auto: bar on a terminal, else lines)")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars to RUN/tensorboard (extra: tensorboard)")
+    p.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project (extra: wandb)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run's checkpoint", description="Evaluate every seed's policy of a run (vmapped, jitted).")
+    p.add_argument("run", help="run folder (newest checkpoint) or a checkpoint file")
+    p.add_argument("--episodes", type=int, default=100, help="episodes per seed (default 100)")
+    p.add_argument("--deterministic", action="store_true", help="act with the mode instead of sampling")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed for env resets and sampling")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("render", help="write a GIF of one episode", description="Roll out one episode and draw it with gymnax's visualizer.")
+    p.add_argument("run", help="run folder (newest checkpoint) or a checkpoint file")
+    p.add_argument("--out", default="episode.gif", help="GIF file to write (default episode.gif)")
+    p.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed of the episode")
+    p.add_argument("--stochastic", action="store_true", help="sample actions (default: the mode)")
+    p.add_argument("--max-frames", type=int, default=500, help="draw at most this many steps (default 500)")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("plot", help="learning curves with CI bands across seeds", description="Plot runs' learning curves from metrics.jsonl.")
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("--out", default="plot.png", help="PNG file to write (default plot.png)")
+    p.add_argument("--metric", default="episode_return", help="metric column (default episode_return; e.g. eval_return)")
+    p.add_argument("--stat", choices=("iqm", "mean", "median"), default="iqm", help="aggregate over seeds (default iqm)")
+    p.add_argument("--title", default=None, help="plot title")
+    p.set_defaults(func=cmd_plot)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["train"] + argv  # `purejaxppo` alone trains CartPole
+    args = parser.parse_args(argv)
+    args.argv = argv
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("purejaxppo: interrupted; the newest checkpoint is intact (continue with purejaxppo train --resume RUN)",
+              file=sys.stderr)
+        return 130
+    except Exception as e:
+        if os.environ.get("PUREJAXPPO_TRACEBACK") or not _is_user_error(e):
+            raise
+        print(f"purejaxppo: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _is_user_error(e: BaseException) -> bool:
+    if isinstance(e, (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                      PermissionError, FloatingPointError)):
+        return True
+    try:
+        import yaml
+
+        return isinstance(e, yaml.YAMLError)
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e) or type(e).__name__
+    if isinstance(e, OSError) and e.filename and e.strerror:
+        msg = f"{e.strerror}: {e.filename}"
+    return " ".join(msg.split())
 
 
 if __name__ == "__main__":
