@@ -15,6 +15,10 @@ from purejaxppo.envs import make_env  # noqa: E402
 from purejaxppo.gae import compute_gae  # noqa: E402
 from purejaxppo.networks import ActionSpec, ActorCritic, make_network  # noqa: E402
 from purejaxppo.train import METRIC_NAMES, TrainOutput, TrainState, make_train, raise_if_diverged  # noqa: E402
+from purejaxppo.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from purejaxppo.evaluate import build_evaluate, make_evaluate  # noqa: E402
+from purejaxppo.progress import ProgressReporter, with_progress  # noqa: E402
+from purejaxppo.runner import load_policy, load_run, train_run  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -33,4 +37,15 @@ __all__ = [
     "make_network",
     "make_train",
     "raise_if_diverged",
+    # run folders, checkpoints, evaluation, progress (purejaxppo.runner / checkpoint / evaluate / progress)
+    "CheckpointError",
+    "ProgressReporter",
+    "build_evaluate",
+    "load_checkpoint",
+    "load_policy",
+    "load_run",
+    "make_evaluate",
+    "save_checkpoint",
+    "train_run",
+    "with_progress",
 ]
