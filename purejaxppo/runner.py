@@ -225,6 +225,31 @@ def make_chunk_fn(train: Callable, chunk_len: int, reporter: Callable | None, lo
     return jax.jit(jax.vmap(chunk, in_axes=(0, None, None), axis_name=AXIS))
 
 
+def _strong(state):
+    """Host copies of the leaves without weak types (e.g. gymnax's `time=0`), like a restored checkpoint,
+    so a fresh run and a resumed one lower to exactly the same program."""
+    from purejaxppo.checkpoint import _is_key
+
+    return jax.tree.map(lambda x: x if _is_key(x) else np.asarray(x), state)
+
+
+class _Relay:
+    """The host callback compiled into a cached chunk program; forwards to the current run's reporter."""
+
+    def __init__(self):
+        self.target = None
+
+    def __call__(self, *args):
+        if self.target is not None:
+            self.target(*args)
+
+
+# Compiled chunk programs (and jitted inits) of this process, by (config, chunk_len, num_seeds, progress on),
+# so another train_run with the same settings (e.g. a resume in the same session) does not compile again.
+_COMPILED: dict = {}
+_COMPILED_MAX = 8
+
+
 def _state_template(train: Callable, num_seeds: int, seed: int):
     keys = jax.random.split(jax.random.key(seed), num_seeds)
     return jax.eval_shape(jax.vmap(train.init, in_axes=(0, None)), keys, train.config.hparams())
@@ -263,6 +288,8 @@ class RunResult:
     compile_s: float
     wall_s: float
     env_steps_per_s: float
+    progress_calls: int = 0  # host callbacks received by the progress reporter
+    progress_reports: list = dataclasses.field(default_factory=list)  # [(update, {metric: values over seeds})]
 
 
 def train_run(
@@ -356,7 +383,10 @@ def train_run(
         train = make_train(config)  # validates the env name before anything is written
         _prepare_new_dir(run_dir, overwrite, log)
         keys_ = jax.random.split(jax.random.key(seed), num_seeds)
-        state = jax.jit(jax.vmap(train.init, in_axes=(0, None)))(keys_, config.hparams())
+        init_key = ("init", config, num_seeds)
+        init_fn = _COMPILED.get(init_key) or jax.jit(jax.vmap(train.init, in_axes=(0, None)))
+        _COMPILED[init_key] = init_fn
+        state = _strong(init_fn(keys_, config.hparams()))
         start = 0
         if checkpoint_every is None:
             checkpoint_every = default_checkpoint_every(config.num_updates)
@@ -398,8 +428,18 @@ def train_run(
     say = reporter.write if reporter is not None else log
 
     t_compile = time.perf_counter()
-    chunk_fn = make_chunk_fn(train, chunk_len, reporter, log_every)
-    compiled = chunk_fn.lower(state, hp, jnp.int32(chunk_len)).compile()
+    cache_key = (config, chunk_len, num_seeds, reporter is not None)
+    entry = _COMPILED.pop(cache_key, None)
+    if entry is None:
+        relay = _Relay() if reporter is not None else None
+        chunk_fn = make_chunk_fn(train, chunk_len, relay, log_every)
+        entry = (chunk_fn.lower(state, hp, jnp.int32(chunk_len)).compile(), relay)
+    _COMPILED[cache_key] = entry  # most recently used last
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    compiled, relay = entry
+    if relay is not None:
+        relay.target = reporter
     compile_s = time.perf_counter() - t_compile
     say(f"compiled one chunk of {chunk_len} updates x {num_seeds} seed(s) in {compile_s:.1f}s")
 
@@ -414,6 +454,8 @@ def train_run(
             t0 = time.perf_counter()
             state, metrics = compiled(state, hp, jnp.int32(n))
             metrics = jax.device_get(metrics)
+            if relay is not None:
+                jax.effects_barrier()  # this chunk's progress reports are printed before its checkpoint line
             run_s += time.perf_counter() - t0
             rows = _rows(metrics, done, n, log_every, num_updates, config.batch_size)
             for w in writers:
@@ -435,6 +477,9 @@ def train_run(
             _write_json(run_dir / RUN_FILE, run_info)
         status = "finished" if done >= num_updates else "stopped"
     finally:
+        if relay is not None:
+            jax.effects_barrier()
+            relay.target = None
         if reporter is not None:
             reporter.close()
         for w in writers:
@@ -447,7 +492,8 @@ def train_run(
                         wall_time_s=round(sum(s.get("wall_time_s", 0.0) for s in run_info["sessions"]), 3),
                         compile_time_s=round(sum(s.get("compile_time_s", 0.0) for s in run_info["sessions"]), 3))
         _write_json(run_dir / RUN_FILE, run_info)
-    return RunResult(run_dir, config, state, done, done >= num_updates, compile_s, wall, sps)
+    return RunResult(run_dir, config, state, done, done >= num_updates, compile_s, wall, sps,
+                     reporter.calls if reporter is not None else 0, reporter.reports if reporter is not None else [])
 
 
 def _rows(metrics: dict, done: int, n: int, log_every: int, num_updates: int, batch_size: int) -> list[dict]:
