@@ -27,6 +27,8 @@ import jax.numpy as jnp
 from flax import struct
 
 OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
+NETWORKS = ("auto", "mlp", "cnn")
+ACTION_HANDLING = ("clip", "tanh")
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
 
 
@@ -85,6 +87,10 @@ class PPOConfig:
     critic_hidden: tuple[int, ...] = _field((64, 64), "Hidden layer widths of the critic MLP.")
     activation: str = _field("tanh", f"Hidden activation, one of {ACTIVATIONS}.")
     init_log_std: float = _field(0.0, "Initial state-independent log standard deviation of the Gaussian policy (Box action spaces).")
+    network: str = _field("auto", "Network family: 'mlp' (flattened obs), 'cnn' (image obs [H, W, C], e.g. MinAtar), or 'auto' (cnn for rank-3 observations, else mlp).")
+    cnn_channels: tuple[int, ...] = _field((16,), "Output channels of the CNN's 3x3 stride-1 conv layers (each followed by ReLU); the MLP widths (actor_hidden / critic_hidden) follow the flattened conv features.")
+    cnn_shared_torso: bool = _field(False, "With the CNN: one conv torso shared by actor and critic (else each has its own).")
+    action_handling: str = _field("clip", "Box action spaces: 'clip' (Gaussian sample clipped to the box for the env; log-prob of the unclipped sample) or 'tanh' (tanh-squashed Gaussian scaled to the box, with the log-det correction in the log-prob).")
 
     # --- algorithm switches (static) ---
     objective: str = _field("clip", f"Policy objective, one of {OBJECTIVES}: clipped surrogate, adaptive-KL penalty, fixed-KL penalty, plain importance-weighted surrogate.")
@@ -119,7 +125,7 @@ class PPOConfig:
 
     def __post_init__(self):
         # Coerce list-valued widths (from YAML/CLI) to tuples so the config stays hashable.
-        for name in ("actor_hidden", "critic_hidden"):
+        for name in ("actor_hidden", "critic_hidden", "cnn_channels"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
@@ -270,10 +276,14 @@ def _validate(c: PPOConfig) -> None:
         fail("num_minibatches", f"num_envs * num_steps = {c.batch_size} must be divisible by num_minibatches = {c.num_minibatches}; choose a divisor of {c.batch_size}")
     if c.total_timesteps < c.batch_size:
         fail("total_timesteps", f"{c.total_timesteps} is smaller than one update's batch num_envs * num_steps = {c.batch_size}; increase it or shrink the batch")
-    for name in ("actor_hidden", "critic_hidden"):
+    for name in ("actor_hidden", "critic_hidden", "cnn_channels"):
         v = getattr(c, name)
         if not isinstance(v, tuple) or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in v):
             fail(name, f"must be a tuple of positive ints (may be empty), got {v!r}")
+    if c.network not in NETWORKS:
+        fail("network", f"{c.network!r} is not one of {NETWORKS}")
+    if c.action_handling not in ACTION_HANDLING:
+        fail("action_handling", f"{c.action_handling!r} is not one of {ACTION_HANDLING}")
     if c.activation not in ACTIVATIONS:
         fail("activation", f"{c.activation!r} is not one of {ACTIVATIONS}")
     if c.objective not in OBJECTIVES:
@@ -286,7 +296,7 @@ def _validate(c: PPOConfig) -> None:
             fail(name, f"must be an integer >= 0 (0 = off), got {v!r}")
     if not isinstance(c.eval_episodes, int) or isinstance(c.eval_episodes, bool) or c.eval_episodes <= 0:
         fail("eval_episodes", f"must be a positive integer, got {c.eval_episodes!r}")
-    for name in ("anneal_lr", "normalize_advantages", "clip_value_loss", "truncation_as_termination",
+    for name in ("cnn_shared_torso", "anneal_lr", "normalize_advantages", "clip_value_loss", "truncation_as_termination",
                  "normalize_obs", "normalize_reward", "use_target_kl"):
         if not isinstance(getattr(c, name), bool):
             fail(name, f"must be true or false, got {getattr(c, name)!r}")

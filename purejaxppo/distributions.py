@@ -74,3 +74,77 @@ class DiagGaussian:
         var_ratio = jnp.exp(2.0 * (self.log_std - other.log_std))
         mean_term = jnp.square((self.mean - other.mean) * jnp.exp(-other.log_std))
         return jnp.sum(other.log_std - self.log_std + 0.5 * (var_ratio + mean_term - 1.0), axis=-1)
+
+
+# Gauss-Hermite nodes/weights for E_{z~N(0,1)}[f(z)] = sum_i w_i f(sqrt(2) x_i) / sqrt(pi).
+_GH_X, _GH_W = (jnp.asarray(a, jnp.float32) for a in __import__("numpy").polynomial.hermite.hermgauss(16))
+
+
+def _log_one_minus_tanh_sq(u: jax.Array) -> jax.Array:
+    """log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|."""
+    return 2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+
+
+@struct.dataclass
+class TanhGaussian:
+    """Diagonal Gaussian on u, squashed into a box: a = low + (tanh(u) + 1) / 2 * (high - low).
+
+    The rollout stores the *pre-squash* sample u as the action; `squash(u)` is
+    what the env receives. Densities are of a (change of variables):
+
+        log pi(a) = log N(u; mean, std) - sum_d log |da_d / du_d|,
+        da/du = scale (1 - tanh(u)^2), scale = (high - low) / 2.
+
+    The KL between two such distributions equals the KL of their Gaussians
+    (an invertible map preserves KL). The entropy has no closed form: it is
+    H(N) + E_u[sum log |da/du|], with the expectation by 16-point Gauss-Hermite
+    quadrature per dimension (deterministic, no key needed).
+
+    mean, log_std: `[..., D]`; low/high: static tuples of length D.
+    """
+
+    mean: jax.Array
+    log_std: jax.Array
+    low: tuple = struct.field(pytree_node=False, default=None)
+    high: tuple = struct.field(pytree_node=False, default=None)
+
+    @property
+    def base(self) -> DiagGaussian:
+        return DiagGaussian(self.mean, self.log_std)
+
+    def _bounds(self):
+        low = jnp.asarray(self.low, jnp.float32).reshape(self.mean.shape[-1:])
+        high = jnp.asarray(self.high, jnp.float32).reshape(self.mean.shape[-1:])
+        return low, high
+
+    def squash(self, u: jax.Array) -> jax.Array:
+        """Pre-squash sample `[..., D]` -> action in the box."""
+        low, high = self._bounds()
+        return low + (jnp.tanh(u) + 1.0) * 0.5 * (high - low)
+
+    def log_det_jacobian(self, u: jax.Array) -> jax.Array:
+        """sum_d log |da_d/du_d|, `[...]`."""
+        low, high = self._bounds()
+        return jnp.sum(jnp.log(0.5 * (high - low)) + _log_one_minus_tanh_sq(u), axis=-1)
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """Pre-squash sample u `[..., D]`."""
+        return self.base.sample(key)
+
+    def mode(self) -> jax.Array:
+        """Pre-squash mode (the Gaussian mean; squash() of it is the deterministic action)."""
+        return self.mean
+
+    def log_prob(self, u: jax.Array) -> jax.Array:
+        """Log-density of the squashed action a = squash(u), given the pre-squash u. `[...]`."""
+        return self.base.log_prob(u) - self.log_det_jacobian(u)
+
+    def entropy(self) -> jax.Array:
+        std = jnp.exp(self.log_std)
+        u = self.mean[..., None] + std[..., None] * (math.sqrt(2.0) * _GH_X)  # [..., D, 16]
+        e_log_tanh = jnp.sum(_GH_W * _log_one_minus_tanh_sq(u), axis=-1) / math.sqrt(math.pi)  # [..., D]
+        low, high = self._bounds()
+        return self.base.entropy() + jnp.sum(jnp.log(0.5 * (high - low)) + e_log_tanh, axis=-1)
+
+    def kl(self, other: "TanhGaussian") -> jax.Array:
+        return self.base.kl(other.base)

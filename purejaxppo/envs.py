@@ -53,6 +53,28 @@ def action_spec_from_space(space: Any) -> ActionSpec:
     )
 
 
+def make_action_transform(action_spec: ActionSpec, action_handling: str = "clip"):
+    """Map a policy sample to the action the env receives.
+
+    Discrete: identity. Box with "clip": clip to [low, high] (the log-prob stays
+    that of the unclipped sample). Box with "tanh": low + (tanh(u) + 1) / 2 *
+    (high - low), the squash whose log-det `TanhGaussian.log_prob` accounts for.
+    """
+    if action_spec.discrete:
+        return lambda action: action
+    import jax.numpy as jnp
+
+    low = jnp.asarray(np.reshape(action_spec.low, action_spec.shape), jnp.float32)
+    high = jnp.asarray(np.reshape(action_spec.high, action_spec.shape), jnp.float32)
+    if action_handling == "clip":
+        return lambda action: jnp.clip(action, low, high)
+    if action_handling == "tanh":
+        if not (np.all(np.isfinite(action_spec.low)) and np.all(np.isfinite(action_spec.high))):
+            raise ValueError("PPOConfig.action_handling: 'tanh' needs a bounded Box action space; use 'clip'")
+        return lambda action: low + (jnp.tanh(action) + 1.0) * 0.5 * (high - low)
+    raise ValueError(f"PPOConfig.action_handling: {action_handling!r} is not one of ('clip', 'tanh')")
+
+
 def obs_shape_from_space(space: Any) -> tuple[int, ...]:
     if not hasattr(space, "shape"):
         raise ValueError(f"observation space {space!r} has no shape: purejaxppo needs an array (Box) observation space")

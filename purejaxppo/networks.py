@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxppo.config import PPOConfig
-from purejaxppo.distributions import Categorical, DiagGaussian
+from purejaxppo.distributions import Categorical, DiagGaussian, TanhGaussian
 
 _ACTIVATIONS: dict[str, Callable] = {
     "tanh": jnp.tanh,
@@ -68,10 +68,35 @@ class MLP(nn.Module):
         return _dense(self.out_dim, self.out_scale)(x)
 
 
+class ConvTorso(nn.Module):
+    """3x3 stride-1 'SAME' convolutions with ReLU, flattened: `[B, H, W, C]` -> `[B, H * W * channels[-1]]`."""
+
+    channels: Sequence[int] = (16,)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for c in self.channels:
+            x = nn.relu(nn.Conv(c, (3, 3), padding="SAME", kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)),
+                                bias_init=nn.initializers.zeros)(x))
+        return x.reshape(x.shape[0], -1)
+
+
+def _policy_head(mod: nn.Module, head: jax.Array, spec: ActionSpec, batch: int, init_log_std: float, squash: bool):
+    """Turn the actor's output `[B, size]` into the action distribution."""
+    if spec.discrete:
+        return Categorical(logits=head)
+    log_std = mod.param("log_std", nn.initializers.constant(init_log_std), (spec.size,))
+    mean = head.reshape((batch,) + tuple(spec.shape))
+    log_std = jnp.broadcast_to(log_std.reshape(spec.shape), mean.shape)
+    if squash:
+        return TanhGaussian(mean=mean, log_std=log_std, low=spec.low, high=spec.high)
+    return DiagGaussian(mean=mean, log_std=log_std)
+
+
 class ActorCritic(nn.Module):
     """Separate actor and critic MLPs on flattened observations.
 
-    obs `[B, *obs_shape]` -> (Categorical or DiagGaussian with batch `[B]`, value `[B]`).
+    obs `[B, *obs_shape]` -> (Categorical, DiagGaussian or TanhGaussian with batch `[B]`, value `[B]`).
     """
 
     action_spec: ActionSpec
@@ -79,6 +104,7 @@ class ActorCritic(nn.Module):
     critic_hidden: Sequence[int] = (64, 64)
     activation: str = "tanh"
     init_log_std: float = 0.0
+    squash: bool = False
 
     @nn.compact
     def __call__(self, obs: jax.Array):
@@ -86,21 +112,65 @@ class ActorCritic(nn.Module):
         spec = self.action_spec
         head = MLP(self.actor_hidden, spec.size, 0.01, self.activation, name="actor")(x)
         value = MLP(self.critic_hidden, 1, 1.0, self.activation, name="critic")(x)[:, 0]
-        if spec.discrete:
-            return Categorical(logits=head), value
-        log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (spec.size,))
-        mean = head.reshape((obs.shape[0],) + tuple(spec.shape))
-        log_std = jnp.broadcast_to(log_std.reshape(spec.shape), mean.shape)
-        return DiagGaussian(mean=mean, log_std=log_std), value
+        return _policy_head(self, head, spec, obs.shape[0], self.init_log_std, self.squash), value
+
+
+class ConvActorCritic(nn.Module):
+    """CNN for image observations `[B, H, W, C]` (e.g. MinAtar), then actor/critic MLPs.
+
+    shared_torso: one conv torso feeds both heads; otherwise each has its own.
+    """
+
+    action_spec: ActionSpec
+    channels: Sequence[int] = (16,)
+    actor_hidden: Sequence[int] = (128,)
+    critic_hidden: Sequence[int] = (128,)
+    activation: str = "relu"
+    init_log_std: float = 0.0
+    squash: bool = False
+    shared_torso: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array):
+        x = obs.astype(jnp.float32)
+        spec = self.action_spec
+        if self.shared_torso:
+            xa = xc = ConvTorso(self.channels, name="torso")(x)
+        else:
+            xa = ConvTorso(self.channels, name="actor_torso")(x)
+            xc = ConvTorso(self.channels, name="critic_torso")(x)
+        head = MLP(self.actor_hidden, spec.size, 0.01, self.activation, name="actor")(xa)
+        value = MLP(self.critic_hidden, 1, 1.0, self.activation, name="critic")(xc)[:, 0]
+        return _policy_head(self, head, spec, obs.shape[0], self.init_log_std, self.squash), value
 
 
 def make_network(config: PPOConfig, obs_shape: tuple[int, ...], action_spec: ActionSpec) -> nn.Module:
-    """Default network factory: `ActorCritic` sized from the config."""
-    del obs_shape
+    """Default network factory: `ConvActorCritic` for image observations, else `ActorCritic`.
+
+    config.network 'auto' picks the CNN for rank-3 observations `[H, W, C]`.
+    """
+    kind = config.network
+    if kind == "auto":
+        kind = "cnn" if len(obs_shape) == 3 else "mlp"
+    squash = config.action_handling == "tanh" and not action_spec.discrete
+    if kind == "cnn":
+        if len(obs_shape) != 3:
+            raise ValueError(f"PPOConfig.network: 'cnn' needs image observations [H, W, C], got shape {obs_shape}; use 'mlp'")
+        return ConvActorCritic(
+            action_spec=action_spec,
+            channels=config.cnn_channels,
+            actor_hidden=config.actor_hidden,
+            critic_hidden=config.critic_hidden,
+            activation=config.activation,
+            init_log_std=config.init_log_std,
+            squash=squash,
+            shared_torso=config.cnn_shared_torso,
+        )
     return ActorCritic(
         action_spec=action_spec,
         actor_hidden=config.actor_hidden,
         critic_hidden=config.critic_hidden,
         activation=config.activation,
         init_log_std=config.init_log_std,
+        squash=squash,
     )

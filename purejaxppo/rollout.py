@@ -55,9 +55,7 @@ def collect(
     env_params,
     *,
     num_steps: int,
-    discrete: bool,
-    action_low: jax.Array | None,
-    action_high: jax.Array | None,
+    to_env_action,
     obs_norm: RunningMeanStd | None,
     reward_scaler: RewardScaler | None,
     gamma: jax.Array,
@@ -69,9 +67,10 @@ def collect(
     With `obs_norm`, each step first merges the raw observations `[N, ...]`
     into the running statistics and then normalizes with them; the normalized
     obs (and final_obs, with the same statistics) are what the transition
-    stores, so the update sees exactly what the rollout saw. Continuous
-    actions are sampled unclipped (their log-prob is of the unclipped sample)
-    and clipped to the box for the env.
+    stores, so the update sees exactly what the rollout saw. The stored action
+    is the policy's sample (for Box spaces: unclipped, or pre-squash for the
+    tanh policy; its log-prob is of that sample); `to_env_action` maps it to
+    what the env receives (identity, clip to the box, or tanh squash).
 
     Returns (carry, obs_norm, reward_scaler, transitions `[T, N]`, episode stats).
     """
@@ -90,7 +89,7 @@ def collect(
         dist, value = apply_fn(params, obs_in)
         action = dist.sample(k_act)
         log_prob = dist.log_prob(action)
-        env_action = action if discrete else jnp.clip(action, action_low, action_high)
+        env_action = to_env_action(action)
 
         obs, env_state, reward, terminated, truncated, info = step_env(
             jax.random.split(k_env, num_envs), carry.env_state, env_action, env_params

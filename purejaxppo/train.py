@@ -20,7 +20,7 @@ import optax
 from flax import struct
 
 from purejaxppo.config import HParams, PPOConfig
-from purejaxppo.envs import action_spec_from_space, make_env, obs_shape_from_space
+from purejaxppo.envs import action_spec_from_space, make_action_transform, make_env, obs_shape_from_space
 from purejaxppo.gae import compute_gae
 from purejaxppo.losses import Batch, adapt_kl_beta, ppo_loss
 from purejaxppo.networks import make_network
@@ -130,11 +130,7 @@ def make_train(
     action_spec = action_spec_from_space(env.action_space(env_params))
     network = (network_factory or make_network)(config, obs_shape, action_spec)
     apply_fn = network.apply
-    if action_spec.discrete:
-        action_low = action_high = None
-    else:
-        action_low = jnp.asarray(np.reshape(action_spec.low, action_spec.shape))
-        action_high = jnp.asarray(np.reshape(action_spec.high, action_spec.shape))
+    to_env_action = make_action_transform(action_spec, config.action_handling)
 
     N, T = config.num_envs, config.num_steps
     num_updates = config.num_updates
@@ -174,7 +170,7 @@ def make_train(
         # 1. Rollout: N envs x T steps with the current policy.
         env_carry, obs_norm, reward_scaler, traj, ep = collect(
             k_rollout, state.env, state.params, apply_fn, env, env_params,
-            num_steps=T, discrete=action_spec.discrete, action_low=action_low, action_high=action_high,
+            num_steps=T, to_env_action=to_env_action,
             obs_norm=state.obs_norm, reward_scaler=state.reward_scaler,
             gamma=hp.gamma, obs_clip=hp.obs_clip, reward_clip=hp.reward_clip,
         )
@@ -309,6 +305,7 @@ def make_train(
     train.env_params = env_params
     train.network = network
     train.action_spec = action_spec
+    train.to_env_action = to_env_action
     return train
 
 

@@ -90,7 +90,7 @@ def test_exact_kl_metric_matches_recomputation():
     hp = cfg.hparams()
     _, k_rollout, _ = jax.random.split(state.key, 3)
     _, _, _, traj, _ = collect(k_rollout, state.env, state.params, train.network.apply, train.env, train.env_params,
-                               num_steps=cfg.num_steps, discrete=True, action_low=None, action_high=None, obs_norm=None,
+                               num_steps=cfg.num_steps, to_env_action=train.to_env_action, obs_norm=None,
                                reward_scaler=None, gamma=hp.gamma, obs_clip=hp.obs_clip, reward_clip=hp.reward_clip)
     obs = traj.obs.reshape(-1, 4)
     old, _ = train.network.apply(state.params, obs)
