@@ -73,8 +73,9 @@ def random_policy_return(config: PPOConfig, key, episodes: int = 64) -> float:
 
 
 def run_env(env_name: str, base: PPOConfig, seeds: int):
-    """Returns {label: curves [seeds, num_updates]} over all settings."""
+    """Returns ({label: curves [seeds, num_updates]} over all settings, first update with episode data)."""
     curves = {}
+    first_update = 0  # first update by which every run has completed an episode (earlier values are placeholders)
     keys = jax.random.split(jax.random.key(0), seeds)
     for objective, (field, values, fmt) in SETTINGS.items():
         cfg = base.replace(objective=objective)
@@ -89,10 +90,12 @@ def run_env(env_name: str, base: PPOConfig, seeds: int):
         t = time.time()
         out = run(keys, hps)
         ret = np.asarray(out.metrics["episode_return"])  # [settings, seeds, updates]
+        done = np.asarray(out.metrics["episodes_completed"])
         print(f"  {env_name} {objective}: {len(values)} setting(s) x {seeds} seeds in {time.time() - t:.0f}s", flush=True)
         for i, v in enumerate(values):
             curves[fmt.format(v)] = ret[i]
-    return curves
+            first_update = max(first_update, int(np.argmax(np.cumsum(done[i], axis=-1) > 0, axis=-1).max()))
+    return curves, first_update
 
 
 def main():
@@ -116,14 +119,14 @@ def main():
         if args.total_timesteps:
             base = base.replace(total_timesteps=args.total_timesteps)
         t = time.time()
-        curves = run_env(env_name, base, seeds)
+        curves, first = run_env(env_name, base, seeds)
         rand = random_policy_return(base, jax.random.key(1))
         tail = max(1, base.num_updates // 10)
         table[env_name] = {k: c[:, -tail:].mean(axis=1) for k, c in curves.items()}
         meta[env_name] = dict(budget=base.num_updates * base.batch_size, random=rand, seconds=time.time() - t)
         steps = (np.arange(base.num_updates) + 1) * base.batch_size
         png = RESULTS / f"objectives_{env_name}.png"
-        stats.plot_curves(curves, steps, png, metric="iqm",
+        stats.plot_curves({k: c[:, first:] for k, c in curves.items()}, steps[first:], png, metric="iqm",
                           title=f"{env_name}: PPO objectives (IQM, 95% CI over {seeds} seeds)")
         print(f"{env_name}: done in {meta[env_name]['seconds']:.0f}s, random policy {rand:.1f}, plot {png}", flush=True)
 

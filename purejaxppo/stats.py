@@ -328,6 +328,11 @@ def plot_curves(
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    if len(bands) > 10:  # the default cycle has 10 colours: give every run its own
+        import matplotlib
+
+        cmap = matplotlib.colormaps["tab20"]
+        ax.set_prop_cycle(color=[cmap(i % 20) for i in range(len(bands))])
     for name, (n_seeds, point, low, high) in bands.items():
         (line,) = ax.plot(x, point, label=f"{name} (n={n_seeds})")
         ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
@@ -336,7 +341,7 @@ def plot_curves(
     if title is not None:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small" if len(bands) > 5 else None)
     out = pathlib.Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png", dpi=100)

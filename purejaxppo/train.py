@@ -30,6 +30,7 @@ from purejaxppo.rollout import EnvCarry, collect
 METRIC_NAMES = (
     "episode_return",
     "episode_length",
+    "episodes_completed",
     "policy_loss",
     "value_loss",
     "entropy",
@@ -257,6 +258,7 @@ def make_train(
         metrics.update(
             episode_return=ep_return,
             episode_length=ep_length,
+            episodes_completed=ep.count,
             kl=kl,
             kl_beta=state.kl_beta,
             explained_variance=explained_variance(traj.value, targets),

@@ -39,12 +39,14 @@ def test_episode_return_never_nan_and_carried_forward():
     # 6 updates of 4 envs x 2 steps: no CartPole episode can finish in the first update.
     cfg = PPOConfig(num_envs=4, num_steps=2, num_minibatches=1, update_epochs=1, total_timesteps=4 * 2 * 40)
     m = jax.jit(make_train(cfg))(jax.random.key(0)).metrics
-    r = np.asarray(m["episode_return"])
+    r, n = np.asarray(m["episode_return"]), np.asarray(m["episodes_completed"])
     assert np.all(np.isfinite(r))
-    assert r[0] == 0.0  # nothing completed yet
-    assert r.max() > 0  # later updates did complete episodes
+    assert n[0] == 0 and r[0] == 0.0  # nothing completed yet
+    assert r.max() > 0 and n.sum() > 0  # later updates did complete episodes
     # Where an update completed no episode its value equals the previous one.
-    assert np.sum(r[1:] == r[:-1]) > 0
+    idle = np.flatnonzero(n[1:] == 0) + 1
+    assert len(idle) > 0 and np.all(r[idle] == r[idle - 1])
+    assert np.all(np.asarray(m["episode_length"])[n > 0] >= 8)  # CartPole episodes last at least ~8 steps
 
 
 def test_same_key_same_result_different_key_different(jit_train):
