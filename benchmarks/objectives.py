@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import platform
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxppo import PPOConfig, make_train, stats
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _common import final_scores, first_complete_update, hardware_line  # noqa: E402
+
+from purejaxppo import PPOConfig, make_train, stats  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -90,11 +93,10 @@ def run_env(env_name: str, base: PPOConfig, seeds: int):
         t = time.time()
         out = run(keys, hps)
         ret = np.asarray(out.metrics["episode_return"])  # [settings, seeds, updates]
-        done = np.asarray(out.metrics["episodes_completed"])
+        first_update = max(first_update, first_complete_update(out.metrics["episodes_completed"]))
         print(f"  {env_name} {objective}: {len(values)} setting(s) x {seeds} seeds in {time.time() - t:.0f}s", flush=True)
         for i, v in enumerate(values):
             curves[fmt.format(v)] = ret[i]
-            first_update = max(first_update, int(np.argmax(np.cumsum(done[i], axis=-1) > 0, axis=-1).max()))
     return curves, first_update
 
 
@@ -121,8 +123,7 @@ def main():
         t = time.time()
         curves, first = run_env(env_name, base, seeds)
         rand = random_policy_return(base, jax.random.key(1))
-        tail = max(1, base.num_updates // 10)
-        table[env_name] = {k: c[:, -tail:].mean(axis=1) for k, c in curves.items()}
+        table[env_name] = {k: final_scores(c) for k, c in curves.items()}
         meta[env_name] = dict(budget=base.num_updates * base.batch_size, random=rand, seconds=time.time() - t)
         steps = (np.arange(base.num_updates) + 1) * base.batch_size
         png = RESULTS / f"objectives_{env_name}.png"
@@ -142,9 +143,8 @@ def main():
         "",
         f"Produced by `python benchmarks/objectives.py{' --quick' if args.quick else ''}"
         f"{'' if args.seeds is None else f' --seeds {args.seeds}'}"
-        f"{'' if args.total_timesteps is None else f' --total-timesteps {args.total_timesteps}'} --envs {' '.join(args.envs)}` on {time.strftime('%Y-%m-%d')}, "
-        f"{jax.default_backend()} ({jax.devices()[0].device_kind}, {platform.machine()}), jax {jax.__version__}; "
-        f"total {time.time() - t0:.0f}s.",
+        f"{'' if args.total_timesteps is None else f' --total-timesteps {args.total_timesteps}'} --envs {' '.join(args.envs)}` on "
+        f"{hardware_line()}; total {time.time() - t0:.0f}s.",
         "",
         f"Score of a run = mean episode return over its last 10% of updates. Cells: IQM over {seeds} seeds "
         "[95% stratified-bootstrap CI]. Normalized: (IQM - random policy) / (best setting - random policy) per env, "

@@ -1,0 +1,31 @@
+"""Helpers shared by the benchmark scripts (not part of the package)."""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import jax
+import numpy as np
+
+
+def hardware_line() -> str:
+    """'cpu (cpu, x86_64), jax 0.10.2, 2026-11-21' — where and when a result was measured."""
+    dev = jax.devices()[0]
+    return (f"{jax.default_backend()} ({dev.device_kind}, {platform.machine()}, {len(jax.devices())} device(s)), "
+            f"jax {jax.__version__}, {time.strftime('%Y-%m-%d')}")
+
+
+def first_complete_update(episodes_completed: np.ndarray) -> int:
+    """First update index by which every run `[..., num_updates]` has completed an episode.
+
+    Before it, a run's episode_return metric is a placeholder (0), so curves start there.
+    """
+    done = np.cumsum(np.asarray(episodes_completed), axis=-1) > 0
+    return int(np.argmax(done, axis=-1).max())
+
+
+def final_scores(curves: np.ndarray, frac: float = 0.1) -> np.ndarray:
+    """Mean of the last `frac` of updates of each run: `[..., num_updates]` -> `[...]`."""
+    tail = max(1, int(round(curves.shape[-1] * frac)))
+    return curves[..., -tail:].mean(axis=-1)

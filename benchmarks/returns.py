@@ -1,0 +1,113 @@
+"""Returns table: N vmapped seeds per environment config, IQM with 95% bootstrap CI.
+
+    python benchmarks/returns.py --envs cartpole acrobot pendulum          # full budgets, 16 seeds
+    python benchmarks/returns.py --quick                                   # CPU: 8 seeds, classic control
+    python benchmarks/returns.py --envs breakout_minatar --total-timesteps 2000000 --seeds 4
+
+Each name is a YAML in configs/ (without .yaml). For each it trains `--seeds`
+seeds in one jit(vmap(train)), scores each run by its mean episode return over
+the last 10% of updates, and writes a row (env, budget, IQM [95% CI], mean,
+published reference, wall time incl. compile, hardware) to
+benchmarks/results/returns.md plus a learning-curve PNG per env. Rows of earlier
+runs for other envs are kept, so the table can be filled env by env (e.g. the
+MinAtar rows from an accelerator run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import re
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _common import final_scores, first_complete_update, hardware_line  # noqa: E402
+
+from purejaxppo import PPOConfig, make_train, stats  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+# Published final returns (../shared/README.md): gymnax baselines; CleanRL; PureJaxRL plots.
+REFERENCE = {
+    "CartPole-v1": "500 (gymnax); 490 ± 6 (CleanRL) @ 5e5",
+    "Acrobot-v1": "−80 (gymnax); −86 ± 1 (CleanRL) @ 5e5",
+    "Pendulum-v1": "−130 (gymnax) @ ~1e6",
+    "MountainCar-v0": "−118 (gymnax); −200 (CleanRL, fails)",
+    "MountainCarContinuous-v0": "target > 0 @ 1e6",
+    "Breakout-MinAtar": "28 (gymnax); ~40 (PureJaxRL) @ 1e7",
+    "Asterix-MinAtar": "15 (gymnax) @ 1e7",
+    "Freeway-MinAtar": "58 (gymnax) @ 1e7",
+    "SpaceInvaders-MinAtar": "131 (gymnax) @ 1e7",
+}
+CLASSIC = ["cartpole", "acrobot", "pendulum", "mountaincar", "mountaincar_continuous"]
+HEADER = ["| env | budget (steps) | seeds | IQM [95% CI] | mean | published | wall s (incl. compile) | hardware |",
+          "|---|---:|---:|---:|---:|---|---:|---|"]
+
+
+def run(name: str, seeds: int, total_timesteps: int | None):
+    cfg = PPOConfig.from_yaml(ROOT / "configs" / f"{name}.yaml")
+    if total_timesteps:
+        cfg = cfg.replace(total_timesteps=total_timesteps)
+    t = time.time()
+    out = jax.jit(jax.vmap(make_train(cfg)))(jax.random.split(jax.random.key(0), seeds))
+    curves = np.asarray(out.metrics["episode_return"])
+    wall = time.time() - t
+    first = first_complete_update(out.metrics["episodes_completed"])
+    steps = (np.arange(cfg.num_updates) + 1) * cfg.batch_size
+    png = RESULTS / f"returns_{cfg.env}.png"
+    stats.plot_curves({cfg.env: curves[:, first:]}, steps[first:], png, metric="iqm",
+                      title=f"{cfg.env}: purejaxppo ({seeds} seeds, IQM and 95% CI)")
+    scores = final_scores(curves)
+    pt, lo, hi = stats.bootstrap_ci(scores, metric="iqm", reps=5000, seed=0)
+    budget = f"{cfg.num_updates * cfg.batch_size:,}"
+    if total_timesteps:
+        budget += " (reduced)"
+    row = (f"| {cfg.env} | {budget} | {seeds} | {pt:.1f} [{lo:.1f}, {hi:.1f}] | {scores.mean():.1f} | "
+           f"{REFERENCE.get(cfg.env, '—')} | {wall:.0f} | {hardware_line()} |")
+    print(row, flush=True)
+    print(f"  per-seed scores: {np.round(scores, 1).tolist()}", flush=True)
+    return cfg.env, row
+
+
+def write_table(path: pathlib.Path, rows: dict[str, str], command: str) -> None:
+    old = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            m = re.match(r"\| ([^|]+?) \| [0-9,]", line)
+            if m:
+                old[m.group(1)] = line
+    old.update(rows)
+    order = list(REFERENCE) + sorted(set(old) - set(REFERENCE))
+    lines = ["# purejaxppo returns", "",
+             "Score of a run: mean episode return over its last 10% of updates. IQM over seeds with a 95% "
+             "percentile-bootstrap CI (`purejaxppo.stats`). Budgets marked (reduced) are below the budget the config "
+             "is meant for. Produced by `benchmarks/returns.py`; the last command was:", "", f"    {command}", "",
+             *HEADER, *[old[e] for e in order if e in old], ""]
+    lines += [f"![{e}](returns_{e}.png)" for e in order if e in old]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--envs", nargs="+", default=None, help=f"config names in configs/ (default: {' '.join(CLASSIC)})")
+    p.add_argument("--seeds", type=int, default=None, help="vmapped seeds (default 16; 8 with --quick)")
+    p.add_argument("--quick", action="store_true", help="8 seeds (CPU)")
+    p.add_argument("--total-timesteps", type=int, default=None, help="override the budget (row marked reduced)")
+    p.add_argument("--out", default=str(RESULTS / "returns.md"))
+    args = p.parse_args()
+    seeds = args.seeds or (8 if args.quick else 16)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for name in args.envs or CLASSIC:
+        env, row = run(name, seeds, args.total_timesteps)
+        rows[env] = row
+    write_table(pathlib.Path(args.out), rows, "python benchmarks/returns.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
