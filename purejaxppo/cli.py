@@ -211,6 +211,8 @@ def cmd_plot(args) -> int:
             raise ValueError("plot: the runs share no range of env steps")
         grid = np.linspace(lo, hi, max(len(s) for s in steps_list))
         curves = {k: np.stack([np.interp(grid, s, row) for row in v]) for (k, v), s in zip(curves.items(), steps_list)}
+        print(f"note: the runs were logged at different env steps; plotted over their shared range "
+              f"{lo:,.0f}..{hi:,.0f}, linearly interpolated")
     path = plot_curves(curves, grid, args.out, metric=args.stat, ylabel=args.metric.replace("_", " "),
                        title=args.title)
     print(f"wrote {path}: {args.stat} of {args.metric} over seeds with 95% bootstrap CI bands, "

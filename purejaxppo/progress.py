@@ -146,6 +146,8 @@ class ProgressReporter:
         self._last_update = int(initial_update)
         self._last_time = None
         self._last_eval = None
+        self.note = ""
+        self._summary = ""
         self._bar = None
         if style == "bar":
             from tqdm.auto import tqdm
@@ -153,7 +155,7 @@ class ProgressReporter:
             self._bar = tqdm(
                 total=self.total_updates * self.steps_per_update,
                 initial=self._last_update * self.steps_per_update,
-                desc=desc,
+                desc=f"{desc}: " if desc else None,
                 unit=" steps",
                 unit_scale=True,
                 file=self.file,
@@ -193,9 +195,9 @@ class ProgressReporter:
             sps = (step - self._last_update) * self.steps_per_update * self.num_runs / max(now - self._last_time, 1e-9)
         self._last_time = now
         prev, self._last_update = self._last_update, max(self._last_update, step)
-        text = self.summary(merged, sps)
+        text = self._summary = self.summary(merged, sps)
         if self._bar is not None:
-            self._bar.set_postfix_str(text, refresh=False)
+            self._bar.set_postfix_str(", ".join(filter(None, (text, self.note))), refresh=False)
             self._bar.update((self._last_update - prev) * self.steps_per_update)
         elif self.style == "lines":
             head = f"{self.desc} " if self.desc else ""
@@ -220,6 +222,13 @@ class ProgressReporter:
         if self.num_runs > 1:
             parts.append(f"{self.num_runs} seeds")
         return ", ".join(parts)
+
+    def set_note(self, note: str) -> None:
+        """Extra text after the bar's summary (the runner shows the newest checkpoint there)."""
+        with self._lock:
+            self.note = note
+            if self._bar is not None:
+                self._bar.set_postfix_str(", ".join(filter(None, (self._summary, note))))
 
     def write(self, msg: str) -> None:
         """Print a message without breaking the bar."""

@@ -422,26 +422,26 @@ def train_run(
         return RunResult(run_dir, config, state, start, start >= num_updates, 0.0, 0.0, 0.0)
 
     use_progress = progress != "off" and log_every > 0
-    reporter = ProgressReporter(num_updates, config.batch_size, num_seeds, initial_update=start,
-                                style=progress if use_progress else "off", desc=config.env,
-                                file=progress_file) if use_progress else None
-    say = reporter.write if reporter is not None else log
-
     t_compile = time.perf_counter()
-    cache_key = (config, chunk_len, num_seeds, reporter is not None)
+    cache_key = (config, chunk_len, num_seeds, use_progress)
     entry = _COMPILED.pop(cache_key, None)
     if entry is None:
-        relay = _Relay() if reporter is not None else None
+        relay = _Relay() if use_progress else None
         chunk_fn = make_chunk_fn(train, chunk_len, relay, log_every)
         entry = (chunk_fn.lower(state, hp, jnp.int32(chunk_len)).compile(), relay)
     _COMPILED[cache_key] = entry  # most recently used last
     while len(_COMPILED) > _COMPILED_MAX:
         _COMPILED.pop(next(iter(_COMPILED)))
     compiled, relay = entry
+    compile_s = time.perf_counter() - t_compile
+    log(f"compiled one chunk of {chunk_len} updates x {num_seeds} seed(s) in {compile_s:.1f}s")
+
+    # The bar starts after compiling, so its clock and steps/s cover training only.
+    reporter = ProgressReporter(num_updates, config.batch_size, num_seeds, initial_update=start, style=progress,
+                                desc=config.env, file=progress_file) if use_progress else None
     if relay is not None:
         relay.target = reporter
-    compile_s = time.perf_counter() - t_compile
-    say(f"compiled one chunk of {chunk_len} updates x {num_seeds} seed(s) in {compile_s:.1f}s")
+    say = reporter.write if reporter is not None else log
 
     done = start
     run_s = 0.0
@@ -469,9 +469,12 @@ def train_run(
             path = manager.save(state, meta, done)
             diverged = np.asarray(metrics["diverged"])[:, :n].max(axis=1) > 0
             ret = np.asarray(metrics["episode_return"])[:, n - 1]
-            say(f"checkpoint {path.name}: update {done}/{num_updates}, return {ret.mean():.1f}"
-                + (f" [{ret.min():.1f}, {ret.max():.1f}]" if num_seeds > 1 else "")
-                + (f", DIVERGED seeds {np.flatnonzero(diverged).tolist()}" if diverged.any() else ""))
+            if reporter is not None and reporter.style == "bar":
+                reporter.set_note(f"ckpt {done}")  # shown in the bar instead of a line per checkpoint
+            else:
+                say(f"checkpoint {path.name}: update {done}/{num_updates}, return {ret.mean():.1f}"
+                    + (f" [{ret.min():.1f}, {ret.max():.1f}]" if num_seeds > 1 else "")
+                    + (f", DIVERGED seeds {np.flatnonzero(diverged).tolist()}" if diverged.any() else ""))
             session.update(end_update=done)
             run_info.update(status="running", last_checkpoint=path.name)
             _write_json(run_dir / RUN_FILE, run_info)
