@@ -76,7 +76,7 @@ def cmd_train(args) -> int:
         command=["purejaxppo"] + list(args.argv), log=log,
         progress_file=sys.stderr if style == "bar" else sys.stdout,
     )
-    if result.update == 0:
+    if result.wall_s == 0.0:  # nothing to do (already at the target update), train_run said so
         return 0
     _print_train_summary(result)
     if not result.finished:

@@ -333,6 +333,12 @@ def train_run(
         raise RunError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
     if stop_after is not None and stop_after < 1:
         raise RunError(f"--stop-after must be >= 1, got {stop_after}")
+    # Optional writers: fail before anything is written if their package is missing.
+    import importlib.util
+
+    for wanted, module, extra in ((tensorboard, "tensorboardX", "tensorboard"), (wandb_project, "wandb", "wandb")):
+        if wanted and importlib.util.find_spec(module) is None:
+            raise RunError(f"--{extra} needs the {module} package: pip install 'purejaxppo[{extra}]'")
 
     from purejaxppo.train import make_train
 

@@ -181,6 +181,12 @@ def test_bad_config_input(capsys, tmp_path):
     fails(capsys, ["train", "--out", out, "--config", bad_yaml], "")
     fails(capsys, ["train", "--out", out, "--config", tmp_path / "missing.yaml"], "No such file")
     fails(capsys, ["train", "--out", out, "--seeds", 0], "--seeds must be >= 1")
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboardX") is None:  # optional extra, not installed for the tests
+        fails(capsys, ["train", "--out", out, "--tensorboard"], r"pip install 'purejaxppo\[tensorboard\]'")
+    if importlib.util.find_spec("wandb") is None:
+        fails(capsys, ["train", "--out", out, "--wandb", "proj"], r"pip install 'purejaxppo\[wandb\]'")
     assert not out.exists()  # nothing was created for a rejected run
 
 
