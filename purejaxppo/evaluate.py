@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purejaxppo.envs import make_action_transform
 from purejaxppo.networks import ActionSpec
 
 
@@ -51,27 +52,23 @@ def max_episode_steps(env: Any, env_params: Any, max_steps: int | None = None) -
     return max_steps
 
 
-def make_act_fn(apply_fn: Callable, action_spec: ActionSpec) -> Callable:
+def make_act_fn(apply_fn: Callable, action_spec: ActionSpec, to_env_action: Callable | None = None) -> Callable:
     """`act(params, obs_norm, obs[B, ...], key, deterministic, obs_clip) -> env actions [B, ...]`.
 
     Normalizes with `obs_norm` (if not None), takes the mode or a sample, and
-    clips continuous actions to the action box. `deterministic` must be a
-    Python bool.
+    maps it to the env's action with `to_env_action` (training's transform:
+    `train.to_env_action`; default: clip continuous actions to the box).
+    `deterministic` must be a Python bool.
     """
-    if action_spec.discrete:
-        low = high = None
-    else:
-        low = np.reshape(np.asarray(action_spec.low, np.float32), action_spec.shape)
-        high = np.reshape(np.asarray(action_spec.high, np.float32), action_spec.shape)
+    if to_env_action is None:
+        to_env_action = make_action_transform(action_spec, "clip")
 
     def act(params, obs_norm, obs, key, deterministic: bool, obs_clip):
         if obs_norm is not None:
             obs = obs_norm.normalize(obs, obs_clip)
         dist, _ = apply_fn(params, obs)
         action = dist.mode() if deterministic else dist.sample(key)
-        if not action_spec.discrete:
-            action = jnp.clip(action, low, high)
-        return action
+        return to_env_action(action)
 
     return act
 
@@ -84,6 +81,7 @@ def build_evaluate(
     *,
     obs_clip: float = 10.0,
     max_steps: int | None = None,
+    to_env_action: Callable | None = None,
 ) -> Callable:
     """Build `evaluate(params, obs_norm, key, num_episodes, deterministic=True, *, obs_clip=..., enabled=True)`.
 
@@ -92,7 +90,7 @@ def build_evaluate(
     return of each episode, float32 `[num_episodes]` (zeros when `enabled` is False).
     """
     cap = max_episode_steps(env, env_params, max_steps)
-    act = make_act_fn(apply_fn, action_spec)
+    act = make_act_fn(apply_fn, action_spec, to_env_action)
     default_clip = obs_clip
 
     def evaluate(params, obs_norm, key, num_episodes: int, deterministic: bool = True, *, obs_clip=None, enabled=True):
@@ -132,7 +130,7 @@ def make_evaluate(train: Callable, *, max_steps: int | None = None) -> Callable:
     """`evaluate` for the env, network and action space of a `make_train` result."""
     return build_evaluate(
         train.env, train.env_params, train.network.apply, train.action_spec,
-        obs_clip=train.config.obs_clip, max_steps=max_steps,
+        obs_clip=train.config.obs_clip, max_steps=max_steps, to_env_action=train.to_env_action,
     )
 
 
@@ -157,7 +155,7 @@ def make_episode_rollout(train: Callable, *, max_steps: int | None = None) -> Ca
     """
     env, env_params = train.env, train.env_params
     cap = max_episode_steps(env, env_params, max_steps)
-    act = make_act_fn(train.network.apply, train.action_spec)
+    act = make_act_fn(train.network.apply, train.action_spec, train.to_env_action)
     obs_clip = train.config.obs_clip
 
     def rollout(params, obs_norm, key, deterministic: bool = True) -> Episode:

@@ -587,7 +587,7 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> Callable:
     obs_norm = None if run.state.obs_norm is None else jax.tree.map(lambda x: x[seed_index], run.state.obs_norm)
     train = run.train
     obs_shape = tuple(run.state.env.obs.shape[2:])
-    act_batch = make_act_fn(train.network.apply, train.action_spec)
+    act_batch = make_act_fn(train.network.apply, train.action_spec, train.to_env_action)
     obs_clip = jnp.float32(run.config.obs_clip)
 
     def _act(params, obs_norm, obs, key, deterministic: bool):

@@ -139,7 +139,8 @@ def make_train(
     if config.eval_every > 0:  # in-training evaluation (purejaxppo.evaluate); adds metrics["eval_return"]
         from purejaxppo.evaluate import build_evaluate
 
-        evaluate = build_evaluate(env, env_params, apply_fn, action_spec, obs_clip=config.obs_clip)
+        evaluate = build_evaluate(env, env_params, apply_fn, action_spec, obs_clip=config.obs_clip,
+                                  to_env_action=to_env_action)
     batch_size, num_minibatches = config.batch_size, config.num_minibatches
 
     # ------------------------------------------------------------------ init
