@@ -152,25 +152,16 @@ def make_network(config: PPOConfig, obs_shape: tuple[int, ...], action_spec: Act
     kind = config.network
     if kind == "auto":
         kind = "cnn" if len(obs_shape) == 3 else "mlp"
-    squash = config.action_handling == "tanh" and not action_spec.discrete
-    if kind == "cnn":
-        if len(obs_shape) != 3:
-            raise ValueError(f"PPOConfig.network: 'cnn' needs image observations [H, W, C], got shape {obs_shape}; use 'mlp'")
-        return ConvActorCritic(
-            action_spec=action_spec,
-            channels=config.cnn_channels,
-            actor_hidden=config.actor_hidden,
-            critic_hidden=config.critic_hidden,
-            activation=config.activation,
-            init_log_std=config.init_log_std,
-            squash=squash,
-            shared_torso=config.cnn_shared_torso,
-        )
-    return ActorCritic(
+    common = dict(
         action_spec=action_spec,
         actor_hidden=config.actor_hidden,
         critic_hidden=config.critic_hidden,
         activation=config.activation,
         init_log_std=config.init_log_std,
-        squash=squash,
+        squash=config.action_handling == "tanh" and not action_spec.discrete,
     )
+    if kind == "cnn":
+        if len(obs_shape) != 3:
+            raise ValueError(f"PPOConfig.network: 'cnn' needs image observations [H, W, C], got shape {obs_shape}; use 'mlp'")
+        return ConvActorCritic(channels=config.cnn_channels, shared_torso=config.cnn_shared_torso, **common)
+    return ActorCritic(**common)
