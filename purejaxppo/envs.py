@@ -18,7 +18,21 @@ from purejaxppo.networks import ActionSpec
 
 
 def make_env(name: str) -> tuple[Any, Any]:
-    """gymnax env and its default params; unknown names raise ValueError with close matches."""
+    """Environment and its default params, by name; unknown names raise ValueError with close matches.
+
+    * A gymnax id (`"CartPole-v1"`, `"Pendulum-v1"`, `"Breakout-MinAtar"`, ...):
+      `gymnax.make(name)`.
+    * `"brax/<name>"` or `"brax/<name>@<backend>"` (e.g. `"brax/ant"`,
+      `"brax/hopper@positional"`): a Brax env (backend `generalized`,
+      `positional`, `spring` or `mjx`; without `@` Brax's default) wrapped by
+      `purejaxppo.brax_env.BraxEnv`: 1000-step time limit
+      (`BraxEnvParams.max_steps_in_episode`), terminated/truncated kept apart,
+      actions in [-1, 1]. Needs the optional extra: `pip install -e '.[brax]'`.
+    """
+    if name.startswith("brax/"):
+        from purejaxppo.brax_env import make_brax_env
+
+        return make_brax_env(name)
     import gymnax
 
     known = list(gymnax.registered_envs)
