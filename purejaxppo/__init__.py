@@ -9,6 +9,10 @@ from purejaxppo._xla_flags import configure_xla_cpu_flags as _configure_xla_cpu_
 
 XLA_FLAGS_STATUS = _configure_xla_cpu_flags()  # must run before any JAX backend starts
 
+from purejaxppo._cpu_rng import unroll_threefry_on_cpu as _unroll_threefry_on_cpu  # noqa: E402
+
+THREEFRY_CPU_STATUS = _unroll_threefry_on_cpu()  # same random numbers, fewer tiny kernels on CPU
+
 from purejaxppo.config import HParams, PPOConfig  # noqa: E402
 from purejaxppo.distributions import Categorical, DiagGaussian  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402

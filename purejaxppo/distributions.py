@@ -28,7 +28,22 @@ class Categorical:
 
     def sample(self, key: jax.Array) -> jax.Array:
         """int32 `[...]`."""
-        return jax.random.categorical(key, self.logits, axis=-1).astype(jnp.int32)
+        return self.sample_from_noise(self.noise(key, self.noise_shape, self.logits.dtype))
+
+    # Sampling from pre-drawn noise: the rollout draws the noise of all T steps at once, outside its
+    # scan, because on CPU each random draw inside the loop is a separate threefry kernel chain.
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        return tuple(self.logits.shape)
+
+    @staticmethod
+    def noise(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        """Standard Gumbel noise of `shape`."""
+        return jax.random.gumbel(key, shape, dtype)
+
+    def sample_from_noise(self, noise: jax.Array) -> jax.Array:
+        """Gumbel-max: argmax(logits + noise), noise standard Gumbel `[..., A]` -> int32 `[...]`."""
+        return jnp.argmax(self.logits + noise, axis=-1).astype(jnp.int32)
 
     def mode(self) -> jax.Array:
         return jnp.argmax(self.logits, axis=-1).astype(jnp.int32)
@@ -56,7 +71,20 @@ class DiagGaussian:
     log_std: jax.Array
 
     def sample(self, key: jax.Array) -> jax.Array:
-        return self.mean + jnp.exp(self.log_std) * jax.random.normal(key, self.mean.shape, self.mean.dtype)
+        return self.sample_from_noise(self.noise(key, self.noise_shape, self.mean.dtype))
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        return tuple(self.mean.shape)
+
+    @staticmethod
+    def noise(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        """Standard normal noise of `shape`."""
+        return jax.random.normal(key, shape, dtype)
+
+    def sample_from_noise(self, noise: jax.Array) -> jax.Array:
+        """mean + std * noise, noise standard normal `[..., D]`."""
+        return self.mean + jnp.exp(self.log_std) * noise
 
     def mode(self) -> jax.Array:
         return self.mean
@@ -130,6 +158,16 @@ class TanhGaussian:
     def sample(self, key: jax.Array) -> jax.Array:
         """Pre-squash sample u `[..., D]`."""
         return self.base.sample(key)
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        return tuple(self.mean.shape)
+
+    noise = staticmethod(DiagGaussian.noise)
+
+    def sample_from_noise(self, noise: jax.Array) -> jax.Array:
+        """Pre-squash sample u = mean + std * noise `[..., D]`."""
+        return self.base.sample_from_noise(noise)
 
     def mode(self) -> jax.Array:
         """Pre-squash mode (the Gaussian mean; squash() of it is the deterministic action)."""

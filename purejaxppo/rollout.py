@@ -77,23 +77,33 @@ def collect(
     num_envs = carry.episode_return.shape[0]
     step_env = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
-    def step(state, key):
+    # All randomness of the T steps is drawn here, in two batched calls, not once per step inside the
+    # scan: on CPU every random draw in the loop body is its own chain of small kernels.
+    k_env, k_act = jax.random.split(key)
+    env_keys = jax.random.split(k_env, (num_steps, num_envs))  # [T, N]
+    proto = jax.eval_shape(lambda p, o: apply_fn(p, o)[0], params, carry.obs)
+    if hasattr(proto, "sample_from_noise"):  # our distributions: sample from noise drawn up front
+        act_xs = type(proto).noise(k_act, (num_steps,) + tuple(proto.noise_shape))
+        sample = lambda dist, noise: dist.sample_from_noise(noise)  # noqa: E731
+    else:  # a user's distribution with only sample(key)
+        act_xs = jax.random.split(k_act, num_steps)
+        sample = lambda dist, k: dist.sample(k)  # noqa: E731
+
+    def step(state, xs):
         carry, obs_norm, scaler, stats = state
-        k_act, k_env = jax.random.split(key)
+        keys, act_x = xs
         if obs_norm is not None:
             obs_norm = obs_norm.update(carry.obs)
             norm = lambda o: obs_norm.normalize(o, obs_clip)  # noqa: E731
         else:
             norm = lambda o: o  # noqa: E731
         obs_in = norm(carry.obs)
-        dist, value = apply_fn(params, obs_in)
-        action = dist.sample(k_act)
-        log_prob = dist.log_prob(action)
+        # Only the policy runs per step; values and log-probs are computed for all T steps at once below
+        # (the unused value head is dead code here and XLA drops it).
+        action = sample(apply_fn(params, obs_in)[0], act_x)
         env_action = to_env_action(action)
 
-        obs, env_state, reward, terminated, truncated, info = step_env(
-            jax.random.split(k_env, num_envs), carry.env_state, env_action, env_params
-        )
+        obs, env_state, reward, terminated, truncated, info = step_env(keys, carry.env_state, env_action, env_params)
         reward = jnp.reshape(reward, (num_envs,)).astype(jnp.float32)  # e.g. Pendulum's (1,) rewards
         terminated = jnp.reshape(terminated, (num_envs,)).astype(bool)
         truncated = jnp.reshape(truncated, (num_envs,)).astype(bool)
@@ -112,27 +122,35 @@ def collect(
         if scaler is not None:
             scaler, train_reward = scaler.step(reward, done, gamma, reward_clip)
 
-        transition = Transition(
-            obs=obs_in,
-            action=action,
-            log_prob=log_prob,
-            value=value,
-            reward=train_reward,
-            terminated=terminated,
-            truncated=truncated,
-            final_obs=norm(info["final_observation"]),
-            dist=dist,
-        )
         carry = EnvCarry(
             env_state=env_state,
             obs=obs,
             episode_return=jnp.where(done, 0.0, ep_ret),
             episode_length=jnp.where(done, 0, ep_len),
         )
-        return (carry, obs_norm, scaler, stats), transition
+        return (carry, obs_norm, scaler, stats), (obs_in, action, train_reward, terminated, truncated,
+                                                  norm(info["final_observation"]))
 
     zero = jnp.zeros((), jnp.float32)
-    (carry, obs_norm, reward_scaler, stats), traj = jax.lax.scan(
-        step, (carry, obs_norm, reward_scaler, EpisodeStats(zero, zero, zero)), jax.random.split(key, num_steps)
+    (carry, obs_norm, reward_scaler, stats), (obs, action, reward, terminated, truncated, final_obs) = jax.lax.scan(
+        step, (carry, obs_norm, reward_scaler, EpisodeStats(zero, zero, zero)), (env_keys, act_xs)
+    )
+
+    # The policy's distribution, log-probs and values of all T * N steps in one batched forward pass
+    # (params are fixed during the rollout, and obs are stored as the network saw them).
+    batch = num_steps * num_envs
+    dist, value = apply_fn(params, obs.reshape((batch,) + obs.shape[2:]))
+    log_prob = dist.log_prob(action.reshape((batch,) + action.shape[2:]))
+    unflat = lambda x: x.reshape((num_steps, num_envs) + x.shape[1:])  # noqa: E731
+    traj = Transition(
+        obs=obs,
+        action=action,
+        log_prob=unflat(log_prob),
+        value=unflat(value),
+        reward=reward,
+        terminated=terminated,
+        truncated=truncated,
+        final_obs=final_obs,
+        dist=jax.tree.map(unflat, dist),
     )
     return carry, obs_norm, reward_scaler, traj, stats

@@ -69,3 +69,44 @@ def test_vmapped_training_on_cpu_finishes():
     """, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "(16, 20)" in p.stdout
+
+
+# --- threefry on CPU (purejaxppo._cpu_rng): unrolled lowering, same numbers ---------------------------------
+
+_THREEFRY_PROBE = """
+    import os, sys, numpy as np
+    if sys.argv[1] == "with":
+        import purejaxppo
+        status = purejaxppo.THREEFRY_CPU_STATUS
+    else:
+        status = "-"
+    import jax
+    f = jax.jit(lambda k: (jax.random.split(k, 3), jax.random.uniform(k, (5,)), jax.random.normal(k, (2, 3)),
+                           jax.random.permutation(k, 10)))
+    hlo = f.lower(jax.random.PRNGKey(7)).compile().as_text()
+    out = np.concatenate([np.asarray(x, np.float64).ravel() for x in jax.tree.leaves(f(jax.random.PRNGKey(7)))])
+    print(status, "while" in hlo, ",".join(repr(float(v)) for v in out))
+"""
+
+
+def _threefry(mode, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if k != "PUREJAXPPO_ROLLED_THREEFRY"}
+    env["JAX_PLATFORMS"] = "cpu"
+    env.update(env_extra or {})
+    p = subprocess.run([sys.executable, "-c", textwrap.dedent(_THREEFRY_PROBE), mode], capture_output=True,
+                       text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split()
+
+
+def test_threefry_unrolled_on_cpu_with_identical_numbers():
+    status, has_loop, numbers = _threefry("with")
+    _, default_has_loop, default_numbers = _threefry("without")
+    assert status == "unrolled" and has_loop == "False"
+    assert default_has_loop == "True"  # jax's own CPU lowering loops (the reason for the patch)
+    assert numbers == default_numbers  # bit-for-bit the same random numbers
+
+
+def test_threefry_opt_out():
+    status, has_loop, _ = _threefry("with", {"PUREJAXPPO_ROLLED_THREEFRY": "1"})
+    assert (status, has_loop) == ("opt-out", "True")
