@@ -88,6 +88,31 @@ def make_optimizer(hp: HParams, learning_rate: jax.Array) -> optax.GradientTrans
     )
 
 
+def permutation(key: jax.Array, n: int) -> jax.Array:
+    """A uniformly random permutation of `range(n)`, int32 `[n]`, by sorting packed random keys.
+
+    Each round sorts one uint32 array whose high bits are random and whose low
+    ceil(log2 n) bits hold the index, then reads the indices back from the low
+    bits. That is one single-operand sort instead of the key-value sort of
+    `jax.random.permutation` (about 10% of the update at 64 vmapped seeds on a
+    2-core CPU). Equal random keys keep their index order, so rounds (each
+    re-shuffling the last) are added until there are at least 2 * log2(n)
+    random bits in all: then the expected number of index pairs tied in every
+    round is below 1/2. `jax.random.permutation` applies the same kind of rule
+    with its own margin.
+    """
+    index_bits = max(1, (n - 1).bit_length())
+    random_bits = 32 - index_bits
+    if random_bits < 8:
+        return jax.random.permutation(key, n)  # n >= 2^24: the packing leaves too few random bits
+    rounds = -(-2 * index_bits // random_bits)
+    perm = jnp.arange(n, dtype=jnp.int32)
+    for k in jax.random.split(key, rounds):
+        packed = (jax.random.bits(k, (n,), jnp.uint32) << index_bits) | jnp.arange(n, dtype=jnp.uint32)
+        perm = perm[(jnp.sort(packed) & ((1 << index_bits) - 1)).astype(jnp.int32)]
+    return perm
+
+
 def explained_variance(values: jax.Array, targets: jax.Array) -> jax.Array:
     """1 - Var[target - V] / Var[target] (0 when the targets have no variance)."""
     var_t = jnp.var(targets)
@@ -211,7 +236,7 @@ def make_train(
             return (optax.apply_updates(params, updates), opt_state), m
 
         def run_epoch(params, opt_state, epoch):
-            perm = jax.random.permutation(jax.random.fold_in(k_epochs, epoch), batch_size)
+            perm = permutation(jax.random.fold_in(k_epochs, epoch), batch_size)
             shuffled = jax.tree.map(lambda x: x[perm].reshape((num_minibatches, -1) + x.shape[1:]), batch)
             (params, opt_state), m = jax.lax.scan(minibatch_step, (params, opt_state), shuffled)
             return params, opt_state, jax.tree.map(jnp.mean, m)

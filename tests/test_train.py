@@ -162,3 +162,26 @@ def test_obs_and_reward_normalization_state():
     assert float(s.obs_norm.count) == pytest.approx(cfg.total_timesteps, rel=1e-3)
     assert s.reward_scaler.returns.shape == (cfg.num_envs,)
     assert np.all(np.isfinite(out.metrics["value_loss"]))
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 512, 1000, 20480])
+def test_permutation_is_a_permutation_and_deterministic(n):
+    from purejaxppo.train import permutation
+
+    p = np.asarray(permutation(jax.random.PRNGKey(3), n))
+    assert p.dtype == np.int32 and sorted(p.tolist()) == list(range(n))
+    np.testing.assert_array_equal(p, np.asarray(permutation(jax.random.PRNGKey(3), n)))
+    if n >= 512:
+        assert not np.array_equal(p, np.asarray(permutation(jax.random.PRNGKey(4), n)))
+
+
+def test_permutation_is_uniform():
+    """All 4! = 24 orders of 4 items are equally likely (chi-square over 24,000 draws)."""
+    from purejaxppo.train import permutation
+
+    perms = np.asarray(jax.jit(jax.vmap(lambda k: permutation(k, 4)))(jax.random.split(jax.random.PRNGKey(0), 24_000)))
+    codes = perms @ np.array([64, 16, 4, 1])
+    _, counts = np.unique(codes, return_counts=True)
+    assert len(counts) == 24
+    chi2 = float(np.sum((counts - 1000.0) ** 2 / 1000.0))
+    assert chi2 < 49.7  # 99.9% quantile of chi-square with 23 degrees of freedom
