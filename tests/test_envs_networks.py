@@ -122,3 +122,48 @@ def test_tanh_policy_trains_and_env_actions_stay_in_box():
     np.testing.assert_allclose(act(out.state.params, None, obs, None, True, 10.0), dist.squash(dist.mean), rtol=1e-6)
     with pytest.raises(ValueError, match="action_handling"):
         PPOConfig(action_handling="squash")
+
+
+def test_user_distribution_with_only_sample_key_works():
+    """A user's distribution without `sample_from_noise` is sampled per step with a key (the fallback path)."""
+    from flax import struct
+
+    @struct.dataclass
+    class KeyOnlyCategorical:
+        logits: jax.Array
+
+        def sample(self, key):
+            return jax.random.categorical(key, self.logits).astype(jnp.int32)
+
+        def log_prob(self, a):
+            return Categorical(self.logits).log_prob(a)
+
+        def entropy(self):
+            return Categorical(self.logits).entropy()
+
+        def kl(self, other):
+            return Categorical(self.logits).kl(Categorical(other.logits))
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, obs):
+            logits = nn.Dense(2)(obs)
+            return KeyOnlyCategorical(logits), nn.Dense(1)(obs)[:, 0]
+
+    out = jax.jit(make_train(PPOConfig(**dict(TINY, total_timesteps=2 * 8 * 16)), network_factory=lambda c, s, a: Net()))(
+        jax.random.key(0))
+    assert np.all(np.isfinite(np.asarray(out.metrics["policy_loss"])))
+    assert float(out.metrics["episodes_completed"].sum()) > 0
+
+
+def test_sample_from_noise_matches_the_distribution():
+    """Gumbel-max and mean + std * noise sample the right distributions (what the rollout uses)."""
+    from purejaxppo.distributions import DiagGaussian
+
+    logits = jnp.log(jnp.array([0.1, 0.6, 0.3]))
+    d = Categorical(jnp.broadcast_to(logits, (50_000, 3)))
+    a = np.asarray(d.sample_from_noise(Categorical.noise(jax.random.key(1), d.noise_shape)))
+    np.testing.assert_allclose(np.bincount(a, minlength=3) / a.size, [0.1, 0.6, 0.3], atol=0.01)
+    g = DiagGaussian(jnp.full((50_000, 1), 2.0), jnp.full((50_000, 1), np.log(0.5)))
+    x = np.asarray(g.sample_from_noise(DiagGaussian.noise(jax.random.key(2), g.noise_shape)))
+    assert abs(x.mean() - 2.0) < 0.01 and abs(x.std() - 0.5) < 0.01
