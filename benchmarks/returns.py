@@ -44,6 +44,15 @@ REFERENCE = {
     "Freeway-MinAtar": "58 (gymnax) @ 1e7",
     "SpaceInvaders-MinAtar": "131 (gymnax) @ 1e7",
 }
+NOTES = [
+    "MinAtar on CPU: the CNN configs are compute-heavy for this CPU (about 15 MFLOP of matmuls and convolutions per env step). Measured 2026-11-21 on the 2-core CPU: Breakout-MinAtar "
+    "trained at about 1,200 env-steps/s for one seed (`jit(train)`), and at about 500 env-steps/s in total for 4 "
+    "vmapped seeds (vmap turns the convolutions into grouped convolutions, which XLA:CPU runs slowly). Its 1e7-step "
+    "budget would take over two hours per seed, so the MinAtar targets (Breakout >= 40, SpaceInvaders >= 130 at 1e7) "
+    "need an accelerator run: `python benchmarks/returns.py --envs breakout_minatar spaceinvaders_minatar "
+    "asterix_minatar freeway_minatar`. The Breakout row above is a smoke-scale run (8 updates) showing the "
+    "pipeline end to end, not a learning result.",
+]
 CLASSIC = ["cartpole", "acrobot", "pendulum", "mountaincar", "mountaincar_continuous"]
 HEADER = ["| env | budget (steps) | seeds | IQM [95% CI] | mean | published | wall s (incl. compile) | hardware |",
           "|---|---:|---:|---:|---:|---|---:|---|"]
@@ -87,7 +96,7 @@ def write_table(path: pathlib.Path, rows: dict[str, str], command: str) -> None:
              "Score of a run: mean episode return over its last 10% of updates. IQM over seeds with a 95% "
              "percentile-bootstrap CI (`purejaxppo.stats`). Budgets marked (reduced) are below the budget the config "
              "is meant for. Produced by `benchmarks/returns.py`; the last command was:", "", f"    {command}", "",
-             *HEADER, *[old[e] for e in order if e in old], ""]
+             *HEADER, *[old[e] for e in order if e in old], "", *NOTES, ""]
     lines += [f"![{e}](returns_{e}.png)" for e in order if e in old]
     path.write_text("\n".join(lines) + "\n")
 
