@@ -28,6 +28,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import final_scores, first_complete_update, hardware_line  # noqa: E402
 
 from purejaxppo import PPOConfig, make_train, stats  # noqa: E402
+from purejaxppo.config import coerce_field  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -52,30 +53,43 @@ NOTES = [
     "need an accelerator run: `python benchmarks/returns.py --envs breakout_minatar spaceinvaders_minatar "
     "asterix_minatar freeway_minatar`. The Breakout row above is a smoke-scale run (8 updates) showing the "
     "pipeline end to end, not a learning result.",
+    "",
+    "Brax on CPU (`pip install -e '.[brax]'`; run with that environment's python): the Brax configs (2048 envs, 5e7 "
+    "steps, evaluation every 100 updates) are meant for an accelerator. The brax/hopper@spring row is a reduced CPU "
+    "run of configs/hopper.yaml with the overrides shown in its budget column (64 envs, 4 minibatches, the cheaper "
+    "'spring' physics, no in-training evaluation); it shows learning on a Brax env end to end, not the config's "
+    "intended result.",
 ]
 CLASSIC = ["cartpole", "acrobot", "pendulum", "mountaincar", "mountaincar_continuous"]
 HEADER = ["| env | budget (steps) | seeds | IQM [95% CI] | mean | published | wall s (incl. compile) | hardware |",
           "|---|---:|---:|---:|---:|---|---:|---|"]
 
 
-def run(name: str, seeds: int, total_timesteps: int | None):
+def _file_name(env: str) -> str:
+    """'brax/hopper@spring' -> 'brax_hopper_spring' (gymnax ids pass through)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", env)
+
+
+def run(name: str, seeds: int, total_timesteps: int | None, overrides: dict | None = None):
     cfg = PPOConfig.from_yaml(ROOT / "configs" / f"{name}.yaml")
     if total_timesteps:
         cfg = cfg.replace(total_timesteps=total_timesteps)
+    if overrides:
+        cfg = cfg.replace(**overrides)
     t = time.time()
     out = jax.jit(jax.vmap(make_train(cfg)))(jax.random.split(jax.random.key(0), seeds))
     curves = np.asarray(out.metrics["episode_return"])
     wall = time.time() - t
     first = first_complete_update(out.metrics["episodes_completed"])
     steps = (np.arange(cfg.num_updates) + 1) * cfg.batch_size
-    png = RESULTS / f"returns_{cfg.env}.png"
+    png = RESULTS / f"returns_{_file_name(cfg.env)}.png"
     stats.plot_curves({cfg.env: curves[:, first:]}, steps[first:], png, metric="iqm",
                       title=f"{cfg.env}: purejaxppo ({seeds} seeds, IQM and 95% CI)")
     scores = final_scores(curves)
     pt, lo, hi = stats.bootstrap_ci(scores, metric="iqm", reps=5000, seed=0)
     budget = f"{cfg.num_updates * cfg.batch_size:,}"
-    if total_timesteps:
-        budget += " (reduced)"
+    if total_timesteps or overrides:
+        budget += " (reduced" + "".join(f"; {k}={v}" for k, v in (overrides or {}).items()) + ")"
     row = (f"| {cfg.env} | {budget} | {seeds} | {pt:.1f} [{lo:.1f}, {hi:.1f}] | {scores.mean():.1f} | "
            f"{REFERENCE.get(cfg.env, '—')} | {wall:.0f} | {hardware_line()} |")
     print(row, flush=True)
@@ -97,7 +111,7 @@ def write_table(path: pathlib.Path, rows: dict[str, str], command: str) -> None:
              "percentile-bootstrap CI (`purejaxppo.stats`). Budgets marked (reduced) are below the budget the config "
              "is meant for. Produced by `benchmarks/returns.py`; the last command was:", "", f"    {command}", "",
              *HEADER, *[old[e] for e in order if e in old], "", *NOTES, ""]
-    lines += [f"![{e}](returns_{e}.png)" for e in order if e in old]
+    lines += [f"![{e}](returns_{_file_name(e)}.png)" for e in order if e in old]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -107,13 +121,19 @@ def main():
     p.add_argument("--seeds", type=int, default=None, help="vmapped seeds (default 16; 8 with --quick)")
     p.add_argument("--quick", action="store_true", help="8 seeds (CPU)")
     p.add_argument("--total-timesteps", type=int, default=None, help="override the budget (row marked reduced)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a config field for a smaller CPU run (row marked reduced, with the overrides)")
     p.add_argument("--out", default=str(RESULTS / "returns.md"))
     args = p.parse_args()
+    overrides = {}
+    for item in args.set:
+        field, _, value = item.partition("=")
+        overrides[field.strip()] = coerce_field(field.strip(), value.strip(), source="--set")
     seeds = args.seeds or (8 if args.quick else 16)
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = {}
     for name in args.envs or CLASSIC:
-        env, row = run(name, seeds, args.total_timesteps)
+        env, row = run(name, seeds, args.total_timesteps, overrides)
         rows[env] = row
     write_table(pathlib.Path(args.out), rows, "python benchmarks/returns.py " + " ".join(sys.argv[1:]))
 
