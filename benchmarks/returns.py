@@ -28,7 +28,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import final_scores, first_complete_update, hardware_line  # noqa: E402
 
 from purejaxppo import PPOConfig, make_train, stats  # noqa: E402
-from purejaxppo.config import coerce_field  # noqa: E402
+from purejaxppo.cli import parse_sets  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -125,10 +125,7 @@ def main():
                    help="override a config field for a smaller CPU run (row marked reduced, with the overrides)")
     p.add_argument("--out", default=str(RESULTS / "returns.md"))
     args = p.parse_args()
-    overrides = {}
-    for item in args.set:
-        field, _, value = item.partition("=")
-        overrides[field.strip()] = coerce_field(field.strip(), value.strip(), source="--set")
+    overrides = parse_sets(args.set)
     seeds = args.seeds or (8 if args.quick else 16)
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = {}

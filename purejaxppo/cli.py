@@ -23,7 +23,8 @@ from pathlib import Path
 from purejaxppo.config import PPOConfig, coerce_field
 
 
-def _parse_sets(pairs: list[str]) -> dict:
+def parse_sets(pairs: list[str]) -> dict:
+    """`["FIELD=VALUE", ...]` -> {field: value}, each value type-checked against PPOConfig (ValueError if not)."""
     out = {}
     for pair in pairs:
         if "=" not in pair:
@@ -45,7 +46,7 @@ def _progress_style(choice: str) -> str:
 def cmd_train(args) -> int:
     from purejaxppo.runner import default_run_dir, train_run
 
-    overrides = _parse_sets(args.set)
+    overrides = parse_sets(args.set)
     if args.log_every is not None:
         overrides["log_every"] = coerce_field("log_every", args.log_every, source="--log-every")
     config = PPOConfig.from_yaml(args.config) if args.config else None

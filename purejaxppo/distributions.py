@@ -161,7 +161,7 @@ class TanhGaussian:
 
     @property
     def noise_shape(self) -> tuple[int, ...]:
-        return tuple(self.mean.shape)
+        return self.base.noise_shape
 
     noise = staticmethod(DiagGaussian.noise)
 

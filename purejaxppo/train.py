@@ -106,10 +106,11 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     if random_bits < 8:
         return jax.random.permutation(key, n)  # n >= 2^24: the packing leaves too few random bits
     rounds = -(-2 * index_bits // random_bits)
-    perm = jnp.arange(n, dtype=jnp.int32)
+    perm = None
     for k in jax.random.split(key, rounds):
         packed = (jax.random.bits(k, (n,), jnp.uint32) << index_bits) | jnp.arange(n, dtype=jnp.uint32)
-        perm = perm[(jnp.sort(packed) & ((1 << index_bits) - 1)).astype(jnp.int32)]
+        order = (jnp.sort(packed) & ((1 << index_bits) - 1)).astype(jnp.int32)
+        perm = order if perm is None else perm[order]
     return perm
 
 
