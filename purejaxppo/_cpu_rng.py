@@ -14,7 +14,8 @@ function, so every random number is bit-for-bit the same as before (a test
 checks this); only the compiled program's shape changes. It applies to all
 programs lowered after the import, not only purejaxppo's.
 
-Opt out with PUREJAXPPO_ROLLED_THREEFRY=1 in the environment (before import).
+Opt out with PUREJAXPPO_ROLLED_THREEFRY=1 in the environment (before import);
+'0', 'false', 'no', 'off' and '' count as not set.
 The patch uses a private JAX module; if that moves, nothing is changed and the
 status says 'unavailable'.
 """
@@ -22,14 +23,15 @@ status says 'unavailable'.
 from __future__ import annotations
 
 import functools
-import os
+
+from purejaxppo._xla_flags import env_flag
 
 OPT_OUT_ENV = "PUREJAXPPO_ROLLED_THREEFRY"
 
 
 def unroll_threefry_on_cpu() -> str:
     """Register the unrolled threefry lowering for CPU. Returns 'unrolled', 'opt-out' or 'unavailable'."""
-    if os.environ.get(OPT_OUT_ENV):
+    if env_flag(OPT_OUT_ENV):
         return "opt-out"
     try:
         from jax._src.interpreters import mlir

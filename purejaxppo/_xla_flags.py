@@ -24,6 +24,11 @@ FLAG = f"{FLAG_NAME}=false"
 OPT_OUT_ENV = "PUREJAXPPO_KEEP_XLA_FLAGS"
 
 
+def env_flag(name: str) -> bool:
+    """True when environment variable `name` is set to something other than '', '0', 'false', 'no' or 'off'."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def _backends_started() -> bool:
     try:
         from jax._src import xla_bridge
@@ -43,7 +48,7 @@ def configure_xla_cpu_flags() -> str:
     flags = os.environ.get("XLA_FLAGS", "")
     if FLAG_NAME in flags:
         return "user"
-    if os.environ.get(OPT_OUT_ENV):
+    if env_flag(OPT_OUT_ENV):
         return "opt-out"
     if _backends_started():
         try:

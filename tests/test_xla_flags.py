@@ -50,12 +50,14 @@ def test_user_setting_is_respected(value):
     assert p.stdout.split() == ["user", f"{FLAG_NAME}={value}"]
 
 
-def test_opt_out():
+@pytest.mark.parametrize("value, status", [("1", "opt-out"), ("0", "set"), ("false", "set")])
+def test_opt_out(value, status):
     p = _run("""
         import os, purejaxppo
         print(purejaxppo.XLA_FLAGS_STATUS, os.environ.get("XLA_FLAGS", "-"))
-    """, {"PUREJAXPPO_KEEP_XLA_FLAGS": "1"})
-    assert p.stdout.split() == ["opt-out", "-"]
+    """, {"PUREJAXPPO_KEEP_XLA_FLAGS": value})
+    assert p.stdout.split()[0] == status
+    assert (p.stdout.split()[1] == "-") == (status == "opt-out")
 
 
 def test_vmapped_training_on_cpu_finishes():
@@ -110,3 +112,5 @@ def test_threefry_unrolled_on_cpu_with_identical_numbers():
 def test_threefry_opt_out():
     status, has_loop, _ = _threefry("with", {"PUREJAXPPO_ROLLED_THREEFRY": "1"})
     assert (status, has_loop) == ("opt-out", "True")
+    status, has_loop, _ = _threefry("with", {"PUREJAXPPO_ROLLED_THREEFRY": "0"})  # '0' means not set
+    assert (status, has_loop) == ("unrolled", "False")
