@@ -16,6 +16,24 @@ def hardware_line() -> str:
             f"jax {jax.__version__}, {time.strftime('%Y-%m-%d')}")
 
 
+def best_of(launch, repeats: int, warmup: bool = True) -> tuple[float, float]:
+    """Fastest of `repeats` timed calls of `launch()` (which must block until its work is done).
+
+    Returns (wall seconds, CPU-seconds per wall-second of that call). With `warmup`, one untimed
+    call comes first.
+    """
+    if warmup:
+        launch()
+    best = (float("inf"), 0.0)
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        launch()
+        wall = time.perf_counter() - t
+        if wall < best[0]:
+            best = (wall, (time.process_time() - c) / wall)
+    return best
+
+
 def first_complete_update(episodes_completed: np.ndarray) -> int:
     """First update index by which every run `[..., num_updates]` has completed an episode.
 

@@ -32,7 +32,6 @@ import pathlib
 import subprocess
 import sys
 import threading
-import time
 
 import jax
 
@@ -53,28 +52,20 @@ if "--child" in sys.argv:
     _before_backend(sys.argv[sys.argv.index("--child") + 1])
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import hardware_line  # noqa: E402
+from _common import best_of, hardware_line  # noqa: E402
 
 from purejaxppo import PPOConfig, make_train  # noqa: E402
 
 
 def config(total_timesteps: int) -> PPOConfig:
-    """compare.py's CartPole shape: 4 envs x 128 steps, 4 epochs x 4 minibatches, constant lr."""
-    return PPOConfig(env="CartPole-v1", total_timesteps=total_timesteps, num_envs=4, num_steps=128,
-                     update_epochs=4, num_minibatches=4, anneal_lr=False, log_every=0)
+    """compare.py's CartPole shape (the PPOConfig defaults: 4 envs x 128 steps, 4 epochs x 4 minibatches), constant lr."""
+    return PPOConfig(anneal_lr=False, log_every=0, total_timesteps=total_timesteps)
 
 
 def measure(launch, steps: int, repeats: int) -> tuple[float, float]:
     """Best env-steps/s over `repeats` calls of `launch()` (which blocks until done), and its CPU/wall."""
-    launch()  # warm-up
-    best = (0.0, 0.0)
-    for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
-        launch()
-        wall = time.perf_counter() - t
-        if steps / wall > best[0]:
-            best = (steps / wall, (time.process_time() - c) / wall)
-    return best
+    wall, cpu_per_wall = best_of(launch, repeats)
+    return steps / wall, cpu_per_wall
 
 
 def in_threads(fns) -> None:
@@ -158,7 +149,8 @@ def main():
     per_seed = cfg.num_updates * cfg.batch_size
     print(f"# parallel seeds on CPU — {hardware_line()}")
     print(f"# command: python benchmarks/parallel_cpu.py {' '.join(sys.argv[1:])}".rstrip())
-    print(f"# CartPole-v1, 4 envs x 128 steps, 4 epochs x 4 minibatches, {per_seed:,} env steps per seed")
+    print(f"# {cfg.env}, {cfg.num_envs} envs x {cfg.num_steps} steps, {cfg.update_epochs} epochs x "
+          f"{cfg.num_minibatches} minibatches, {per_seed:,} env steps per seed")
     print("| how | seeds | env-steps/s (all seeds) | CPU s per wall s |")
     print("|---|---:|---:|---:|")
     for name, seeds, r in rows:

@@ -25,7 +25,6 @@ For the configuration (default: CartPole-v1, the shape compare.py uses) it repor
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +32,7 @@ import numpy as np
 
 from purejaxppo import PPOConfig, make_train
 
-from _common import hardware_line  # noqa: E402  (run as a script from the repo root or benchmarks/)
+from _common import best_of, hardware_line  # noqa: E402  (run as a script from the repo root or benchmarks/)
 from throughput import make_env_only, timed  # noqa: E402
 
 
@@ -50,28 +49,18 @@ def flops_per_env_step(config: PPOConfig, obs_dim: int, out_dim: int) -> dict[st
     return {"actor_fwd": actor, "critic_fwd": critic, "rollout": rollout, "update": update, "total": rollout + update}
 
 
-def best_seconds(f, *args, repeats: int) -> float:
-    """Fastest of `repeats` timed calls of the jitted `f(*args)`, after one warm-up call."""
-    jax.block_until_ready(f(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def matmul_flops(m: int, k: int, n: int, batch: int, iters: int = 50) -> float:
     """FLOP/s of `tanh(x @ w)` with x [batch, m, k], w [batch, k, n], `iters` times inside one fori_loop."""
     x = jnp.ones((batch, m, k), jnp.float32)
     w = jnp.full((batch, k, n), 0.01, jnp.float32)
     f = jax.jit(lambda x, w: jax.lax.fori_loop(0, iters, lambda i, y: jnp.tanh(jnp.einsum("bmk,bkn->bmn", y, w)), x))
-    return 2.0 * batch * m * k * n * iters / best_seconds(f, x, w, repeats=3)
+    return 2.0 * batch * m * k * n * iters / best_of(lambda: jax.block_until_ready(f(x, w)), repeats=3)[0]
 
 
 def big_matmul_flops(n: int = 2048) -> float:
     a = jnp.ones((n, n), jnp.float32)
-    return 2.0 * n**3 / best_seconds(jax.jit(lambda a: a @ a), a, repeats=5)
+    square = jax.jit(lambda a: a @ a)
+    return 2.0 * n**3 / best_of(lambda: jax.block_until_ready(square(a)), repeats=5)[0]
 
 
 def main():

@@ -24,6 +24,8 @@ import numpy as np
 
 from purejaxppo import PPOConfig, make_train
 
+from _common import best_of  # noqa: E402  (run as a script from the repo root or benchmarks/)
+
 
 def make_env_only(train, config):
     """Random-action stepping of config.num_envs envs, same scan structure as train()."""
@@ -54,16 +56,17 @@ def make_env_only(train, config):
 
 
 def timed(fn, arg, repeats):
+    """(compile seconds, best of `repeats` run seconds, the last run's output) of `jit(fn)(arg)`."""
     t = time.perf_counter()
     compiled = jax.jit(fn).lower(arg).compile()
     compile_s = time.perf_counter() - t
-    best = float("inf")
-    out = None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = jax.block_until_ready(compiled(arg))
-        best = min(best, time.perf_counter() - t)
-    return compile_s, best, out
+    last = {}
+
+    def launch():
+        last["out"] = jax.block_until_ready(compiled(arg))
+
+    best, _ = best_of(launch, repeats, warmup=False)
+    return compile_s, best, last["out"]
 
 
 def main():
