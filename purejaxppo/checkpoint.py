@@ -86,10 +86,10 @@ def unflatten_state(template: Any, leaves: dict[str, np.ndarray], keys: dict[str
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"missing {len(missing)} leaf/leaves (e.g. {missing[0]!r})")
+            parts.append(f"is missing {len(missing)} leaf/leaves (e.g. {missing[0]!r})")
         if extra:
             parts.append(f"has {len(extra)} unexpected leaf/leaves (e.g. {extra[0]!r})")
-        raise CheckpointError(f"{source} does not match the state of this config: it is {' and '.join(parts)}")
+        raise CheckpointError(f"{source} does not match the state of this config: it {' and '.join(parts)}")
     out = []
     for path, want in flat:
         name = _path_str(path)

@@ -46,6 +46,59 @@ def make_env(name: str) -> tuple[Any, Any]:
     return gymnax.make(name)
 
 
+ENV_METHODS = ("reset", "step", "observation_space", "action_space")
+
+
+def env_name(env: Any) -> str:
+    """A readable name for an environment object: its `name` if it has one, else its class name."""
+    try:
+        name = env.name
+    except Exception:  # a property that fails is no reason to fail here
+        name = None
+    return name if isinstance(name, str) and name else type(env).__name__
+
+
+def check_env_api(env: Any, *, where: str = "make_train") -> None:
+    """ValueError unless `env` has the gymnax API methods (reset, step, observation_space, action_space)."""
+    missing = [m for m in ENV_METHODS if not callable(getattr(env, m, None))]
+    if missing:
+        raise ValueError(
+            f"{where}: env must be an environment object with the gymnax API ({', '.join(ENV_METHODS)}), "
+            f"or an environment id string such as 'CartPole-v1'; got {type(env).__name__} {env!r:.60}, "
+            f"which lacks {', '.join(missing)}"
+        )
+
+
+def default_env_params(env: Any, *, where: str = "make_train") -> Any:
+    """`env.default_params`, or ValueError asking for env_params when the env has none."""
+    try:
+        return env.default_params
+    except AttributeError:
+        raise ValueError(f"{where}: env {env_name(env)} has no default_params; pass env_params=...") from None
+
+
+def env_spaces(env: Any, env_params: Any, *, trace_reset: bool = False, where: str = "make_train") -> tuple[Any, Any]:
+    """(observation_space, action_space) of `env` under `env_params`.
+
+    With `trace_reset`, also traces `env.reset` abstractly (`jax.eval_shape`:
+    no computation). Params of another env fail in there with an
+    AttributeError or TypeError from deep inside the env; that becomes a
+    ValueError naming the env.
+    """
+    try:
+        spaces = env.observation_space(env_params), env.action_space(env_params)
+        if trace_reset:
+            import jax
+
+            jax.eval_shape(lambda key: env.reset(key, env_params), jax.random.key(0))
+    except (AttributeError, TypeError) as e:
+        raise ValueError(
+            f"{where}: env_params do not fit env {env_name(env)}: {type(e).__name__}: {e}; "
+            "pass the env's own params, e.g. env.default_params"
+        ) from e
+    return spaces
+
+
 def action_spec_from_space(space: Any) -> ActionSpec:
     """ActionSpec for a gymnax `Discrete` or `Box` action space (duck-typed)."""
     if hasattr(space, "n") and not hasattr(space, "low"):

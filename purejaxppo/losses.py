@@ -121,6 +121,22 @@ def ppo_loss(
     return loss, metrics
 
 
-def adapt_kl_beta(kl_beta: jax.Array, kl: jax.Array, kl_target: jax.Array) -> jax.Array:
-    """Paper's rule: beta/2 if d < d_targ/1.5; 2 beta if d > 1.5 d_targ; else unchanged."""
-    return jnp.where(kl < kl_target / 1.5, kl_beta / 2.0, jnp.where(kl > kl_target * 1.5, kl_beta * 2.0, kl_beta))
+def adapt_kl_beta(
+    kl_beta: jax.Array, kl: jax.Array, kl_target: jax.Array, beta_min: jax.Array, beta_max: jax.Array
+) -> jax.Array:
+    """The paper's adaptive-KL rule, then a clip of beta into [beta_min, beta_max].
+
+    Rule (Schulman et al. 2017, Sec. 4), with d the mean KL(pi_old || pi) of the
+    update just made: beta / 2 if d < d_targ / 1.5; 2 beta if d > 1.5 d_targ;
+    else unchanged.
+
+    The bounds (`kl_beta_min`, `kl_beta_max`) never bind in normal runs; they
+    stop float underflow: about 126 halvings in a row take a float32 beta below
+    the smallest normal number, XLA:CPU flushes it to exactly 0, and 0 doubles
+    back to 0 forever, which silently turns kl_adaptive into objective='none'.
+    Works elementwise on batched (vmapped) arrays.
+    """
+    halved_or_doubled = jnp.where(
+        kl < kl_target / 1.5, kl_beta / 2.0, jnp.where(kl > kl_target * 1.5, kl_beta * 2.0, kl_beta)
+    )
+    return jnp.clip(halved_or_doubled, beta_min, beta_max)

@@ -19,8 +19,16 @@ import numpy as np
 import optax
 from flax import struct
 
-from purejaxppo.config import HParams, PPOConfig
-from purejaxppo.envs import action_spec_from_space, make_action_transform, make_env, obs_shape_from_space
+from purejaxppo.config import HParams, PPOConfig, validate_hparams
+from purejaxppo.envs import (
+    action_spec_from_space,
+    check_env_api,
+    default_env_params,
+    env_spaces,
+    make_action_transform,
+    make_env,
+    obs_shape_from_space,
+)
 from purejaxppo.gae import compute_gae
 from purejaxppo.losses import Batch, adapt_kl_beta, ppo_loss
 from purejaxppo.networks import make_network
@@ -135,26 +143,39 @@ def make_train(
 
     Args:
       config: static configuration (and default hyperparameters).
-      env, env_params: any gymnax-API environment and its params; by default
-        `gymnax.make(config.env)`.
+      env, env_params: any gymnax-API environment and its params (default
+        `env.default_params`); by default the env named by `config.env`. A
+        string env is an environment id like `config.env` ("CartPole-v1",
+        "brax/ant"), made with `purejaxppo.envs.make_env`. Params that do not
+        fit the env raise ValueError.
       network_factory: `f(config, obs_shape, action_spec) -> flax module` whose
         `__call__(obs [B, ...])` returns `(dist, value [B])`; default
         `purejaxppo.networks.make_network`.
 
     Returns:
       `train(key, hparams=None) -> TrainOutput`, with attributes `init`,
-      `update`, `config`, `env`, `env_params`, `network`.
+      `update`, `config`, `env`, `env_params`, `network`. Hyperparameters
+      passed to train/init/update are checked by `validate_hparams` when
+      concrete (eager calls); under jit/vmap they are tracers and unchecked.
     """
     if not isinstance(config, PPOConfig):
         raise ValueError(f"make_train: config must be a PPOConfig, got {type(config).__name__}")
-    if env is None:
-        env, default_params = make_env(config.env)
+    if network_factory is not None and not callable(network_factory):
+        raise ValueError(
+            "make_train: network_factory must be callable as f(config, obs_shape, action_spec) -> flax module, "
+            f"got {type(network_factory).__name__} {network_factory!r:.60}"
+        )
+    params_given = env_params is not None
+    if env is None or isinstance(env, str):
+        env, default_params = make_env(config.env if env is None else env)
         env_params = default_params if env_params is None else env_params
-    elif env_params is None:
-        env_params = env.default_params
+    else:
+        check_env_api(env)
+        env_params = default_env_params(env) if env_params is None else env_params
 
-    obs_shape = obs_shape_from_space(env.observation_space(env_params))
-    action_spec = action_spec_from_space(env.action_space(env_params))
+    obs_space, action_space = env_spaces(env, env_params, trace_reset=params_given)
+    obs_shape = obs_shape_from_space(obs_space)
+    action_spec = action_spec_from_space(action_space)
     network = (network_factory or make_network)(config, obs_shape, action_spec)
     apply_fn = network.apply
     to_env_action = make_action_transform(action_spec, config.action_handling)
@@ -171,7 +192,7 @@ def make_train(
 
     # ------------------------------------------------------------------ init
     def init(key: jax.Array, hp: HParams | None = None) -> TrainState:
-        hp = config.hparams() if hp is None else hp
+        hp = config.hparams() if hp is None else validate_hparams(hp, objective=config.objective)
         k_params, k_reset, k_state = jax.random.split(key, 3)
         params = network.init(k_params, jnp.zeros((1,) + obs_shape, jnp.float32))
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, N), env_params)
@@ -192,7 +213,7 @@ def make_train(
 
     # ---------------------------------------------------------------- update
     def update(state: TrainState, hp: HParams | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
-        hp = config.hparams() if hp is None else hp
+        hp = config.hparams() if hp is None else validate_hparams(hp, objective=config.objective)
         key, k_rollout, k_epochs = jax.random.split(state.key, 3)
 
         # 1. Rollout: N envs x T steps with the current policy.
@@ -269,7 +290,9 @@ def make_train(
         # 4. Exact KL(pi_old || pi_new) over the batch; adaptive-beta rule.
         new_dist, _ = apply_fn(params, batch.obs)
         kl = jnp.mean(batch.old_dist.kl(new_dist))
-        kl_beta = adapt_kl_beta(state.kl_beta, kl, hp.kl_target) if config.objective == "kl_adaptive" else state.kl_beta
+        kl_beta = state.kl_beta
+        if config.objective == "kl_adaptive":
+            kl_beta = adapt_kl_beta(state.kl_beta, kl, hp.kl_target, hp.kl_beta_min, hp.kl_beta_max)
 
         # 5. Divergence guard: a non-finite update is not applied, and the run stops learning.
         ok = _all_finite((params, metrics, kl)) & jnp.logical_not(state.diverged)
@@ -322,7 +345,7 @@ def make_train(
     # ----------------------------------------------------------------- train
     def train(key: jax.Array, hparams: HParams | None = None) -> TrainOutput:
         """Run config.num_updates PPO iterations from `key`. Pure; jit/vmap freely."""
-        hp = config.hparams() if hparams is None else hparams
+        hp = config.hparams() if hparams is None else validate_hparams(hparams, objective=config.objective)
         state = init(key, hp)
         state, metrics = jax.lax.scan(lambda s, _: update(s, hp), state, None, length=num_updates)
         return TrainOutput(state, metrics)

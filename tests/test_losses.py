@@ -43,17 +43,50 @@ def test_value_loss_clipping_hand_computed():
     assert float(value_loss(jnp.array([2.0]), jnp.array([1.0]), jnp.array([3.0]), 0.2, False)) == pytest.approx(0.5)
 
 
+LO, HI = jnp.asarray(1e-4, jnp.float32), jnp.asarray(1e4, jnp.float32)  # the default kl_beta_min / kl_beta_max
+
+
 def test_kl_beta_rule():
     beta, target = jnp.asarray(1.0), jnp.asarray(0.01)
-    assert float(adapt_kl_beta(beta, 0.001, target)) == 0.5   # d < d_targ / 1.5
-    assert float(adapt_kl_beta(beta, 0.01, target)) == 1.0    # inside the band
-    assert float(adapt_kl_beta(beta, 0.0067, target)) == 1.0  # just inside the lower edge (0.00667)
-    assert float(adapt_kl_beta(beta, 0.0066, target)) == 0.5  # just below it
-    assert float(adapt_kl_beta(beta, 0.016, target)) == 2.0   # d > 1.5 d_targ
+    assert float(adapt_kl_beta(beta, 0.001, target, LO, HI)) == 0.5   # d < d_targ / 1.5
+    assert float(adapt_kl_beta(beta, 0.01, target, LO, HI)) == 1.0    # inside the band
+    assert float(adapt_kl_beta(beta, 0.0067, target, LO, HI)) == 1.0  # just inside the lower edge (0.00667)
+    assert float(adapt_kl_beta(beta, 0.0066, target, LO, HI)) == 0.5  # just below it
+    assert float(adapt_kl_beta(beta, 0.016, target, LO, HI)) == 2.0   # d > 1.5 d_targ
     b = beta
     for d, expected in [(0.1, 2.0), (0.1, 4.0), (0.01, 4.0), (0.0, 2.0), (0.0, 1.0), (0.0, 0.5)]:
-        b = adapt_kl_beta(b, d, target)
+        b = adapt_kl_beta(b, d, target, LO, HI)
         assert float(b) == expected
+
+
+def _beta_after(beta, kl, n, lo=LO, hi=HI, target=0.01):
+    """beta after n updates that each measured mean KL `kl`, run as one compiled scan (like training)."""
+    step = lambda b, _: (adapt_kl_beta(b, jnp.float32(kl), jnp.float32(target), lo, hi), None)  # noqa: E731
+    return jax.jit(lambda b: jax.lax.scan(step, b, None, length=n)[0])(jnp.asarray(beta, jnp.float32))
+
+
+def test_kl_beta_survives_long_tiny_kl_and_doubles_back():
+    # Unbounded, ~126 halvings flush a float32 beta to exactly 0 on XLA:CPU, and 0 never doubles back.
+    assert float(_beta_after(1.0, 1e-9, 5000, lo=jnp.float32(0.0))) == 0.0
+    beta = _beta_after(1.0, 1e-9, 5000)
+    assert float(beta) > 0 and beta == LO  # pinned at kl_beta_min exactly
+    back = _beta_after(beta, 1.0, 20)
+    assert back == jnp.minimum(LO * 2.0**20, HI) and float(back) > 100  # 20 doublings: 1e-4 * 2**20 = 104.86
+
+
+def test_kl_beta_stops_at_max_and_halves_back():
+    hi = jnp.float32(64.0)
+    beta = _beta_after(1.0, 1.0, 5000, hi=hi)
+    assert beta == hi and np.isfinite(float(beta))
+    assert float(_beta_after(1.0, 1.0, 500, hi=jnp.float32(np.inf))) == np.inf  # what the bound prevents
+    assert _beta_after(beta, 1e-9, 3, hi=hi) == hi / 8
+    assert _beta_after(beta, 1e-9, 50, lo=jnp.float32(0.5), hi=hi) == 0.5
+
+
+def test_kl_beta_bounds_are_elementwise_under_vmap():
+    lo = jnp.array([1e-4, 1e-2, 1.0], jnp.float32)
+    out = jax.vmap(lambda l: _beta_after(1.0, 1e-9, 300, lo=l))(lo)
+    np.testing.assert_array_equal(out, lo)
 
 
 def _setup(discrete=True, seed=0):

@@ -47,10 +47,18 @@ def test_adaptive_beta_follows_the_rule_inside_training():
     out = _run(cfg)
     beta, kl = np.asarray(out.metrics["kl_beta"]), np.asarray(out.metrics["kl"])
     assert beta[0] == 1.0
-    expected = np.asarray(adapt_kl_beta(jnp.asarray(beta[:-1]), jnp.asarray(kl[:-1]), 0.003))
+    lo, hi = cfg.kl_beta_min, cfg.kl_beta_max
+    expected = np.asarray(adapt_kl_beta(jnp.asarray(beta[:-1]), jnp.asarray(kl[:-1]), 0.003, lo, hi))
     np.testing.assert_allclose(beta[1:], expected, rtol=1e-6)
     assert len(np.unique(beta)) > 1  # it actually adapted
-    np.testing.assert_allclose(float(out.state.kl_beta), float(adapt_kl_beta(beta[-1], kl[-1], 0.003)), rtol=1e-6)
+    np.testing.assert_allclose(float(out.state.kl_beta), float(adapt_kl_beta(beta[-1], kl[-1], 0.003, lo, hi)), rtol=1e-6)
+
+
+def test_adaptive_beta_bounds_bind_inside_training():
+    # A huge d_targ makes every update's KL "too small": beta halves from 1.0 and must stop at kl_beta_min.
+    cfg = ONE_UPDATE.replace(objective="kl_adaptive", total_timesteps=4 * 32 * 8, kl_target=1e6, kl_beta_min=0.05)
+    beta = np.asarray(_run(cfg).metrics["kl_beta"])  # beta used in each update
+    np.testing.assert_array_equal(beta, np.float32([1.0, 0.5, 0.25, 0.125, 0.0625, 0.05, 0.05, 0.05]))
 
 
 def test_fixed_beta_stays_constant():
