@@ -6,16 +6,20 @@
     purejaxppo render runs/NAME --out episode.gif
     purejaxppo plot runs/NAME [runs/OTHER ...] [--out plot.png]
 
-User errors (bad config key or value, unknown env, existing output folder,
-missing/corrupt/mismatched checkpoint, ...) print one line
-`purejaxppo: error: ...` on stderr and exit with status 2; set
-PUREJAXPPO_TRACEBACK=1 to see the traceback instead. Ctrl-C exits with 130
-(the newest checkpoint stays valid; continue with `--resume`).
+User errors (bad config key or value, unknown env, existing or busy output
+folder, missing/corrupt/mismatched checkpoint, a run that does not fit in
+memory, a full disk, a missing optional extra, an env that needs a download
+while offline, a diverged run, ...) print one line `purejaxppo: error: ...` on
+stderr and exit with status 2; set PUREJAXPPO_TRACEBACK=1 to see the
+traceback instead. Ctrl-C exits with 130 and says which checkpoint to continue
+from (the newest checkpoint stays valid).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import json
 import os
 import sys
 from pathlib import Path
@@ -44,7 +48,7 @@ def _progress_style(choice: str) -> str:
 
 
 def cmd_train(args) -> int:
-    from purejaxppo.runner import default_run_dir, train_run
+    from purejaxppo.runner import train_run
 
     overrides = parse_sets(args.set)
     if args.log_every is not None:
@@ -62,9 +66,7 @@ def cmd_train(args) -> int:
         else:
             out_dir, resume = resume_path, True
     else:
-        # Validate the config before choosing a folder name from it.
-        base = (config or PPOConfig()).replace(**overrides)
-        out_dir = Path(args.out) if args.out else default_run_dir(base)
+        out_dir = Path(args.out) if args.out else None  # None: train_run claims a unique runs/<env>-<stamp>[-k]
         resume = False
 
     def log(msg: str) -> None:
@@ -73,13 +75,23 @@ def cmd_train(args) -> int:
     result = train_run(
         config, out_dir, overrides=overrides, num_seeds=args.seeds, seed=args.seed,
         checkpoint_every=args.checkpoint_every, resume=resume, overwrite=args.overwrite,
-        progress=style, stop_after=args.stop_after, tensorboard=args.tensorboard, wandb_project=args.wandb,
+        progress=style, stop_after=args.stop_after, on_diverge=args.on_diverge,
+        tensorboard=args.tensorboard, wandb_project=args.wandb,
         command=["purejaxppo"] + list(args.argv), log=log,
         progress_file=sys.stderr if style == "bar" else sys.stdout,
     )
-    if result.wall_s == 0.0:  # nothing to do (already at the target update), train_run said so
+    if result.status == "nothing to do":  # already at the target update; train_run said so
         return 0
     _print_train_summary(result)
+    if result.status == "diverged":
+        first = json.loads((result.run_dir / "run.json").read_text()).get("diverged_at_update", "?")
+        seeds = f"seed(s) {result.diverged_seeds}" if result.state.diverged.shape[0] > 1 else "the run"
+        raise FloatingPointError(
+            f"training diverged at update {first} in {seeds}: non-finite losses or parameters (params frozen at the "
+            f"last finite values; see the 'diverged' column of {result.run_dir}/metrics.jsonl). Lower learning_rate, "
+            "enable normalize_obs/normalize_reward, or check the env's rewards and observations"
+            + ("; stopped there (checkpointed): --on-diverge continue trains the other seeds on"
+               if not result.finished else ""))
     if not result.finished:
         print(f"stopped at update {result.update}/{result.config.num_updates}; continue with: "
               f"purejaxppo train --resume {result.run_dir}", flush=True)
@@ -87,8 +99,6 @@ def cmd_train(args) -> int:
 
 
 def _print_train_summary(result) -> None:
-    import numpy as np
-
     from purejaxppo.runner import learning_curves
 
     try:
@@ -97,16 +107,14 @@ def _print_train_summary(result) -> None:
         rs = f"final episode return {last.mean():.2f}" + (f" (min {last.min():.1f}, max {last.max():.1f})" if len(last) > 1 else "")
     except ValueError:
         rs = "no episode return logged yet"
-    diverged = np.asarray(result.state.diverged)
+    try:  # in-training evaluation: the newest update where every seed was evaluated (NaN/null elsewhere)
+        steps, ev = learning_curves(result.run_dir, "eval_return")
+        rs += f", eval return {ev[:, -1].mean():.2f} (at {int(steps[-1]):,} env steps)"
+    except ValueError:
+        pass
     print(f"{result.run_dir}: update {result.update}/{result.config.num_updates}, {rs}; "
           f"{result.env_steps_per_s:,.0f} env steps/s, compile {result.compile_s:.1f}s, wall {result.wall_s:.1f}s",
           flush=True)
-    if diverged.any():
-        raise FloatingPointError(
-            f"training diverged in seed(s) {np.flatnonzero(diverged).tolist()}: their params were frozen at the "
-            "last finite values (see the 'diverged' column of metrics.jsonl); lower learning_rate or enable "
-            "normalize_obs/normalize_reward"
-        )
 
 
 # -------------------------------------------------------------------------- eval
@@ -245,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="updates between progress reports and metrics.jsonl rows (sets config log_every; 0 = no progress bar)")
     p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="auto",
                    help="progress display: tqdm bar, plain lines, or off (auto: bar on a terminal, else lines)")
+    p.add_argument("--on-diverge", choices=("stop", "continue"), default="stop",
+                   help="when a seed produces NaN/inf: stop at that update (default; checkpointed, status 'diverged') "
+                        "or continue training the other seeds (the diverged ones stay frozen)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars to RUN/tensorboard (extra: tensorboard)")
     p.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project (extra: wandb)")
     p.set_defaults(func=cmd_train)
@@ -284,27 +295,69 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print("purejaxppo: interrupted; the newest checkpoint is intact (continue with purejaxppo train --resume RUN)",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"purejaxppo: {_interrupted_message(e)}", file=sys.stderr)
         return 130
     except Exception as e:
-        if os.environ.get("PUREJAXPPO_TRACEBACK") or not _is_user_error(e):
+        if os.environ.get("PUREJAXPPO_TRACEBACK"):
             raise
-        print(f"purejaxppo: error: {_one_line(e)}", file=sys.stderr)
+        msg = _user_error_message(e)
+        if msg is None:
+            raise
+        print(f"purejaxppo: error: {msg}", file=sys.stderr)
         return 2
 
 
-def _is_user_error(e: BaseException) -> bool:
-    if isinstance(e, (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
-                      PermissionError, FloatingPointError)):
-        return True
+def _interrupted_message(e: KeyboardInterrupt) -> str:
+    run_dir, ck = getattr(e, "run_dir", None), getattr(e, "checkpoint", None)
+    if run_dir is None:
+        return "interrupted"
+    if ck is None:
+        return (f"interrupted before the first checkpoint of {run_dir}; nothing to resume yet "
+                f"(start again, with --overwrite to reuse the folder: purejaxppo train ... --out {run_dir} --overwrite)")
+    return (f"interrupted; the newest checkpoint {ck.name} (update {e.update}) is intact; "
+            f"continue with: purejaxppo train --resume {run_dir}")
+
+
+def _user_error_message(e: BaseException) -> str | None:
+    """The one-line message for an error the user can fix, or None for a bug (shown as a traceback)."""
+    text = _one_line(e)
+    if isinstance(e, FloatingPointError):
+        return text
+    if isinstance(e, (ValueError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        return text
+    try:
+        from urllib.error import URLError
+
+        if isinstance(e, URLError):
+            return (f"could not download data the environment needs ({' '.join(str(e.reason).split())}); "
+                    "this machine looks offline: use another env, or fetch the data on a machine with network first")
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(e, FileNotFoundError):
+        return text
+    if isinstance(e, OSError):
+        hint = {errno.ENOSPC: "free disk space", errno.EROFS: "the file system is read-only: choose another --out",
+                errno.EDQUOT: "the disk quota is exceeded: free space"}.get(e.errno)
+        return f"{text} ({hint}; an interrupted run continues with: purejaxppo train --resume RUN)" if hint else text
+    if isinstance(e, ImportError):
+        return text if "pip install" in text else f"{text} (a package is missing: pip install it, or the extra that names it)"
+    if isinstance(e, OverflowError):
+        return f"{text}: a count is too large (counters are 32-bit); reduce total_timesteps, num_envs or num_steps"
+    if isinstance(e, MemoryError):
+        return "out of host memory; reduce num_envs, num_steps or --seeds"
+    if "RESOURCE_EXHAUSTED" in str(e) or "Out of memory" in str(e):
+        first = next((ln.strip() for ln in str(e).splitlines() if "RESOURCE_EXHAUSTED" in ln or "memory" in ln.lower()), "")
+        return (f"out of device memory while running the training program ({first[:200]}); reduce num_envs, "
+                "num_steps or --seeds (a resumed run continues from its newest checkpoint)")
     try:
         import yaml
 
-        return isinstance(e, yaml.YAMLError)
+        if isinstance(e, yaml.YAMLError):
+            return text
     except ImportError:  # pragma: no cover
-        return False
+        pass
+    return None
 
 
 def _one_line(e: BaseException) -> str:

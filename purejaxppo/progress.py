@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-PROGRESS_METRICS = ("episode_return", "eval_return")
+PROGRESS_METRICS = ("episode_return", "eval_return", "diverged")
 
 
 def with_progress(
@@ -72,6 +72,8 @@ def with_progress(
       `metric_names` present in the metrics — `[num_seeds]` arrays when
       vmapped with `axis_name`, scalars otherwise. `ProgressReporter` is one.
     total_updates: also report after this update (the last one).
+    An update on which a run diverges (its `diverged` flag turns on) is always
+    reported, so a divergence shows at once, not at the next logged update.
     axis_name: the name of the enclosing vmap over seeds, if any (see module docstring).
 
     `log_every <= 0` returns `update` itself: nothing is added to the program.
@@ -90,6 +92,10 @@ def with_progress(
         logged = step % log_every == 0
         if total_updates is not None:
             logged = jnp.logical_or(logged, step == total_updates)
+        newly_diverged = jnp.logical_and(new_state.diverged, jnp.logical_not(state.diverged))
+        if axis_name is not None:
+            newly_diverged = jax.lax.pmax(newly_diverged.astype(jnp.int32), axis_name) > 0
+        logged = jnp.logical_or(logged, newly_diverged)
 
         def report(go):
             jax.debug.callback(callback, step, logged, values)
@@ -146,6 +152,8 @@ class ProgressReporter:
         self._last_update = int(initial_update)
         self._last_time = None
         self._last_eval = None
+        self.diverged: list[int] = []  # seeds (indices in the reports) whose diverged flag was seen
+        self.diverged_at: int | None = None
         self.note = ""
         self._summary = ""
         self._bar = None
@@ -195,10 +203,15 @@ class ProgressReporter:
             sps = (step - self._last_update) * self.steps_per_update * self.num_runs / max(now - self._last_time, 1e-9)
         self._last_time = now
         prev, self._last_update = self._last_update, max(self._last_update, step)
+        was_diverged = bool(self.diverged)
         text = self._summary = self.summary(merged, sps)
         if self._bar is not None:
             self._bar.set_postfix_str(", ".join(filter(None, (text, self.note))), refresh=False)
             self._bar.update((self._last_update - prev) * self.steps_per_update)
+            if self.diverged and not was_diverged:  # say it at once, above the bar
+                self._bar.refresh()
+                self._bar.write(f"{self.desc + ': ' if self.desc else ''}{text.split(', ')[0]} (non-finite losses "
+                                "or parameters; see the 'diverged' column of metrics.jsonl)", file=self.file)
         elif self.style == "lines":
             head = f"{self.desc} " if self.desc else ""
             print(f"{head}update {step}/{self.total_updates}  env steps {step * self.steps_per_update:,}  {text}",
@@ -221,6 +234,14 @@ class ProgressReporter:
             parts.append(f"eval {self._last_eval:.1f}")
         if self.num_runs > 1:
             parts.append(f"{self.num_runs} seeds")
+        div = merged.get("diverged")
+        if div is not None and div.size and np.any(div > 0):
+            self.diverged = sorted(set(self.diverged) | set(np.flatnonzero(div > 0).tolist()))
+            if self.diverged_at is None:
+                self.diverged_at = self._last_update
+        if self.diverged:
+            which = f"seed(s) {self.diverged}" if self.num_runs > 1 else "the run"
+            parts.insert(0, f"DIVERGED at update {self.diverged_at}: {which}")
         return ", ".join(parts)
 
     def set_note(self, note: str) -> None:

@@ -4,9 +4,11 @@
 chunks of `checkpoint_every` updates. One program is compiled per run (the
 number of updates in a chunk is a runtime argument, so a shorter last chunk
 reuses it). After every chunk it appends the chunk's metrics to
-`metrics.jsonl`, saves a full-state checkpoint and refreshes `run.json`.
-`train_run(..., resume=True)` continues from the newest checkpoint and gives
-bit-identical metrics and parameters to an uninterrupted run.
+`metrics.jsonl` (fsynced), saves a full-state checkpoint and refreshes
+`run.json`. `train_run(..., resume=True)` continues from the newest
+checkpoint and gives bit-identical metrics and parameters to an
+uninterrupted run. The folder itself — unique names, the lock, owned files,
+old-checkpoint resumes — is `purejaxppo.run_folder`.
 
 Run folder::
 
@@ -15,6 +17,7 @@ Run folder::
       run.json           versions, device, seeds, chunking, compile/wall time, status, sessions
       metrics.jsonl      {"update", "env_steps", "seed", <every metric>} per logged update per seed
       checkpoints/ckpt-00000098.msgpack   the newest two full-state checkpoints
+      .lock              held (flock) while a process trains into the folder
 
 `load_run(run_dir)` returns the config, the `make_train` result and the
 restored state; `load_policy(run_dir)` returns a jitted `act` function.
@@ -28,10 +31,9 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -40,28 +42,49 @@ import numpy as np
 from purejaxppo.checkpoint import CheckpointError, CheckpointManager, atomic_write_bytes, read_checkpoint, unflatten_state
 from purejaxppo.config import PPOConfig
 from purejaxppo.progress import ProgressReporter, with_progress
+from purejaxppo.run_folder import (  # noqa: F401  (re-exported names)
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    RUN_FILE,
+    RUN_FILES,
+    RunError,
+    RunLock,
+    claim_new_run_dir,
+    is_empty_but_lock,
+    make_head,
+    read_run_info,
+    remove_owned,
+    remove_stale_temp_files,
+    safe_name,
+    stamp,
+)
 
-CONFIG_FILE = "config.yaml"
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_DIR = "checkpoints"
-RUN_FILES = (CONFIG_FILE, RUN_FILE, METRICS_FILE)
 AXIS = "seed"
+ON_DIVERGE = ("stop", "continue")
 
 # Fields that only change what is logged, never the training computation: may differ on resume silently.
 LOGGING_FIELDS = ("log_every", "eval_every", "eval_episodes")
 
 
-class RunError(ValueError):
-    """A user-facing problem with a run folder (exists, missing, mismatched)."""
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `train_run`; says which folder and which checkpoint (if any) to continue from."""
+
+    def __init__(self, run_dir: Path, checkpoint: Path | None, update: int | None):
+        super().__init__()
+        self.run_dir, self.checkpoint, self.update = run_dir, checkpoint, update
+
+
+class RunWriteError(RunError):
+    """Writing a run file failed (disk full, read-only, permissions); says what is intact and how to continue."""
 
 
 # ------------------------------------------------------------------------ helpers
 
 
 def default_run_dir(config: PPOConfig, root: str | os.PathLike = "runs") -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(root) / f"{config.env}-{stamp}"
+    """`root/<env>-<YYYYmmdd-HHMMSS>` (a name only; `train_run(out_dir=None)` claims a unique one atomically)."""
+    return Path(root) / f"{safe_name(config.env)}-{stamp()}"
 
 
 def default_checkpoint_every(num_updates: int) -> int:
@@ -111,11 +134,15 @@ def config_diff(old: PPOConfig, new: PPOConfig) -> dict[str, tuple[Any, Any]]:
     return {k: (a[k], b[k]) for k in a if a[k] != b.get(k)}
 
 
+def _describe_diff(diff: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+
+
 # ------------------------------------------------------------------------ writers
 
 
 class JsonlWriter:
-    """metrics.jsonl: one JSON object per logged update per seed."""
+    """metrics.jsonl: one JSON object per logged update per seed, fsynced before the checkpoint that covers it."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -125,20 +152,7 @@ class JsonlWriter:
             for row in rows:
                 fh.write(json.dumps(row) + "\n")
             fh.flush()
-
-    def truncate_after(self, update: int) -> None:
-        """Drop rows past `update` (written after the checkpoint a resume starts from)."""
-        if not self.path.exists():
-            return
-        keep = []
-        with open(self.path) as fh:
-            for line in fh:
-                try:
-                    if json.loads(line)["update"] <= update:
-                        keep.append(line if line.endswith("\n") else line + "\n")
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a torn last line from a crash
-        atomic_write_bytes(self.path, "".join(keep).encode())
+            os.fsync(fh.fileno())
 
     def close(self) -> None:
         pass
@@ -201,28 +215,33 @@ def _group_by_update(rows: list[dict]):
 
 
 def make_chunk_fn(train: Callable, chunk_len: int, reporter: Callable | None, log_every: int) -> Callable:
-    """`chunk(states[S], hp, n) -> (states, metrics[S, chunk_len])`, jitted, vmapped over seeds (axis "seed").
+    """`chunk(states[S], hp, n, stop_on_diverge) -> (states, metrics[S, chunk_len])`, jitted, vmapped over seeds.
 
     Runs `n <= chunk_len` updates (n is traced; the remaining iterations are
     skipped by a `cond` on an unbatched predicate, so every chunk length reuses
     one compiled program) with the progress callback compiled in iff
-    `reporter` is given and `log_every > 0`.
+    `reporter` is given and `log_every > 0`. With `stop_on_diverge` (a traced
+    bool) the remaining updates are also skipped once any seed has diverged
+    (`lax.pmax` over the "seed" axis keeps the predicate unbatched); the
+    state's `update_step` then says how many ran.
     """
     config = train.config
     update = train.update
     if reporter is not None and log_every > 0:
         update = with_progress(update, log_every, reporter, total_updates=config.num_updates, axis_name=AXIS)
 
-    def chunk(state, hp, n):
+    def chunk(state, hp, n, stop_on_diverge):
         metric_shapes = jax.eval_shape(train.update, state, hp)[1]
         blank = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), metric_shapes)
 
         def body(s, i):
-            return jax.lax.cond(i < n, lambda s: update(s, hp), lambda s: (s, blank), s)
+            any_diverged = jax.lax.pmax(s.diverged.astype(jnp.int32), AXIS) > 0
+            go = jnp.logical_and(i < n, jnp.logical_not(jnp.logical_and(stop_on_diverge, any_diverged)))
+            return jax.lax.cond(go, lambda s: update(s, hp), lambda s: (s, blank), s)
 
         return jax.lax.scan(body, state, jnp.arange(chunk_len))
 
-    return jax.jit(jax.vmap(chunk, in_axes=(0, None, None), axis_name=AXIS))
+    return jax.jit(jax.vmap(chunk, in_axes=(0, None, None, None), axis_name=AXIS))
 
 
 def _strong(state):
@@ -255,27 +274,17 @@ def _state_template(train: Callable, num_seeds: int, seed: int):
     return jax.eval_shape(jax.vmap(train.init, in_axes=(0, None)), keys, train.config.hparams())
 
 
-def _prepare_new_dir(out_dir: Path, overwrite: bool, log: Callable) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RunError(f"output path {out_dir} exists and is not a folder")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise RunError(f"output folder {out_dir} already exists and is not empty; pass --overwrite to replace "
-                           f"its run files, --resume {out_dir} to continue it, or choose another --out")
-        removed = []
-        for name in RUN_FILES:
-            p = out_dir / name
-            if p.exists():
-                p.unlink()
-                removed.append(name)
-        ckdir = out_dir / CHECKPOINT_DIR
-        if ckdir.is_dir():
-            for p in ckdir.iterdir():
-                if p.is_file() and (p.suffix == ".msgpack" or p.name.endswith(".tmp")):
-                    p.unlink()
-                    removed.append(f"{CHECKPOINT_DIR}/{p.name}")
-        log(f"--overwrite: removed the previous run's files in {out_dir}: {', '.join(removed) or 'none'}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+def check_run_fits(train: Callable, num_seeds: int, template=None) -> None:
+    """ResourceError before compiling if `num_seeds` runs of `train` cannot fit the device's memory."""
+    from purejaxppo.resources import check_memory, tree_bytes
+
+    if template is None:
+        template = _state_template(train, num_seeds, 0)
+    from purejaxppo.envs import obs_shape_from_space
+
+    obs_shape = obs_shape_from_space(train.env.observation_space(train.env_params))
+    check_memory(train.config, obs_shape, train.action_spec, num_seeds,
+                 state_bytes=tree_bytes(template) // max(num_seeds, 1))
 
 
 @dataclasses.dataclass
@@ -290,11 +299,108 @@ class RunResult:
     env_steps_per_s: float
     progress_calls: int = 0  # host callbacks received by the progress reporter
     progress_reports: list = dataclasses.field(default_factory=list)  # [(update, {metric: values over seeds})]
+    status: str = "finished"  # finished | stopped | diverged | nothing to do
+    diverged_seeds: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class _Start:
+    """Where a run starts: its config, train function, state and bookkeeping (new or resumed)."""
+
+    config: PPOConfig
+    train: Callable
+    state: Any
+    start: int
+    num_seeds: int
+    seed: int
+    checkpoint_every: int
+    run_info: dict
+
+
+def _new_start(train, num_seeds, seed, checkpoint_every, run_dir, overwrite, log) -> _Start:
+    config = train.config
+    if not is_empty_but_lock(run_dir):
+        if not overwrite:
+            raise RunError(f"output folder {run_dir} already exists and is not empty; pass --overwrite to replace "
+                           f"its run files, --resume {run_dir} to continue it, or choose another --out")
+        removed = remove_owned(run_dir)
+        log(f"--overwrite: removed the previous run's files in {run_dir}: {', '.join(removed) or 'none'}")
+    keys = jax.random.split(jax.random.key(seed), num_seeds)
+    init_key = ("init", config, num_seeds)
+    init_fn = _COMPILED.get(init_key) or jax.jit(jax.vmap(train.init, in_axes=(0, None)))
+    _COMPILED[init_key] = init_fn
+    state = _strong(init_fn(keys, config.hparams()))
+    every = checkpoint_every or default_checkpoint_every(config.num_updates)
+    return _Start(config, train, state, 0, num_seeds, seed, every, {})
+
+
+def _resume_start(config, overrides, num_seeds, checkpoint_every, run_dir, resume, explicit_config, log) -> tuple[_Start, Path]:
+    from purejaxppo.train import make_train
+
+    manager = CheckpointManager(run_dir / CHECKPOINT_DIR)
+    gone = remove_stale_temp_files(run_dir)
+    if gone:
+        log(f"removed {len(gone)} temp file(s) left by an interrupted write: {', '.join(gone)}")
+    if resume is True:
+        ck_path, meta, leaves, keys = manager.read_latest()
+    else:
+        ck_path = Path(resume)
+        meta, leaves, keys = read_checkpoint(ck_path)
+    try:
+        saved = PPOConfig.from_dict(meta["config"], source=f"checkpoint {ck_path}")
+        saved_seeds, seed = int(meta["num_seeds"]), int(meta["seed"])
+        start = int(meta["update"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {ck_path} has incomplete metadata (missing {e})") from None
+    if num_seeds is not None and num_seeds != saved_seeds:
+        raise RunError(f"cannot resume with --seeds {num_seeds}: the checkpoint {ck_path} holds {saved_seeds} seed(s)")
+    _note_edited_config_file(run_dir, saved, explicit_config, log)
+    config = (config or saved).replace(**overrides)
+    diff = config_diff(saved, config)
+    train = make_train(config)
+    template = _state_template(train, saved_seeds, seed)
+    try:
+        state = unflatten_state(template, leaves, keys, source=f"checkpoint {ck_path}")
+    except CheckpointError as e:
+        raise RunError(f"cannot resume with this config, it changes the shapes of the saved state "
+                       f"({_describe_diff(diff) or 'no field differs'}); {e}") from None
+    behavioural = {k: v for k, v in diff.items() if k not in LOGGING_FIELDS}
+    if behavioural:
+        log(f"warning: resuming with changed fields {_describe_diff(behavioural)}; "
+            "the result will differ from an uninterrupted run")
+    every = checkpoint_every or int(meta.get("checkpoint_every") or default_checkpoint_every(config.num_updates))
+    return _Start(config, train, state, start, saved_seeds, seed, every, read_run_info(run_dir, log)), ck_path
+
+
+def _note_edited_config_file(run_dir: Path, saved: PPOConfig, explicit_config: bool, log) -> None:
+    """Say so when RUN/config.yaml no longer matches the checkpoint's config (it is rewritten on resume)."""
+    path = run_dir / CONFIG_FILE
+    if explicit_config or not path.is_file():
+        return
+    try:
+        on_disk = PPOConfig.from_yaml(path)
+        changed = config_diff(saved, on_disk)
+        what = f"differs from the checkpoint's config ({_describe_diff(changed)})" if changed else ""
+    except Exception as e:  # unparsable or invalid: also an edit
+        what = f"cannot be read ({' '.join(str(e).split())[:200]})"
+    if not what:
+        return
+    keep = run_dir / f"{CONFIG_FILE}.edited-{stamp()}"
+    keep.write_bytes(path.read_bytes())
+    log(f"warning: {path} {what}; a resume uses the checkpoint's config, so the file is rewritten (your version "
+        f"is kept as {keep.name}); to apply changes, pass them with --set FIELD=VALUE (or --config FILE)")
+
+
+def _save_info(path: Path, info: dict, log) -> None:
+    try:
+        _write_json(path, info)
+    except OSError as e:
+        log(f"warning: could not update {path} ({e.strerror or e})")
 
 
 def train_run(
     config: PPOConfig | None,
-    out_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
     *,
     overrides: dict[str, Any] | None = None,
     num_seeds: int | None = None,
@@ -304,11 +410,13 @@ def train_run(
     overwrite: bool = False,
     progress: str = "off",
     stop_after: int | None = None,
+    on_diverge: str = "stop",
     tensorboard: bool = False,
     wandb_project: str | None = None,
     command: Sequence[str] | None = None,
     log: Callable[[str], None] = print,
     progress_file=None,
+    runs_root: str | os.PathLike = "runs",
 ) -> RunResult:
     """Train into a run folder (new, or continued with `resume`).
 
@@ -317,14 +425,19 @@ def train_run(
       compared with the checkpoint's config: fields that change the state's
       shapes are an error; other changes are applied with a warning (they break
       bit-identity), except the logging-only fields in LOGGING_FIELDS.
+    out_dir: the run folder; None claims a new unique `runs_root/<env>-<stamp>[-k]`.
+      The folder is locked while training: a second process gets a RunError.
     num_seeds, seed: runs use `jax.random.split(jax.random.key(seed), num_seeds)`
       (default 1 seed; on resume the checkpoint's, and a different number is an error).
     checkpoint_every: updates per jitted chunk / checkpoint (default ~10 per run).
-    resume: False, True (the newest checkpoint in out_dir) or a checkpoint file path.
+    resume: False, True (the newest checkpoint in out_dir) or a checkpoint file
+      path; an older checkpoint becomes the head of the run (later checkpoints
+      and rows are moved to checkpoints/abandoned-<stamp>/).
     progress: "bar", "lines" or "off" (and off when config.log_every == 0).
     stop_after: stop (after checkpointing) once this many updates are done in total.
+    on_diverge: "stop" (default: stop at the update where any seed diverged,
+      checkpointed, status "diverged") or "continue" (diverged seeds stay frozen, the others train on).
     """
-    run_dir = Path(out_dir)
     overrides = dict(overrides or {})
     t_start = time.perf_counter()
     if num_seeds is not None and num_seeds < 1:
@@ -333,6 +446,8 @@ def train_run(
         raise RunError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
     if stop_after is not None and stop_after < 1:
         raise RunError(f"--stop-after must be >= 1, got {stop_after}")
+    if on_diverge not in ON_DIVERGE:
+        raise RunError(f"--on-diverge must be one of {ON_DIVERGE}, got {on_diverge!r}")
     # Optional writers: fail before anything is written if their package is missing.
     import importlib.util
 
@@ -340,70 +455,71 @@ def train_run(
         if wanted and importlib.util.find_spec(module) is None:
             raise RunError(f"--{extra} needs the {module} package: pip install 'purejaxppo[{extra}]'")
 
-    from purejaxppo.train import make_train
-
-    manager = CheckpointManager(run_dir / CHECKPOINT_DIR)
-    run_info: dict[str, Any]
+    claimed, new_train = False, None
     if resume:
+        if out_dir is None:
+            raise RunError("resume needs the run folder (out_dir)")
+        run_dir = Path(out_dir)
         if not run_dir.is_dir():
             raise RunError(f"cannot resume: run folder {run_dir} does not exist")
-        if resume is True:
-            ck_path, meta, leaves, keys = manager.read_latest()
-        else:
-            ck_path = Path(resume)
-            meta, leaves, keys = read_checkpoint(ck_path)
-        try:
-            saved = PPOConfig.from_dict(meta["config"], source=f"checkpoint {ck_path}")
-            saved_seeds, seed = int(meta["num_seeds"]), int(meta["seed"])
-            start = int(meta["update"])
-        except (KeyError, TypeError) as e:
-            raise CheckpointError(f"checkpoint {ck_path} has incomplete metadata (missing {e})") from None
-        if num_seeds is not None and num_seeds != saved_seeds:
-            raise RunError(f"cannot resume with --seeds {num_seeds}: the checkpoint {ck_path} holds {saved_seeds} seed(s)")
-        num_seeds = saved_seeds
-        config = (config or saved).replace(**overrides)
-        diff = config_diff(saved, config)
-        train = make_train(config)
-        template = _state_template(train, num_seeds, seed)
-        try:
-            state = unflatten_state(template, leaves, keys, source=f"checkpoint {ck_path}")
-        except CheckpointError as e:
-            changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-            raise RunError(f"cannot resume with this config, it changes the shapes of the saved state "
-                           f"({changed or 'no field differs'}); {e}") from None
-        behavioural = {k: v for k, v in diff.items() if k not in LOGGING_FIELDS}
-        if behavioural:
-            log("warning: resuming with changed fields " + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in behavioural.items())
-                + "; the result will differ from an uninterrupted run")
-        if checkpoint_every is None:
-            checkpoint_every = int(meta.get("checkpoint_every") or default_checkpoint_every(config.num_updates))
-        try:
-            run_info = json.loads((run_dir / RUN_FILE).read_text())
-        except (OSError, json.JSONDecodeError):
-            run_info = {}
-        JsonlWriter(run_dir / METRICS_FILE).truncate_after(start)
-        log(f"resuming {run_dir} from {ck_path.name} (update {start}/{config.num_updates}, {num_seeds} seed(s))")
     else:
+        # Validate the config, the env and the memory it needs before any folder is made.
+        from purejaxppo.train import make_train
+
         config = (config or PPOConfig()).replace(**overrides)
         num_seeds = 1 if num_seeds is None else num_seeds
-        train = make_train(config)  # validates the env name before anything is written
-        _prepare_new_dir(run_dir, overwrite, log)
-        keys_ = jax.random.split(jax.random.key(seed), num_seeds)
-        init_key = ("init", config, num_seeds)
-        init_fn = _COMPILED.get(init_key) or jax.jit(jax.vmap(train.init, in_axes=(0, None)))
-        _COMPILED[init_key] = init_fn
-        state = _strong(init_fn(keys_, config.hparams()))
-        start = 0
-        if checkpoint_every is None:
-            checkpoint_every = default_checkpoint_every(config.num_updates)
-        run_info = {}
-    config.to_yaml(run_dir / CONFIG_FILE)
+        new_train = make_train(config)
+        check_run_fits(new_train, num_seeds)
+        if out_dir is None:
+            run_dir, claimed = claim_new_run_dir(runs_root, config.env), True
+        else:
+            run_dir = Path(out_dir)
+            if run_dir.exists() and not run_dir.is_dir():
+                raise RunError(f"output path {run_dir} exists and is not a folder")
 
-    log_every = config.log_every
-    num_updates = config.num_updates
+    try:
+        lock = RunLock(run_dir, list(command) if command else None).acquire()
+    except OSError as e:
+        raise RunWriteError(f"cannot write to run folder {run_dir} ({e.strerror or e}); "
+                            "check its permissions or choose another --out") from None
+    try:
+        return _train_locked(config if resume else new_train, run_dir, overrides, num_seeds, seed, checkpoint_every, resume, overwrite,
+                             progress, stop_after, on_diverge, tensorboard, wandb_project, command, log,
+                             progress_file, t_start)
+    except BaseException:
+        if claimed and is_empty_but_lock(run_dir):  # nothing was written: leave no empty folder behind
+            (run_dir / ".lock").unlink(missing_ok=True)
+            run_dir.rmdir()
+        raise
+    finally:
+        lock.release()
+
+
+def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoint_every, resume, overwrite, progress,
+                  stop_after, on_diverge, tensorboard, wandb_project, command, log, progress_file, t_start) -> RunResult:
+    manager = CheckpointManager(run_dir / CHECKPOINT_DIR)
+    if resume:
+        st, ck_path = _resume_start(config_or_train, overrides, num_seeds, checkpoint_every, run_dir, resume,
+                                    explicit_config=config_or_train is not None, log=log)
+    else:
+        st = _new_start(config_or_train, num_seeds, seed, checkpoint_every, run_dir, overwrite, log)
+    config, train, state, start, num_seeds, seed = st.config, st.train, st.state, st.start, st.num_seeds, st.seed
+    num_updates, log_every = config.num_updates, config.log_every
     target = num_updates if stop_after is None else min(num_updates, stop_after)
-    chunk_len = max(1, min(checkpoint_every, num_updates))
+    if resume and start >= target:  # leave run.json (status, sessions) exactly as it is
+        why = f" (--stop-after {stop_after})" if stop_after is not None and stop_after < num_updates else ""
+        log(f"nothing to do: {run_dir} is already at update {start} of {num_updates}{why}")
+        return RunResult(run_dir, config, state, start, start >= num_updates, 0.0, 0.0, 0.0, status="nothing to do")
+    if resume:
+        make_head(run_dir, start, manager.list(), log, atomic_write_bytes)
+        log(f"resuming {run_dir} from {ck_path.name} (update {start}/{num_updates}, {num_seeds} seed(s))")
+    import yaml
+
+    atomic_write_bytes(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
+
+    chunk_len = max(1, min(st.checkpoint_every, num_updates))
     hp = config.hparams()
+    run_info = st.run_info
     session = {"started": _now(), "start_update": start, "command": list(command) if command else None}
     run_info.update(
         versions=versions(), device=device_info(), env=config.env, num_seeds=num_seeds, seed=seed,
@@ -411,21 +527,15 @@ def train_run(
         num_updates=num_updates, batch_size=config.batch_size, checkpoint_every=chunk_len, log_every=log_every,
         status="running",
     )
+    run_info.pop("error", None)
     run_info.setdefault("sessions", []).append(session)
     _write_json(run_dir / RUN_FILE, run_info)
 
-    jsonl = JsonlWriter(run_dir / METRICS_FILE)
-    writers: list[Any] = [jsonl]
+    writers: list[Any] = [JsonlWriter(run_dir / METRICS_FILE)]
     if tensorboard:
         writers.append(TensorBoardWriter(run_dir / "tensorboard"))
     if wandb_project:
         writers.append(WandbWriter(wandb_project, run_dir, config, bool(resume)))
-
-    if start >= target:
-        log(f"nothing to do: {run_dir} is already at update {start} of {num_updates}")
-        for w in writers:
-            w.close()
-        return RunResult(run_dir, config, state, start, start >= num_updates, 0.0, 0.0, 0.0)
 
     use_progress = progress != "off" and log_every > 0
     t_compile = time.perf_counter()
@@ -434,7 +544,7 @@ def train_run(
     if entry is None:
         relay = _Relay() if use_progress else None
         chunk_fn = make_chunk_fn(train, chunk_len, relay, log_every)
-        entry = (chunk_fn.lower(state, hp, jnp.int32(chunk_len)).compile(), relay)
+        entry = (chunk_fn.lower(state, hp, jnp.int32(chunk_len), jnp.asarray(True)).compile(), relay)
     _COMPILED[cache_key] = entry  # most recently used last
     while len(_COMPILED) > _COMPILED_MAX:
         _COMPILED.pop(next(iter(_COMPILED)))
@@ -451,30 +561,44 @@ def train_run(
 
     done = start
     run_s = 0.0
-    status = "interrupted"
+    status, error = "interrupted", None
+    diverged_seeds: list[int] = np.flatnonzero(np.asarray(state.diverged)).tolist()
+    stop_flag = jnp.asarray(on_diverge == "stop")
+    prev_diverged = np.asarray(state.diverged)
     try:
         if reporter is not None:
             reporter.start()
-        while done < target:
+        while done < target and not (diverged_seeds and on_diverge == "stop"):
             n = min(chunk_len, target - done)
             t0 = time.perf_counter()
-            state, metrics = compiled(state, hp, jnp.int32(n))
+            state, metrics = compiled(state, hp, jnp.int32(n), stop_flag)
             metrics = jax.device_get(metrics)
             if relay is not None:
                 jax.effects_barrier()  # this chunk's progress reports are printed before its checkpoint line
             run_s += time.perf_counter() - t0
-            rows = _rows(metrics, done, n, log_every, num_updates, config.batch_size)
-            for w in writers:
-                w.write(rows)
-            done += n
-            meta = {
-                "purejaxppo": versions()["purejaxppo"], "config": config.to_dict(), "update": done,
-                "num_updates": num_updates, "env_steps": done * config.batch_size, "num_seeds": num_seeds,
-                "seed": seed, "checkpoint_every": chunk_len, "saved": _now(),
-            }
-            path = manager.save(state, meta, done)
-            diverged = np.asarray(metrics["diverged"])[:, :n].max(axis=1) > 0
-            ret = np.asarray(metrics["episode_return"])[:, n - 1]
+            ran = int(np.max(np.asarray(state.update_step))) - done  # < n when stopped at a divergence
+            rows = _rows(metrics, done, ran, log_every, num_updates, config.batch_size, prev_diverged)
+            prev_diverged = np.asarray(state.diverged)
+            try:
+                for w in writers:
+                    w.write(rows)
+                done += ran
+                path = manager.save(state, _checkpoint_meta(config, done, num_seeds, seed, chunk_len), done)
+            except OSError as e:
+                raise _write_error(e, run_dir, manager) from None
+            diverged = np.asarray(metrics["diverged"])[:, :ran].max(axis=1) > 0
+            ret = np.asarray(metrics["episode_return"])[:, ran - 1]
+            if diverged.any() and not diverged_seeds:
+                first = int(np.argmax(np.asarray(metrics["diverged"])[:, :ran].max(axis=0) > 0)) + done - ran + 1
+                diverged_seeds = np.flatnonzero(diverged).tolist()
+                run_info.update(diverged_seeds=diverged_seeds, diverged_at_update=first)
+                say(f"DIVERGED: seed(s) {diverged_seeds} produced non-finite numbers at update {first}; their "
+                    "parameters are frozen at the last finite values"
+                    + (" — stopping (checkpointed; --on-diverge continue trains the other seeds on)"
+                       if on_diverge == "stop" else " — continuing (--on-diverge continue)"))
+            elif diverged.any():
+                diverged_seeds = sorted(set(diverged_seeds) | set(np.flatnonzero(diverged).tolist()))
+                run_info.update(diverged_seeds=diverged_seeds)
             if reporter is not None and reporter.style == "bar":
                 reporter.set_note(f"ckpt {done}")  # shown in the bar instead of a line per checkpoint
             else:
@@ -483,8 +607,17 @@ def train_run(
                     + (f", DIVERGED seeds {np.flatnonzero(diverged).tolist()}" if diverged.any() else ""))
             session.update(end_update=done)
             run_info.update(status="running", last_checkpoint=path.name)
-            _write_json(run_dir / RUN_FILE, run_info)
-        status = "finished" if done >= num_updates else "stopped"
+            try:
+                _write_json(run_dir / RUN_FILE, run_info)
+            except OSError as e:
+                raise _write_error(e, run_dir, manager) from None
+        status = "diverged" if diverged_seeds else "finished" if done >= num_updates else "stopped"
+    except KeyboardInterrupt:
+        found = manager.list()
+        raise RunInterrupted(run_dir, found[-1][1] if found else None, found[-1][0] if found else None) from None
+    except BaseException as e:
+        status, error = "failed", " ".join(str(e).split())[:500] or type(e).__name__
+        raise
     finally:
         if relay is not None:
             jax.effects_barrier()
@@ -492,7 +625,10 @@ def train_run(
         if reporter is not None:
             reporter.close()
         for w in writers:
-            w.close()
+            try:
+                w.close()
+            except Exception as e:  # a writer's own failure must not hide the run's
+                log(f"warning: closing a metrics writer failed ({type(e).__name__}: {e})")
         wall = time.perf_counter() - t_start
         sps = (done - start) * config.batch_size * num_seeds / run_s if run_s > 0 else 0.0
         session.update(ended=_now(), end_update=done, status=status, wall_time_s=round(wall, 3),
@@ -500,19 +636,48 @@ def train_run(
         run_info.update(status=status, update=done,
                         wall_time_s=round(sum(s.get("wall_time_s", 0.0) for s in run_info["sessions"]), 3),
                         compile_time_s=round(sum(s.get("compile_time_s", 0.0) for s in run_info["sessions"]), 3))
-        _write_json(run_dir / RUN_FILE, run_info)
+        if error:
+            run_info["error"] = error
+        _save_info(run_dir / RUN_FILE, run_info, log)
     return RunResult(run_dir, config, state, done, done >= num_updates, compile_s, wall, sps,
-                     reporter.calls if reporter is not None else 0, reporter.reports if reporter is not None else [])
+                     reporter.calls if reporter is not None else 0, reporter.reports if reporter is not None else [],
+                     status=status, diverged_seeds=diverged_seeds)
 
 
-def _rows(metrics: dict, done: int, n: int, log_every: int, num_updates: int, batch_size: int) -> list[dict]:
+def _checkpoint_meta(config: PPOConfig, done: int, num_seeds: int, seed: int, chunk_len: int) -> dict:
+    return {
+        "purejaxppo": versions()["purejaxppo"], "config": config.to_dict(), "update": done,
+        "num_updates": config.num_updates, "env_steps": done * config.batch_size, "num_seeds": num_seeds,
+        "seed": seed, "checkpoint_every": chunk_len, "saved": _now(),
+    }
+
+
+def _write_error(e: OSError, run_dir: Path, manager: CheckpointManager) -> RunWriteError:
+    what = e.filename or "a run file"
+    latest = manager.latest()
+    intact = (f"the newest checkpoint {latest.name} is intact" if latest is not None
+              else "no checkpoint had been written yet")
+    return RunWriteError(f"could not write {what} ({e.strerror or e}); {intact}. Free disk space (or fix the "
+                         f"folder's permissions), then continue with: purejaxppo train --resume {run_dir}")
+
+
+def _rows(metrics: dict, done: int, n: int, log_every: int, num_updates: int, batch_size: int,
+          prev_diverged: np.ndarray | None = None) -> list[dict]:
+    """metrics.jsonl rows of a chunk of `n` updates after update `done`: every log_every-th update, the
+    last one, and the update at which a seed diverged (first non-finite update; `prev_diverged` [S] are
+    the flags before the chunk)."""
     from purejaxppo.train import METRIC_NAMES
 
     names = [k for k in METRIC_NAMES if k in metrics] + sorted(k for k in metrics if k not in METRIC_NAMES)
     arrays = {k: np.asarray(v) for k, v in metrics.items()}
     num_seeds = arrays[names[0]].shape[0]
+    updates = set(logged_updates(done, done + n, log_every, num_updates))
+    flags = np.asarray(arrays["diverged"])[:, :n] > 0
+    before = np.zeros(num_seeds, bool) if prev_diverged is None else np.asarray(prev_diverged, bool)
+    turned_on = flags & ~np.concatenate([before[:, None], flags[:, :-1]], axis=1)
+    updates |= {done + 1 + int(j) for j in np.flatnonzero(turned_on.any(axis=0))}
     rows = []
-    for u in logged_updates(done, done + n, log_every, num_updates):
+    for u in sorted(updates):
         j = u - done - 1
         for s in range(num_seeds):
             row = {"update": u, "env_steps": u * batch_size, "seed": s}
