@@ -231,11 +231,8 @@ def _read_yaml(path) -> Any:
     """The parsed content of a YAML file (None for an empty file becomes {}); errors name the file."""
     import yaml
 
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"config file {str(path)!r} not found") from None
+    with open(path, "rb") as fh:  # a missing file: FileNotFoundError naming it
+        raw = fh.read()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
