@@ -373,7 +373,7 @@ def raise_if_diverged(out: TrainOutput) -> None:
     if diverged.any():
         flat = diverged.reshape(-1, diverged.shape[-1])
         runs = np.flatnonzero(flat.any(axis=-1))
-        first = int(np.argmax(flat[runs[0]]))
+        first = int(np.argmax(flat[runs[0]])) + 1  # metrics[..., j] belong to update j + 1
         raise FloatingPointError(
             f"training diverged: {len(runs)} of {flat.shape[0]} run(s) produced non-finite losses or parameters "
             f"(run {int(runs[0])} first at update {first}); their params were frozen at the last finite values. "
