@@ -13,7 +13,7 @@ from purejaxppo._cpu_rng import unroll_threefry_on_cpu as _unroll_threefry_on_cp
 
 THREEFRY_CPU_STATUS = _unroll_threefry_on_cpu()  # same random numbers, fewer tiny kernels on CPU
 
-from purejaxppo.config import HParams, PPOConfig  # noqa: E402
+from purejaxppo.config import HParams, PPOConfig, validate_hparams  # noqa: E402
 from purejaxppo.distributions import Categorical, DiagGaussian  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402
 from purejaxppo.gae import compute_gae  # noqa: E402
@@ -41,6 +41,7 @@ __all__ = [
     "make_network",
     "make_train",
     "raise_if_diverged",
+    "validate_hparams",
     # run folders, checkpoints, evaluation, progress (purejaxppo.runner / checkpoint / evaluate / progress)
     "CheckpointError",
     "ProgressReporter",

@@ -471,7 +471,8 @@ def _validate(c: PPOConfig) -> None:
             fail(name, f"must be < {_LIMIT_TEXT[limit]}, got {v}")
     if c.batch_size >= INT32_LIMIT:
         fail("num_envs", f"num_envs * num_steps = {c.num_envs} * {c.num_steps} = {c.batch_size} must be < "
-             f"{_LIMIT_TEXT[INT32_LIMIT]}; lower num_envs or num_steps")
+             f"{_LIMIT_TEXT[INT32_LIMIT]}, and one rollout of that many transitions would need over "
+             f"{c.batch_size * 40 / 1e9:,.0f} GB of memory; lower num_envs or num_steps")
     if c.batch_size % c.num_minibatches:
         fail("num_minibatches", f"num_envs * num_steps = {c.batch_size} must be divisible by num_minibatches = {c.num_minibatches}; choose a divisor of {c.batch_size}")
     if c.total_timesteps < c.batch_size:

@@ -92,10 +92,11 @@ def with_progress(
         logged = step % log_every == 0
         if total_updates is not None:
             logged = jnp.logical_or(logged, step == total_updates)
-        newly_diverged = jnp.logical_and(new_state.diverged, jnp.logical_not(state.diverged))
-        if axis_name is not None:
-            newly_diverged = jax.lax.pmax(newly_diverged.astype(jnp.int32), axis_name) > 0
-        logged = jnp.logical_or(logged, newly_diverged)
+        if hasattr(new_state, "diverged"):  # a TrainState (any state without the flag is reported as usual)
+            newly_diverged = jnp.logical_and(new_state.diverged, jnp.logical_not(state.diverged))
+            if axis_name is not None:
+                newly_diverged = jax.lax.pmax(newly_diverged.astype(jnp.int32), axis_name) > 0
+            logged = jnp.logical_or(logged, newly_diverged)
 
         def report(go):
             jax.debug.callback(callback, step, logged, values)

@@ -317,12 +317,16 @@ class _Start:
     run_info: dict
 
 
+def _exists_error(run_dir: Path) -> RunError:
+    return RunError(f"output folder {run_dir} already exists and is not empty; pass --overwrite to replace "
+                    f"its run files, --resume {run_dir} to continue it, or choose another --out")
+
+
 def _new_start(train, num_seeds, seed, checkpoint_every, run_dir, overwrite, log) -> _Start:
     config = train.config
     if not is_empty_but_lock(run_dir):
         if not overwrite:
-            raise RunError(f"output folder {run_dir} already exists and is not empty; pass --overwrite to replace "
-                           f"its run files, --resume {run_dir} to continue it, or choose another --out")
+            raise _exists_error(run_dir)
         removed = remove_owned(run_dir)
         log(f"--overwrite: removed the previous run's files in {run_dir}: {', '.join(removed) or 'none'}")
     keys = jax.random.split(jax.random.key(seed), num_seeds)
@@ -476,6 +480,8 @@ def train_run(
             run_dir = Path(out_dir)
             if run_dir.exists() and not run_dir.is_dir():
                 raise RunError(f"output path {run_dir} exists and is not a folder")
+            if run_dir.is_dir() and not overwrite and not is_empty_but_lock(run_dir):
+                raise _exists_error(run_dir)  # (checked again under the lock) refuse without touching the folder
 
     try:
         lock = RunLock(run_dir, list(command) if command else None).acquire()

@@ -33,6 +33,7 @@ from purejaxppo.gae import compute_gae
 from purejaxppo.losses import Batch, adapt_kl_beta, ppo_loss
 from purejaxppo.networks import make_network
 from purejaxppo.normalization import RewardScaler, RunningMeanStd
+from purejaxppo.resources import check_memory
 from purejaxppo.rollout import EnvCarry, collect
 
 METRIC_NAMES = (
@@ -176,6 +177,7 @@ def make_train(
     obs_space, action_space = env_spaces(env, env_params, trace_reset=params_given)
     obs_shape = obs_shape_from_space(obs_space)
     action_spec = action_spec_from_space(action_space)
+    check_memory(config, obs_shape, action_spec)  # one run must fit the device: refuse now, not deep inside XLA
     network = (network_factory or make_network)(config, obs_shape, action_spec)
     apply_fn = network.apply
     to_env_action = make_action_transform(action_spec, config.action_handling)

@@ -381,3 +381,14 @@ def test_eval_return_gaps_do_not_break_plots_progress_or_the_report(work, refere
     _print_train_summary(res)
     out = capsys.readouterr().out
     assert "eval return" in out and "nan" not in out.lower()
+
+
+def test_make_train_refuses_a_run_that_cannot_fit_in_memory_fast():
+    from purejaxppo.resources import ResourceError
+
+    t0 = time.perf_counter()
+    with pytest.raises(ResourceError, match=r"needs about .* of memory .* reduce num_envs or num_steps"):
+        make_train(PPOConfig(num_envs=10**9, num_steps=1, num_minibatches=1, total_timesteps=10**9))
+    with pytest.raises(ValueError, match=r"num_envs.*GB of memory"):
+        PPOConfig(num_envs=10**9)  # 128 steps each: past the int32 batch limit, and says what it would need
+    assert time.perf_counter() - t0 < 30

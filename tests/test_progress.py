@@ -99,7 +99,7 @@ def test_off_means_no_callback_in_the_real_chunk_program():
     train = make_train(CONFIG)
     state = jax.eval_shape(jax.vmap(train.init, in_axes=(0, None)), jax.random.split(jax.random.key(0), SEEDS),
                            CONFIG.hparams())
-    jaxpr = lambda fn: str(jax.make_jaxpr(fn)(state, CONFIG.hparams(), jnp.int32(CHUNK)))  # noqa: E731
+    jaxpr = lambda fn: str(jax.make_jaxpr(fn)(state, CONFIG.hparams(), jnp.int32(CHUNK), jnp.asarray(True)))  # noqa: E731
     assert "callback" not in jaxpr(make_chunk_fn(train, CHUNK, None, 1))
     assert "callback" not in jaxpr(make_chunk_fn(train, CHUNK, print, 0))
     text = jaxpr(make_chunk_fn(train, CHUNK, print, 1))
