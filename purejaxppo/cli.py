@@ -124,6 +124,7 @@ def cmd_eval(args) -> int:
     import jax
     import numpy as np
 
+    from purejaxppo.agent import ActingState
     from purejaxppo.evaluate import make_evaluate
     from purejaxppo.runner import load_run
     from purejaxppo.stats import bootstrap_ci, iqm
@@ -133,9 +134,9 @@ def cmd_eval(args) -> int:
     run = load_run(args.run)
     evaluate = make_evaluate(run.train)
     n, s = args.episodes, run.num_seeds
-    fn = jax.jit(jax.vmap(lambda p, on, k: evaluate(p, on, k, n, args.deterministic)))
+    fn = jax.jit(jax.vmap(lambda acting, k: evaluate(acting, k, n, args.deterministic)))
     keys = jax.random.split(jax.random.key(args.seed), s)
-    returns = np.asarray(fn(run.state.params, run.state.obs_norm, keys))  # [seeds, episodes]
+    returns = np.asarray(fn(ActingState(run.state.params, run.state.obs_norm), keys))  # [seeds, episodes]
     mode = "deterministic (mode)" if args.deterministic else "stochastic (sampled)"
     print(f"{run.run_dir} ({run.checkpoint.name}, update {run.meta['update']}/{run.config.num_updates}): "
           f"{run.config.env}, {s} seed(s) x {n} episode(s), {mode} actions")
@@ -173,17 +174,16 @@ def cmd_render(args) -> int:
     import jax
     import numpy as np
 
+    from purejaxppo.agent import ActingState
     from purejaxppo.evaluate import make_episode_rollout
     from purejaxppo.runner import load_run
 
     run = load_run(args.run)
     if not 0 <= args.seed_index < run.num_seeds:
         raise ValueError(f"--seed-index {args.seed_index} out of range: the run has {run.num_seeds} seed(s)")
-    pick = lambda x: x[args.seed_index]  # noqa: E731
-    params = jax.tree.map(pick, run.state.params)
-    obs_norm = None if run.state.obs_norm is None else jax.tree.map(pick, run.state.obs_norm)
-    rollout = jax.jit(make_episode_rollout(run.train), static_argnums=3)
-    ep = jax.device_get(rollout(params, obs_norm, jax.random.key(args.seed), not args.stochastic))
+    acting = jax.tree.map(lambda x: x[args.seed_index], ActingState(run.state.params, run.state.obs_norm))
+    rollout = jax.jit(make_episode_rollout(run.train), static_argnums=2)
+    ep = jax.device_get(rollout(acting, jax.random.key(args.seed), not args.stochastic))
     length = int(ep.length)
     frames = min(length, args.max_frames)
     states = [jax.tree.map(lambda x, t=t: x[t], ep.env_states) for t in range(frames)]

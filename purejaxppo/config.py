@@ -489,8 +489,13 @@ def _validate(c: PPOConfig) -> None:
 
     # Strings and switches.
     for name, choices in _CHOICES.items():
-        if getattr(c, name) not in choices:
-            fail(name, f"{getattr(c, name)!r} is not one of {choices}")
+        if name == "objective":  # the registry (purejaxppo.objectives) may hold objectives registered by users
+            from purejaxppo.objectives import objective_names
+
+            choices = objective_names()
+        if not isinstance(getattr(c, name), str) or getattr(c, name) not in choices:
+            fail(name, f"{getattr(c, name)!r} is not one of {choices}"
+                 + (" (register a new one with purejaxppo.objectives.register_objective)" if name == "objective" else ""))
     if not isinstance(c.env, str) or not c.env:
         fail("env", f"must be a non-empty environment id string, got {c.env!r}")
     for name in _BOOL_FIELDS:

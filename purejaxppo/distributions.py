@@ -1,18 +1,50 @@
 """Small action distributions: sample, log_prob, entropy, exact KL, mode.
 
-Both are `flax.struct` pytrees, so they can be stored in a rollout and sliced
+All are `flax.struct` pytrees, so they can be stored in a rollout and sliced
 into minibatches like any other array. Batch shapes are leading axes `[...]`.
+`Distribution` is the protocol the library relies on; a user's own
+distribution (returned by their network) needs the methods marked required.
+
+`Categorical` accepts masked logits: an entry of `-inf` is an illegal action.
+It is never sampled nor the mode (unless every entry is masked), has log-prob
+`-inf`, and contributes exactly 0 to the entropy and the KL — no NaN from
+`0 * -inf` in any method or gradient (-inf logits are raised to the lowest
+finite float before those products; finite logits are untouched).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+@runtime_checkable
+class Distribution(Protocol):
+    """What the library calls on a policy's distribution (batch shape `[...]`).
+
+    Required: `sample(key) -> action[...]`, `log_prob(action) -> [...]`,
+    `entropy() -> [...]`, `kl(other) -> [...]` (exact KL(self || other)),
+    `mode() -> action[...]` (deterministic evaluation).
+    Optional, for faster rollouts on CPU: `noise_shape` (property),
+    `noise(key, shape, dtype)` (static) and `sample_from_noise(noise)`: the
+    rollout then draws the noise of all T steps at once before its scan.
+    """
+
+    def sample(self, key: jax.Array) -> jax.Array: ...
+
+    def log_prob(self, action: jax.Array) -> jax.Array: ...
+
+    def entropy(self) -> jax.Array: ...
+
+    def kl(self, other) -> jax.Array: ...
+
+    def mode(self) -> jax.Array: ...
 
 
 @struct.dataclass
@@ -53,13 +85,21 @@ class Categorical:
         lp = self.log_probs
         return jnp.take_along_axis(lp, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
+    @property
+    def _finite_log_probs(self) -> jax.Array:
+        """log_probs with -inf (masked) entries raised to the lowest float: exp() of them is still exactly 0,
+        and 0 * lowest is 0, not NaN. Finite entries are unchanged (max(x, lowest) == x)."""
+        logits = jnp.maximum(self.logits, jnp.finfo(self.logits.dtype).min)
+        return jax.nn.log_softmax(logits, axis=-1)
+
     def entropy(self) -> jax.Array:
-        lp = self.log_probs
+        """Entropy over the legal actions (masked, -inf entries add 0), `[...]`."""
+        lp = self._finite_log_probs
         return -jnp.sum(jnp.exp(lp) * lp, axis=-1)
 
     def kl(self, other: "Categorical") -> jax.Array:
-        """Exact KL(self || other), `[...]`."""
-        lp, lq = self.log_probs, other.log_probs
+        """Exact KL(self || other), `[...]`; actions masked in self add 0."""
+        lp, lq = self._finite_log_probs, other._finite_log_probs
         return jnp.sum(jnp.exp(lp) * (lp - lq), axis=-1)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from purejaxppo.networks import ActionSpec
+from purejaxppo.spaces import ActionSpec, action_spec_from_space, obs_spec_from_space  # noqa: F401 (re-exported)
 
 
 def make_env(name: str) -> tuple[Any, Any]:
@@ -99,27 +99,6 @@ def env_spaces(env: Any, env_params: Any, *, trace_reset: bool = False, where: s
     return spaces
 
 
-def action_spec_from_space(space: Any) -> ActionSpec:
-    """ActionSpec for a gymnax `Discrete` or `Box` action space (duck-typed)."""
-    if hasattr(space, "n") and not hasattr(space, "low"):
-        return ActionSpec(discrete=True, num_actions=int(space.n), shape=())
-    if hasattr(space, "low") and hasattr(space, "shape"):
-        shape = tuple(int(s) for s in space.shape)
-        low = np.broadcast_to(np.asarray(space.low, np.float32), shape).reshape(-1)
-        high = np.broadcast_to(np.asarray(space.high, np.float32), shape).reshape(-1)
-        return ActionSpec(
-            discrete=False,
-            num_actions=0,
-            shape=shape,
-            low=tuple(float(v) for v in low),
-            high=tuple(float(v) for v in high),
-        )
-    raise ValueError(
-        f"action space {space!r} is not supported: purejaxppo handles Discrete (Categorical policy) "
-        "and Box (diagonal Gaussian policy) action spaces"
-    )
-
-
 def make_action_transform(action_spec: ActionSpec, action_handling: str = "clip"):
     """Map a policy sample to the action the env receives.
 
@@ -143,6 +122,7 @@ def make_action_transform(action_spec: ActionSpec, action_handling: str = "clip"
 
 
 def obs_shape_from_space(space: Any) -> tuple[int, ...]:
-    if not hasattr(space, "shape"):
-        raise ValueError(f"observation space {space!r} has no shape: purejaxppo needs an array (Box) observation space")
-    return tuple(int(s) for s in space.shape)
+    """Shape of a single-array observation space (ValueError for dict/tuple spaces: use obs_spec_from_space)."""
+    from purejaxppo.spaces import obs_shape
+
+    return obs_shape(obs_spec_from_space(space))

@@ -1,10 +1,12 @@
 """Policy evaluation: pure, jittable, vmappable.
 
-`make_evaluate(train)` (or `build_evaluate(env, env_params, apply_fn,
+`make_evaluate(train)` (or `build_evaluate(env, env_params, agent,
 action_spec)`) returns
 
-    evaluate(params, obs_norm, key, num_episodes, deterministic=True) -> returns [num_episodes]
+    evaluate(acting, key, num_episodes, deterministic=True) -> returns [num_episodes]
 
+with `acting = purejaxppo.agent.ActingState(params, obs_norm)` (e.g.
+`ActingState(state.params, state.obs_norm)` of a train state), which
 which resets `num_episodes` envs at once and steps them in parallel (a
 `lax.while_loop`) until every one has finished its first episode, or until a
 step cap (the env's `max_steps_in_episode`), whichever comes first. Episodes
@@ -22,7 +24,10 @@ also under `vmap` over seeds, where a `lax.cond` on a batched predicate would
 be turned into a `select` that runs the evaluation every update.
 
 `make_episode_rollout(train)` rolls out one episode and keeps every env state
-(for rendering).
+(for rendering). Both act through `purejaxppo.agent.make_policy` (the same
+acting function `load_policy` uses) and step through
+`purejaxppo.rollout.step_envs` (the same env step as training), carrying the
+agent's carry and resetting it at episode boundaries.
 """
 
 from __future__ import annotations
@@ -33,8 +38,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purejaxppo.agent import ActingState, Agent, as_agent, make_policy
 from purejaxppo.envs import make_action_transform
-from purejaxppo.networks import ActionSpec
+from purejaxppo.rollout import step_envs
+from purejaxppo.spaces import ActionSpec
 
 
 def max_episode_steps(env: Any, env_params: Any, max_steps: int | None = None) -> int:
@@ -52,23 +59,29 @@ def max_episode_steps(env: Any, env_params: Any, max_steps: int | None = None) -
     return max_steps
 
 
-def make_act_fn(apply_fn: Callable, action_spec: ActionSpec, to_env_action: Callable | None = None) -> Callable:
-    """`act(params, obs_norm, obs[B, ...], key, deterministic, obs_clip) -> env actions [B, ...]`.
+class _ApplyAgent:
+    """A feed-forward agent from a bare `apply_fn(params, obs) -> (dist, value)` (for make_act_fn)."""
 
-    Normalizes with `obs_norm` (if not None), takes the mode or a sample, and
-    maps it to the env's action with `to_env_action` (training's transform:
-    `train.to_env_action`; default: clip continuous actions to the box).
-    `deterministic` must be a Python bool.
-    """
+    def __init__(self, apply_fn):
+        self.apply = apply_fn
+
+    def initial_carry(self, batch):
+        return ()
+
+    def step(self, params, carry, obs, done=None):
+        dist, value = self.apply(params, obs)
+        return carry, dist, value
+
+
+def make_act_fn(apply_fn: Callable, action_spec: ActionSpec, to_env_action: Callable | None = None) -> Callable:
+    """`act(params, obs_norm, obs[B, ...], key, deterministic, obs_clip) -> env actions [B, ...]` for a
+    feed-forward `apply_fn`; a thin form of `purejaxppo.agent.make_policy` (kept for existing callers)."""
     if to_env_action is None:
         to_env_action = make_action_transform(action_spec, "clip")
+    policy = make_policy(_ApplyAgent(apply_fn), to_env_action)
 
     def act(params, obs_norm, obs, key, deterministic: bool, obs_clip):
-        if obs_norm is not None:
-            obs = obs_norm.normalize(obs, obs_clip)
-        dist, _ = apply_fn(params, obs)
-        action = dist.mode() if deterministic else dist.sample(key)
-        return to_env_action(action)
+        return policy(ActingState(params, obs_norm), (), obs, None, key, deterministic, obs_clip)[1]
 
     return act
 
@@ -76,60 +89,64 @@ def make_act_fn(apply_fn: Callable, action_spec: ActionSpec, to_env_action: Call
 def build_evaluate(
     env: Any,
     env_params: Any,
-    apply_fn: Callable,
+    agent: Agent,
     action_spec: ActionSpec,
     *,
     obs_clip: float = 10.0,
     max_steps: int | None = None,
     to_env_action: Callable | None = None,
 ) -> Callable:
-    """Build `evaluate(params, obs_norm, key, num_episodes, deterministic=True, *, obs_clip=..., enabled=True)`.
+    """Build `evaluate(acting, key, num_episodes, deterministic=True, *, obs_clip=..., enabled=True)`.
 
-    `num_episodes` and `deterministic` are static (Python int / bool); params,
-    obs_norm, key, obs_clip and enabled may be traced. Returns the undiscounted
-    return of each episode, float32 `[num_episodes]` (zeros when `enabled` is False).
+    agent: a purejaxppo.agent.Agent (a flax module is wrapped as a feed-forward one).
+    `num_episodes` and `deterministic` are static (Python int / bool); acting
+    (an ActingState), key, obs_clip and enabled may be traced. Returns the
+    undiscounted return of each episode, float32 `[num_episodes]` (zeros when
+    `enabled` is False).
     """
     cap = max_episode_steps(env, env_params, max_steps)
-    act = make_act_fn(apply_fn, action_spec, to_env_action)
+    agent = as_agent(agent)
+    policy = make_policy(agent, to_env_action or make_action_transform(action_spec, "clip"))
     default_clip = obs_clip
 
-    def evaluate(params, obs_norm, key, num_episodes: int, deterministic: bool = True, *, obs_clip=None, enabled=True):
+    def evaluate(acting: ActingState, key, num_episodes: int, deterministic: bool = True, *, obs_clip=None,
+                 enabled=True):
+        if not isinstance(acting, ActingState):
+            raise ValueError("evaluate: the first argument is an ActingState(params, obs_norm) "
+                             f"(purejaxppo.agent), got {type(acting).__name__}")
         if not isinstance(num_episodes, (int, np.integer)) or num_episodes <= 0:
             raise ValueError(f"evaluate: num_episodes must be a positive int (static), got {num_episodes!r}")
         n = int(num_episodes)
         clip = default_clip if obs_clip is None else obs_clip
         k_reset, k_loop = jax.random.split(key)
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, n), env_params)
-        step_env = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
         def cond(c):
-            t, _, _, _, _, finished = c
+            t, _, _, _, _, _, finished, _ = c
             return jnp.logical_and(jnp.asarray(enabled), jnp.logical_and(t < cap, jnp.logical_not(jnp.all(finished))))
 
         def body(c):
-            t, env_state, obs, key, ret, finished = c
+            t, env_state, obs, carry, key, ret, finished, done = c
             key, k_act, k_env = jax.random.split(key, 3)
-            action = act(params, obs_norm, obs, k_act, deterministic, clip)
-            obs, env_state, reward, terminated, truncated, _ = step_env(
-                jax.random.split(k_env, n), env_state, action, env_params
-            )
-            reward = jnp.reshape(reward, (n,)).astype(jnp.float32)
-            done = jnp.logical_or(jnp.reshape(terminated, (n,)), jnp.reshape(truncated, (n,)))
-            ret = ret + jnp.where(finished, 0.0, reward)
-            return t + 1, env_state, obs, key, ret, jnp.logical_or(finished, done)
+            carry, action = policy(acting, carry, obs, done, k_act, deterministic, clip)
+            out = step_envs(env, env_params, jax.random.split(k_env, n), env_state, action)
+            done = jnp.logical_or(out.terminated, out.truncated)
+            ret = ret + jnp.where(finished, 0.0, out.reward)
+            return t + 1, out.env_state, out.obs, carry, key, ret, jnp.logical_or(finished, done), done
 
-        init = (jnp.zeros((), jnp.int32), env_state, obs, k_loop, jnp.zeros((n,), jnp.float32), jnp.zeros((n,), bool))
-        _, _, _, _, returns, _ = jax.lax.while_loop(cond, body, init)
-        return returns
+        no = jnp.zeros((n,), bool)
+        init = (jnp.zeros((), jnp.int32), env_state, obs, agent.initial_carry(n), k_loop,
+                jnp.zeros((n,), jnp.float32), no, no)
+        return jax.lax.while_loop(cond, body, init)[5]
 
     evaluate.max_steps = cap
     return evaluate
 
 
 def make_evaluate(train: Callable, *, max_steps: int | None = None) -> Callable:
-    """`evaluate` for the env, network and action space of a `make_train` result."""
+    """`evaluate` for the env, agent and action space of a `make_train` result."""
     return build_evaluate(
-        train.env, train.env_params, train.network.apply, train.action_spec,
+        train.env, train.env_params, train.agent, train.action_spec,
         obs_clip=train.config.obs_clip, max_steps=max_steps, to_env_action=train.to_env_action,
     )
 
@@ -148,32 +165,32 @@ class Episode(NamedTuple):
 
 
 def make_episode_rollout(train: Callable, *, max_steps: int | None = None) -> Callable:
-    """`rollout(params, obs_norm, key, deterministic=True) -> Episode` for one env (jittable).
+    """`rollout(acting, key, deterministic=True) -> Episode` for one env (jittable).
 
     Runs a fixed `max_steps` scan (the env's max_steps_in_episode by default)
     and reports where the first episode ended.
     """
-    env, env_params = train.env, train.env_params
+    env, env_params, agent = train.env, train.env_params, train.agent
     cap = max_episode_steps(env, env_params, max_steps)
-    act = make_act_fn(train.network.apply, train.action_spec, train.to_env_action)
+    policy = make_policy(agent, train.to_env_action)
     obs_clip = train.config.obs_clip
+    first = lambda x: x[0]  # noqa: E731  (the batch of one env)
 
-    def rollout(params, obs_norm, key, deterministic: bool = True) -> Episode:
+    def rollout(acting: ActingState, key, deterministic: bool = True) -> Episode:
         k_reset, k_loop = jax.random.split(key)
-        obs, env_state = env.reset(k_reset, env_params)
+        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(k_reset[None], env_params)
 
         def step(c, k):
-            env_state, obs, finished = c
+            env_state, obs, carry, finished, done = c
             k_act, k_env = jax.random.split(k)
-            action = act(params, obs_norm, obs[None], k_act, deterministic, obs_clip)[0]
-            obs2, env_state2, reward, terminated, truncated, _ = env.step(k_env, env_state, action, env_params)
-            done = jnp.logical_or(jnp.reshape(terminated, ()), jnp.reshape(truncated, ()))
-            out = (env_state, jnp.reshape(reward, ()).astype(jnp.float32), done, finished)
-            return (env_state2, obs2, jnp.logical_or(finished, done)), out
+            carry, action = policy(acting, carry, obs, done, k_act, deterministic, obs_clip)
+            out = step_envs(env, env_params, k_env[None], env_state, action)
+            done = jnp.logical_or(out.terminated, out.truncated)
+            emitted = (jax.tree.map(first, env_state), out.reward[0], done[0], finished)
+            return (out.env_state, out.obs, carry, jnp.logical_or(finished, done[0]), done), emitted
 
-        _, (states, rewards, dones, was_finished) = jax.lax.scan(
-            step, (env_state, obs, jnp.asarray(False)), jax.random.split(k_loop, cap)
-        )
+        init = (env_state, obs, agent.initial_carry(1), jnp.asarray(False), jnp.zeros((1,), bool))
+        _, (states, rewards, dones, was_finished) = jax.lax.scan(step, init, jax.random.split(k_loop, cap))
         length = jnp.sum(jnp.logical_not(was_finished).astype(jnp.int32))
         return Episode(states, rewards, dones, length)
 

@@ -1,16 +1,19 @@
 """Actor-critic networks with orthogonal initialization.
 
 A network is any flax module whose `__call__(obs)` takes a batch of
-observations `[B, *obs_shape]` and returns `(dist, value)`: a distribution from
+observations (an array `[B, *obs_shape]`, or a pytree whose leaves are
+`[B, ...]`) and returns `(dist, value)`: a distribution from
 `purejaxppo.distributions` with batch shape `[B]` and a value `[B]`.
+`purejaxppo.agent.FeedForwardAgent` turns one into an agent.
 
 `make_train(..., network_factory=f)` accepts a user's own factory
-`f(config, obs_shape, action_spec) -> nn.Module`; `make_network` is the default.
+`f(obs_spec, action_spec) -> nn.Module`; `make_network(obs_spec, action_spec,
+**options)` is the default, with `network_options(config)` as its options.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -19,6 +22,7 @@ import numpy as np
 
 from purejaxppo.config import PPOConfig
 from purejaxppo.distributions import Categorical, DiagGaussian, TanhGaussian
+from purejaxppo.spaces import ActionSpec  # noqa: F401 (re-exported: purejaxppo.networks.ActionSpec)
 
 _ACTIVATIONS: dict[str, Callable] = {
     "tanh": jnp.tanh,
@@ -29,23 +33,12 @@ _ACTIVATIONS: dict[str, Callable] = {
 }
 
 
-class ActionSpec(NamedTuple):
-    """What the policy must output, read from the env's action space.
-
-    discrete: Categorical over `num_actions` if True, else diagonal Gaussian of
-    `shape` with bounds `low`/`high` (flat tuples of floats, used to clip env
-    actions). Hashable, so modules holding it stay hashable.
-    """
-
-    discrete: bool
-    num_actions: int
-    shape: tuple[int, ...]
-    low: tuple[float, ...] | None = None
-    high: tuple[float, ...] | None = None
-
-    @property
-    def size(self) -> int:
-        return self.num_actions if self.discrete else int(np.prod(self.shape))
+def flatten_obs(obs) -> jax.Array:
+    """A batch of observations (array `[B, ...]` or pytree of `[B, ...]` leaves) -> float32 `[B, features]`:
+    every leaf flattened per sample and concatenated in pytree order (dicts by sorted key)."""
+    leaves = jax.tree.leaves(obs)
+    flat = [leaf.reshape(leaf.shape[0], -1).astype(jnp.float32) for leaf in leaves]
+    return flat[0] if len(flat) == 1 else jnp.concatenate(flat, axis=-1)
 
 
 def _dense(features: int, scale: float) -> nn.Dense:
@@ -107,12 +100,12 @@ class ActorCritic(nn.Module):
     squash: bool = False
 
     @nn.compact
-    def __call__(self, obs: jax.Array):
-        x = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
+    def __call__(self, obs):
+        x = flatten_obs(obs)
         spec = self.action_spec
         head = MLP(self.actor_hidden, spec.size, 0.01, self.activation, name="actor")(x)
         value = MLP(self.critic_hidden, 1, 1.0, self.activation, name="critic")(x)[:, 0]
-        return _policy_head(self, head, spec, obs.shape[0], self.init_log_std, self.squash), value
+        return _policy_head(self, head, spec, x.shape[0], self.init_log_std, self.squash), value
 
 
 class ConvActorCritic(nn.Module):
@@ -144,24 +137,61 @@ class ConvActorCritic(nn.Module):
         return _policy_head(self, head, spec, obs.shape[0], self.init_log_std, self.squash), value
 
 
-def make_network(config: PPOConfig, obs_shape: tuple[int, ...], action_spec: ActionSpec) -> nn.Module:
-    """Default network factory: `ConvActorCritic` for image observations, else `ActorCritic`.
-
-    config.network 'auto' picks the CNN for rank-3 observations `[H, W, C]`.
-    """
-    kind = config.network
-    if kind == "auto":
-        kind = "cnn" if len(obs_shape) == 3 else "mlp"
-    common = dict(
-        action_spec=action_spec,
+def network_options(config: PPOConfig) -> dict:
+    """The options of `make_network` a config sets (what a network needs, not the whole config)."""
+    return dict(
+        network=config.network,
         actor_hidden=config.actor_hidden,
         critic_hidden=config.critic_hidden,
         activation=config.activation,
         init_log_std=config.init_log_std,
-        squash=config.action_handling == "tanh" and not action_spec.discrete,
+        action_handling=config.action_handling,
+        cnn_channels=config.cnn_channels,
+        cnn_shared_torso=config.cnn_shared_torso,
+    )
+
+
+def make_network(
+    obs_spec,
+    action_spec: ActionSpec,
+    *legacy,
+    network: str = "auto",
+    actor_hidden: Sequence[int] = (64, 64),
+    critic_hidden: Sequence[int] = (64, 64),
+    activation: str = "tanh",
+    init_log_std: float = 0.0,
+    action_handling: str = "clip",
+    cnn_channels: Sequence[int] = (16,),
+    cnn_shared_torso: bool = False,
+) -> nn.Module:
+    """Default network factory: `ConvActorCritic` for image observations, else `ActorCritic`.
+
+    obs_spec: the observation spec (a `jax.ShapeDtypeStruct`, or a pytree of
+    them; a plain shape tuple is accepted too). `network='auto'` picks the CNN
+    for a single rank-3 observation `[H, W, C]`; pytree observations go to the
+    MLP (leaves flattened and concatenated). The older call
+    `make_network(config, obs_shape, action_spec)` still works.
+    """
+    if isinstance(obs_spec, PPOConfig):  # make_network(config, obs_shape, action_spec)
+        config, obs_spec, action_spec = obs_spec, action_spec, legacy[0]
+        return make_network(obs_spec, action_spec, **network_options(config))
+    if isinstance(obs_spec, tuple) and all(isinstance(d, int) for d in obs_spec):
+        obs_spec = jax.ShapeDtypeStruct(obs_spec, jnp.float32)
+    single = isinstance(obs_spec, jax.ShapeDtypeStruct)
+    kind = network
+    if kind == "auto":
+        kind = "cnn" if single and len(obs_spec.shape) == 3 else "mlp"
+    common = dict(
+        action_spec=action_spec,
+        actor_hidden=tuple(actor_hidden),
+        critic_hidden=tuple(critic_hidden),
+        activation=activation,
+        init_log_std=init_log_std,
+        squash=action_handling == "tanh" and not action_spec.discrete,
     )
     if kind == "cnn":
-        if len(obs_shape) != 3:
-            raise ValueError(f"PPOConfig.network: 'cnn' needs image observations [H, W, C], got shape {obs_shape}; use 'mlp'")
-        return ConvActorCritic(channels=config.cnn_channels, shared_torso=config.cnn_shared_torso, **common)
+        if not single or len(obs_spec.shape) != 3:
+            shape = obs_spec.shape if single else "a pytree"
+            raise ValueError(f"PPOConfig.network: 'cnn' needs image observations [H, W, C], got {shape}; use 'mlp'")
+        return ConvActorCritic(channels=tuple(cnn_channels), shared_torso=cnn_shared_torso, **common)
     return ActorCritic(**common)

@@ -78,3 +78,26 @@ class RewardScaler:
         scaled = jnp.clip(reward / jnp.sqrt(stats.var + _EPS), -clip, clip)
         returns = jnp.where(done, 0.0, returns)
         return RewardScaler(returns=returns, stats=stats), scaled
+
+
+# ------------------------------------------------------------------ observations (pytrees of arrays)
+
+def _is_rms(x) -> bool:
+    return isinstance(x, RunningMeanStd)
+
+
+def create_obs_norm(obs_spec) -> "RunningMeanStd | object":
+    """One RunningMeanStd per observation leaf, shaped like the obs spec (a single one for array observations)."""
+    return jax.tree.map(lambda s: RunningMeanStd.create(tuple(s.shape)), obs_spec)
+
+
+def update_obs_norm(obs_norm, obs):
+    """Merge a batch of raw observations (leaves `[B, ...]`) into the per-leaf statistics."""
+    return jax.tree.map(lambda n, o: n.update(o), obs_norm, obs, is_leaf=_is_rms)
+
+
+def normalize_obs(obs_norm, obs, clip):
+    """Normalize every observation leaf with its statistics (identity when obs_norm is None)."""
+    if obs_norm is None:
+        return obs
+    return jax.tree.map(lambda n, o: n.normalize(o, clip), obs_norm, obs, is_leaf=_is_rms)

@@ -1,4 +1,11 @@
-"""Collecting a rollout of T steps from N vectorized envs with `lax.scan`."""
+"""Collecting a rollout of T steps from N vectorized envs with `lax.scan`, and the env step it shares.
+
+`step_envs` is the one place that steps a batch of gymnax-API envs and puts
+reward / terminated / truncated into shape `[N]` (e.g. Pendulum's `(1,)`
+rewards); the training rollout here, evaluation and episode rendering
+(purejaxppo.evaluate) all step through it. Observations may be pytrees: they
+are stored, normalized and reshaped leaf by leaf.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from purejaxppo.normalization import RewardScaler, RunningMeanStd
+from purejaxppo.normalization import RewardScaler, RunningMeanStd, normalize_obs, update_obs_norm
 
 
 class Transition(NamedTuple):
@@ -16,26 +23,57 @@ class Transition(NamedTuple):
     obs / final_obs are what the network saw (normalized if normalize_obs);
     final_obs is the observation reached by the step before auto-reset
     (info["final_observation"]); reward is the (possibly scaled) training reward.
+    first[t] marks envs whose previous step ended an episode (the agent reset
+    their carry before step t); carry0 is the agent's carry `[N, ...]` at the
+    start of the segment (`()` for feed-forward agents), so the update can
+    replay the segment.
     """
 
-    obs: jax.Array
+    obs: Any
     action: jax.Array
     log_prob: jax.Array
     value: jax.Array
     reward: jax.Array
     terminated: jax.Array
     truncated: jax.Array
-    final_obs: jax.Array
+    final_obs: Any
     dist: Any
+    first: jax.Array
+    carry0: Any
 
 
 class EnvCarry(NamedTuple):
-    """Per-env state carried across rollouts. obs is the raw (unnormalized) observation `[N, ...]`."""
+    """Per-env state carried across rollouts. obs is the raw (unnormalized) observation `[N, ...]` (a pytree
+    for dict observations); agent_carry the agent's acting state `[N, ...]`; done `[N]` whether each env's
+    last step ended its episode (so the agent resets that env's carry before its next observation)."""
 
     env_state: Any
-    obs: jax.Array
+    obs: Any
     episode_return: jax.Array  # [N] undiscounted raw return of the running episode
     episode_length: jax.Array  # [N]
+    agent_carry: Any = ()
+    done: Any = None
+
+
+class EnvStep(NamedTuple):
+    """One step of N envs: reward, terminated, truncated are `[N]`; final_obs is the pre-reset observation."""
+
+    obs: Any
+    env_state: Any
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    final_obs: Any
+
+
+def step_envs(env, env_params, keys: jax.Array, env_state: Any, action: jax.Array) -> EnvStep:
+    """Step N envs (keys `[N]`) with env actions `[N, ...]`; rewards float32 `[N]`, flags bool `[N]`."""
+    n = keys.shape[0]
+    obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+        keys, env_state, action, env_params)
+    return EnvStep(obs, env_state, jnp.reshape(reward, (n,)).astype(jnp.float32),
+                   jnp.reshape(terminated, (n,)).astype(bool), jnp.reshape(truncated, (n,)).astype(bool),
+                   info["final_observation"])
 
 
 class EpisodeStats(NamedTuple):
@@ -50,7 +88,7 @@ def collect(
     key: jax.Array,
     carry: EnvCarry,
     params: Any,
-    apply_fn,
+    agent,
     env,
     env_params,
     *,
@@ -62,7 +100,7 @@ def collect(
     obs_clip: jax.Array,
     reward_clip: jax.Array,
 ) -> tuple[EnvCarry, RunningMeanStd | None, RewardScaler | None, Transition, EpisodeStats]:
-    """Run the policy for `num_steps` in every env.
+    """Run the agent's policy for `num_steps` in every env (agent: purejaxppo.agent.Agent).
 
     With `obs_norm`, each step first merges the raw observations `[N, ...]`
     into the running statistics and then normalizes with them; the normalized
@@ -75,13 +113,13 @@ def collect(
     Returns (carry, obs_norm, reward_scaler, transitions `[T, N]`, episode stats).
     """
     num_envs = carry.episode_return.shape[0]
-    step_env = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    done0 = jnp.zeros((num_envs,), bool) if carry.done is None else carry.done
 
     # All randomness of the T steps is drawn here, in two batched calls, not once per step inside the
     # scan: on CPU every random draw in the loop body is its own chain of small kernels.
     k_env, k_act = jax.random.split(key)
     env_keys = jax.random.split(k_env, (num_steps, num_envs))  # [T, N]
-    proto = jax.eval_shape(lambda p, o: apply_fn(p, o)[0], params, carry.obs)
+    proto = jax.eval_shape(lambda p, c, o, d: agent.step(p, c, o, d)[1], params, carry.agent_carry, carry.obs, done0)
     if hasattr(proto, "sample_from_noise"):  # our distributions: sample from noise drawn up front
         act_xs = type(proto).noise(k_act, (num_steps,) + tuple(proto.noise_shape))
         sample = lambda dist, noise: dist.sample_from_noise(noise)  # noqa: E731
@@ -93,20 +131,15 @@ def collect(
         carry, obs_norm, scaler, stats = state
         keys, act_x = xs
         if obs_norm is not None:
-            obs_norm = obs_norm.update(carry.obs)
-            norm = lambda o: obs_norm.normalize(o, obs_clip)  # noqa: E731
-        else:
-            norm = lambda o: o  # noqa: E731
+            obs_norm = update_obs_norm(obs_norm, carry.obs)
+        norm = lambda o: normalize_obs(obs_norm, o, obs_clip)  # noqa: E731
         obs_in = norm(carry.obs)
         # Only the policy runs per step; values and log-probs are computed for all T steps at once below
         # (the unused value head is dead code here and XLA drops it).
-        action = sample(apply_fn(params, obs_in)[0], act_x)
-        env_action = to_env_action(action)
-
-        obs, env_state, reward, terminated, truncated, info = step_env(keys, carry.env_state, env_action, env_params)
-        reward = jnp.reshape(reward, (num_envs,)).astype(jnp.float32)  # e.g. Pendulum's (1,) rewards
-        terminated = jnp.reshape(terminated, (num_envs,)).astype(bool)
-        truncated = jnp.reshape(truncated, (num_envs,)).astype(bool)
+        agent_carry, dist, _ = agent.step(params, carry.agent_carry, obs_in, carry.done)
+        action = sample(dist, act_x)
+        out = step_envs(env, env_params, keys, carry.env_state, to_env_action(action))
+        reward, terminated, truncated = out.reward, out.terminated, out.truncated
         done = jnp.logical_or(terminated, truncated)
 
         # Episode statistics on the raw reward.
@@ -122,35 +155,40 @@ def collect(
         if scaler is not None:
             scaler, train_reward = scaler.step(reward, done, gamma, reward_clip)
 
-        carry = EnvCarry(
-            env_state=env_state,
-            obs=obs,
+        new_carry = EnvCarry(
+            env_state=out.env_state,
+            obs=out.obs,
             episode_return=jnp.where(done, 0.0, ep_ret),
             episode_length=jnp.where(done, 0, ep_len),
+            agent_carry=agent_carry,
+            done=done,
         )
-        return (carry, obs_norm, scaler, stats), (obs_in, action, train_reward, terminated, truncated,
-                                                  norm(info["final_observation"]))
+        return (new_carry, obs_norm, scaler, stats), (obs_in, action, train_reward, terminated, truncated,
+                                                      norm(out.final_obs), carry.done)
 
     zero = jnp.zeros((), jnp.float32)
-    (carry, obs_norm, reward_scaler, stats), (obs, action, reward, terminated, truncated, final_obs) = jax.lax.scan(
-        step, (carry, obs_norm, reward_scaler, EpisodeStats(zero, zero, zero)), (env_keys, act_xs)
-    )
+    carry = carry._replace(done=done0)
+    carry0 = carry.agent_carry
+    (carry, obs_norm, reward_scaler, stats), (obs, action, reward, terminated, truncated, final_obs, first) = \
+        jax.lax.scan(step, (carry, obs_norm, reward_scaler, EpisodeStats(zero, zero, zero)), (env_keys, act_xs))
 
-    # The policy's distribution, log-probs and values of all T * N steps in one batched forward pass
-    # (params are fixed during the rollout, and obs are stored as the network saw them).
+    # The policy's distribution, log-probs and values of all T * N steps in one batched pass (params are
+    # fixed during the rollout, and obs are stored as the network saw them): the agent replays the segment.
+    dist, value = agent.sequence(params, carry0, obs, first)
     batch = num_steps * num_envs
-    dist, value = apply_fn(params, obs.reshape((batch,) + obs.shape[2:]))
-    log_prob = dist.log_prob(action.reshape((batch,) + action.shape[2:]))
-    unflat = lambda x: x.reshape((num_steps, num_envs) + x.shape[1:])  # noqa: E731
+    flat = lambda x: x.reshape((batch,) + x.shape[2:])  # noqa: E731
+    log_prob = jax.tree.map(flat, dist).log_prob(flat(action)).reshape((num_steps, num_envs))
     traj = Transition(
         obs=obs,
         action=action,
-        log_prob=unflat(log_prob),
-        value=unflat(value),
+        log_prob=log_prob,
+        value=value,
         reward=reward,
         terminated=terminated,
         truncated=truncated,
         final_obs=final_obs,
-        dist=jax.tree.map(unflat, dist),
+        dist=dist,
+        first=first,
+        carry0=carry0,
     )
     return carry, obs_norm, reward_scaler, traj, stats

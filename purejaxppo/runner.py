@@ -742,45 +742,60 @@ def load_run(run: str | os.PathLike) -> LoadedRun:
 def load_policy(run: str | os.PathLike, seed_index: int = 0) -> Callable:
     """A jitted `act(obs, key=None, deterministic=True)` for the policy of one seed of a run.
 
-    obs: one observation `[*obs_shape]` or a batch `[B, *obs_shape]` (raw, as
-    the env returns it: the run's observation normalization is applied).
-    Returns env actions (int32 for discrete spaces; float32 clipped to the
-    action box for continuous ones), unbatched for an unbatched obs.
-    `deterministic=False` samples and needs `key`. The function has attributes
-    `params`, `obs_norm`, `config`, `action_spec`, `network`, `obs_shape`.
+    obs: one observation or a batch (every leaf `[*leaf_shape]` or
+    `[B, *leaf_shape]`; raw, as the env returns it: the run's observation
+    normalization is applied). Returns env actions (int32 for discrete spaces;
+    for Box spaces training's transform: clipped to the box, or tanh-squashed),
+    unbatched for an unbatched obs. `deterministic=False` samples and needs
+    `key`. It acts through `purejaxppo.agent.make_policy`, as evaluation and
+    rendering do. Attributes: `acting` (ActingState: params and obs
+    normalizer), `params`, `obs_norm`, `config`, `action_spec`, `network`,
+    `agent`, `obs_spec`, `obs_shape` (single-array observations).
     """
-    from purejaxppo.evaluate import make_act_fn
+    from purejaxppo.agent import ActingState, make_policy
+    from purejaxppo.spaces import is_array_spec
 
     run = load_run(run)
     if not 0 <= seed_index < run.num_seeds:
         raise RunError(f"seed_index {seed_index} out of range: the run has {run.num_seeds} seed(s)")
-    params = jax.tree.map(lambda x: x[seed_index], run.state.params)
-    obs_norm = None if run.state.obs_norm is None else jax.tree.map(lambda x: x[seed_index], run.state.obs_norm)
+    acting = jax.tree.map(lambda x: x[seed_index], ActingState(run.state.params, run.state.obs_norm))
     train = run.train
-    obs_shape = tuple(run.state.env.obs.shape[2:])
-    act_batch = make_act_fn(train.network.apply, train.action_spec, train.to_env_action)
+    spec = train.obs_spec
+    policy = make_policy(train.agent, train.to_env_action)
     obs_clip = jnp.float32(run.config.obs_clip)
 
-    def _act(params, obs_norm, obs, key, deterministic: bool):
-        single = obs.ndim == len(obs_shape)
-        batch = obs[None] if single else obs
-        a = act_batch(params, obs_norm, batch.astype(jnp.float32), key, deterministic, obs_clip)
+    def _act(acting, obs, key, deterministic: bool, single: bool):
+        batch = jax.tree.map(lambda x: x[None], obs) if single else obs
+        n = jax.tree.leaves(batch)[0].shape[0]
+        floats = jax.tree.map(lambda x: x.astype(jnp.float32), batch)
+        _, a = policy(acting, train.agent.initial_carry(n), floats, jnp.zeros((n,), bool), key, deterministic,
+                      obs_clip)
         return a[0] if single else a
 
-    _act_jit = jax.jit(_act, static_argnums=4)
+    _act_jit = jax.jit(_act, static_argnums=(3, 4))
 
     def act(obs, key=None, deterministic: bool = True):
-        obs = jnp.asarray(obs)
-        if tuple(obs.shape[-len(obs_shape):] if obs_shape else ()) != obs_shape or obs.ndim not in (len(obs_shape), len(obs_shape) + 1):
-            raise ValueError(f"act: obs must have shape {obs_shape} or [B, *{obs_shape}], got {tuple(obs.shape)}")
+        obs = jax.tree.map(jnp.asarray, obs)
+        try:
+            ranks = jax.tree.map(lambda o, s: o.ndim - len(s.shape), obs, spec)
+            ok = all(r in (0, 1) for r in jax.tree.leaves(ranks)) and len(set(jax.tree.leaves(ranks))) == 1 and all(
+                tuple(o.shape[o.ndim - len(s.shape):]) == tuple(s.shape) for o, s in zip(jax.tree.leaves(obs), jax.tree.leaves(spec)))
+        except ValueError:  # a different pytree structure
+            ok = False
+        if not ok:
+            want = tuple(spec.shape) if is_array_spec(spec) else jax.tree.map(lambda s: tuple(s.shape), spec)
+            got = jax.tree.map(lambda o: tuple(o.shape), obs)
+            raise ValueError(f"act: obs must have shape {want} or a batch [B, ...] of it, got {got}")
         if not deterministic and key is None:
             raise ValueError("act: deterministic=False samples an action and needs key=jax.random.key(...)")
         if key is None:
             key = jax.random.key(0)  # unused by the mode
-        return _act_jit(params, obs_norm, obs, key, bool(deterministic))
+        single = jax.tree.leaves(ranks)[0] == 0
+        return _act_jit(acting, obs, key, bool(deterministic), bool(single))
 
-    act.params, act.obs_norm, act.config = params, obs_norm, run.config
-    act.action_spec, act.network, act.obs_shape = train.action_spec, train.network, obs_shape
+    act.acting, act.params, act.obs_norm, act.config = acting, acting.params, acting.obs_norm, run.config
+    act.action_spec, act.network, act.agent, act.obs_spec = train.action_spec, train.network, train.agent, spec
+    act.obs_shape = tuple(spec.shape) if is_array_spec(spec) else None
     return act
 
 

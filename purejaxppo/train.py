@@ -1,16 +1,25 @@
 """The fused PPO training function.
 
-`make_train(config)` returns `train(key, hparams=None) -> TrainOutput`, a pure
-function of a PRNG key and the traced hyperparameters: jit it, vmap it over
-keys (seeds) or over `HParams` (sweeps). It is built from two pieces that
-research code can drive itself (e.g. in jitted chunks between checkpoints):
+`make_train(config)` returns a `Train`: calling it, `train(key, hparams=None)
+-> TrainOutput`, is a pure function of a PRNG key and the traced
+hyperparameters: jit it, vmap it over keys (seeds) or over `HParams`
+(sweeps). It is built from two pieces that research code can drive itself
+(e.g. in jitted chunks between checkpoints):
 
     state = train.init(key, hp)              # TrainState
     state, metrics = train.update(state, hp)  # one PPO iteration (Algorithm 1)
+
+One update reads top to bottom as the paper's Algorithm 1, each step a named
+function of this module: `collect` (rollout, purejaxppo.rollout) ->
+`advantages` (bootstrap values + GAE) -> `run_epochs` (K epochs of shuffled
+minibatches) -> exact KL and the objective's post-update rule -> divergence
+guard -> per-update metrics.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -20,21 +29,16 @@ import optax
 from flax import struct
 
 from purejaxppo.config import HParams, PPOConfig, validate_hparams
-from purejaxppo.envs import (
-    action_spec_from_space,
-    check_env_api,
-    default_env_params,
-    env_spaces,
-    make_action_transform,
-    make_env,
-    obs_shape_from_space,
-)
+from purejaxppo.agent import ActingState, Agent, FeedForwardAgent, as_agent
+from purejaxppo.envs import check_env_api, default_env_params, env_spaces, make_action_transform, make_env
 from purejaxppo.gae import compute_gae
-from purejaxppo.losses import Batch, adapt_kl_beta, ppo_loss
-from purejaxppo.networks import make_network
-from purejaxppo.normalization import RewardScaler, RunningMeanStd
+from purejaxppo.losses import Batch, ppo_loss
+from purejaxppo.networks import make_network, network_options
+from purejaxppo.objectives import Objective, get_objective
+from purejaxppo.normalization import RewardScaler, RunningMeanStd, create_obs_norm
 from purejaxppo.resources import check_memory
-from purejaxppo.rollout import EnvCarry, collect
+from purejaxppo.rollout import EnvCarry, Transition, collect
+from purejaxppo.spaces import ActionSpec, action_spec_from_space, obs_size, obs_spec_from_space, zeros_obs
 
 METRIC_NAMES = (
     "episode_return",
@@ -59,9 +63,12 @@ METRIC_NAMES = (
 class TrainState:
     """Everything a run carries between updates (checkpoint this to resume).
 
-    obs_norm / reward_scaler are None unless enabled in the config.
-    diverged becomes True (and stays) once an update produced non-finite
-    numbers; from then on updates leave params and optimizer state unchanged.
+    obs_norm / reward_scaler are None unless enabled in the config (obs_norm
+    is one RunningMeanStd per observation leaf). objective_state is the
+    objective's own state (the adaptive beta for kl_adaptive, `()` for the
+    others). diverged becomes True (and stays) once an update produced
+    non-finite numbers; from then on updates leave params and optimizer state
+    unchanged.
     """
 
     params: Any
@@ -69,7 +76,7 @@ class TrainState:
     env: EnvCarry
     obs_norm: RunningMeanStd | None
     reward_scaler: RewardScaler | None
-    kl_beta: jax.Array
+    objective_state: Any
     key: jax.Array
     update_step: jax.Array
     last_episode_return: jax.Array
@@ -134,12 +141,256 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
+def advantages(agent: Agent, params: Any, traj: Transition, hp: HParams, *,
+               truncation_as_termination: bool = False) -> tuple[jax.Array, jax.Array]:
+    """GAE advantages and value targets `[T, N]` of a rollout.
+
+    The bootstrap value of step t is V(final_obs_t), the observation its step
+    reached before any auto-reset, from the agent replaying the rollout's final
+    observations. At a truncation GAE bootstraps from it; at a termination it
+    does not (`truncation_as_termination` treats both as terminations).
+    """
+    next_values = agent.sequence(params, traj.carry0, traj.final_obs, None)[1]
+    terminated = traj.terminated
+    if truncation_as_termination:
+        terminated = jnp.logical_or(terminated, traj.truncated)
+    return compute_gae(traj.reward, traj.value, next_values, terminated, traj.truncated, hp.gamma, hp.gae_lambda)
+
+
+def run_epochs(loss_fn: Callable, optimizer: optax.GradientTransformation, params: Any, opt_state: Any, batch: Batch,
+               key: jax.Array, hp: HParams, *, update_epochs: int, num_minibatches: int, use_target_kl: bool):
+    """K epochs of shuffled minibatch gradient steps on one rollout batch (leaves `[NT, ...]`).
+
+    loss_fn(params, minibatch) -> (loss, metrics dict of scalars). With
+    use_target_kl, once an epoch's mean approx KL exceeds hp.target_kl the
+    remaining epochs are skipped (`lax.cond`). Returns (params, opt_state,
+    metrics averaged over the epochs that ran, plus grad_norm and
+    epochs_completed).
+    """
+    batch_size = jax.tree.leaves(batch)[0].shape[0]
+
+    def minibatch_step(carry, mb):
+        params, opt_state = carry
+        (_, m), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mb)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        m["grad_norm"] = optax.tree_utils.tree_norm(grads)
+        return (optax.apply_updates(params, updates), opt_state), m
+
+    def run_epoch(params, opt_state, epoch):
+        perm = permutation(jax.random.fold_in(key, epoch), batch_size)
+        shuffled = jax.tree.map(lambda x: x[perm].reshape((num_minibatches, -1) + x.shape[1:]), batch)
+        (params, opt_state), m = jax.lax.scan(minibatch_step, (params, opt_state), shuffled)
+        return params, opt_state, jax.tree.map(jnp.mean, m)
+
+    def epoch_step(carry, epoch):
+        params, opt_state, stopped = carry
+        if use_target_kl:
+            # Early stop: once stopped, the remaining epochs are no-ops (their metrics' schema from eval_shape).
+            def skip(p, o, e):
+                shapes = jax.eval_shape(run_epoch, p, o, e)[2]
+                return p, o, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+            params, opt_state, m = jax.lax.cond(stopped, skip, run_epoch, params, opt_state, epoch)
+            ran = jnp.logical_not(stopped)
+            stopped = jnp.logical_or(stopped, m["approx_kl"] > hp.target_kl)
+        else:
+            params, opt_state, m = run_epoch(params, opt_state, epoch)
+            ran = jnp.asarray(True)
+        return (params, opt_state, stopped), (m, ran)
+
+    (params, opt_state, _), (epoch_metrics, ran) = jax.lax.scan(
+        epoch_step, (params, opt_state, jnp.asarray(False)), jnp.arange(update_epochs)
+    )
+    ran = ran.astype(jnp.float32)
+    epochs_completed = ran.sum()
+    metrics = {k: jnp.sum(v * ran) / jnp.maximum(epochs_completed, 1.0) for k, v in epoch_metrics.items()}
+    metrics["epochs_completed"] = epochs_completed
+    return params, opt_state, metrics
+
+
+def _make_agent(config: PPOConfig, obs_spec: Any, action_spec: ActionSpec, network_factory: Callable | None):
+    """(agent, network) from the factory: `f(obs_spec, action_spec)` (or the older `f(config, obs_shape, action_spec)`)."""
+    if network_factory is None:
+        network = make_network(obs_spec, action_spec, **network_options(config))
+    else:
+        try:
+            legacy = len(inspect.signature(network_factory).parameters) == 3
+        except (TypeError, ValueError):
+            legacy = False
+        if legacy:  # f(config, obs_shape, action_spec): the factory of earlier versions
+            shape = tuple(obs_spec.shape) if isinstance(obs_spec, jax.ShapeDtypeStruct) else obs_spec
+            network = network_factory(config, shape, action_spec)
+        else:
+            network = network_factory(obs_spec, action_spec)
+    agent = as_agent(network)
+    if not isinstance(agent, FeedForwardAgent):
+        raise ValueError(
+            "make_train: the network factory returned a stateful Agent; training one needs sequence minibatches "
+            "(recurrent PPO), which make_train does not do yet. Use it for acting (purejaxppo.agent.make_policy), "
+            "or return a flax module obs[B, ...] -> (dist, value[B])"
+        )
+    return agent, network
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Train:
+    """The training function of one config and everything built for it (from `make_train`).
+
+    Call it like a function: `train(key, hparams=None) -> TrainOutput` (jit/vmap it).
+    `init(key, hp)` and `update(state, hp)` are its two pieces. `agent` acts and
+    re-evaluates (purejaxppo.agent); `network` is what the factory returned;
+    `obs_spec` is the observation spec (pytree of ShapeDtypeStruct, one env
+    step); `to_env_action` maps a policy sample to the env's action;
+    `objective` is the policy objective (purejaxppo.objectives).
+    """
+
+    config: PPOConfig
+    env: Any
+    env_params: Any
+    agent: Agent
+    network: Any
+    obs_spec: Any
+    action_spec: ActionSpec
+    objective: Objective
+    to_env_action: Callable
+    evaluate: Callable | None = None  # the in-training evaluation (config.eval_every > 0), else None
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """Shape of one observation (single-array observations only)."""
+        from purejaxppo.spaces import obs_shape
+
+        return obs_shape(self.obs_spec)
+
+    # ------------------------------------------------------------------ init
+    def init(self, key: jax.Array, hp: HParams | None = None) -> TrainState:
+        config, n = self.config, self.config.num_envs
+        hp = config.hparams() if hp is None else validate_hparams(hp, objective=config.objective)
+        k_params, k_reset, k_state = jax.random.split(key, 3)
+        params = self.agent.init(k_params, zeros_obs(self.obs_spec))
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(jax.random.split(k_reset, n), self.env_params)
+        zero = jnp.zeros((), jnp.float32)
+        return TrainState(
+            params=params,
+            opt_state=make_optimizer(hp, hp.learning_rate).init(params),
+            env=EnvCarry(env_state, obs, jnp.zeros((n,), jnp.float32), jnp.zeros((n,), jnp.int32),
+                         self.agent.initial_carry(n), jnp.zeros((n,), bool)),
+            obs_norm=create_obs_norm(self.obs_spec) if config.normalize_obs else None,
+            reward_scaler=RewardScaler.create(n) if config.normalize_reward else None,
+            objective_state=self.objective.init(hp),
+            key=k_state,
+            update_step=jnp.zeros((), jnp.int32),
+            last_episode_return=zero,
+            last_episode_length=zero,
+            diverged=jnp.asarray(False),
+        )
+
+    # ---------------------------------------------------------------- update
+    def update(self, state: TrainState, hp: HParams | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
+        """One PPO iteration (Algorithm 1) -> (new state, dict of float32 scalar metrics)."""
+        config, agent, objective = self.config, self.agent, self.objective
+        hp = config.hparams() if hp is None else validate_hparams(hp, objective=config.objective)
+        key, k_rollout, k_epochs = jax.random.split(state.key, 3)
+
+        # 1. Rollout: N envs x T steps with the current policy.
+        env_carry, obs_norm, reward_scaler, traj, ep = collect(
+            k_rollout, state.env, state.params, agent, self.env, self.env_params,
+            num_steps=config.num_steps, to_env_action=self.to_env_action,
+            obs_norm=state.obs_norm, reward_scaler=state.reward_scaler,
+            gamma=hp.gamma, obs_clip=hp.obs_clip, reward_clip=hp.reward_clip,
+        )
+
+        # 2. Advantages: V(s'_t) from the pre-reset observation, then GAE.
+        adv, targets = advantages(agent, state.params, traj, hp,
+                                  truncation_as_termination=config.truncation_as_termination)
+
+        # 3. K epochs of shuffled minibatch updates.
+        lr = hp.learning_rate
+        if config.anneal_lr:
+            lr = lr * (1.0 - state.update_step.astype(jnp.float32) / config.num_updates)
+        batch = jax.tree.map(
+            lambda x: x.reshape((config.batch_size,) + x.shape[2:]),
+            Batch(traj.obs, traj.action, traj.log_prob, traj.value, adv, targets, traj.dist),
+        )
+
+        def loss_fn(params, mb):
+            return ppo_loss(params, agent.apply, mb, hp, state.objective_state, objective=objective,
+                            clip_value_loss=config.clip_value_loss, normalize_advantages=config.normalize_advantages)
+
+        params, opt_state, metrics = run_epochs(
+            loss_fn, make_optimizer(hp, lr), state.params, state.opt_state, batch, k_epochs, hp,
+            update_epochs=config.update_epochs, num_minibatches=config.num_minibatches,
+            use_target_kl=config.use_target_kl,
+        )
+
+        # 4. Exact KL(pi_old || pi_new) over the batch; the objective's post-update rule (e.g. adaptive beta).
+        new_dist, _ = agent.apply(params, batch.obs)
+        kl = jnp.mean(batch.old_dist.kl(new_dist))
+        objective_state = objective.update_state(state.objective_state, kl, hp)
+
+        # 5. Divergence guard: a non-finite update is not applied, and the run stops learning.
+        ok = _all_finite((params, metrics, kl)) & jnp.logical_not(state.diverged)
+        params, opt_state, objective_state = jax.tree.map(
+            lambda new, old: jnp.where(ok, new, old),
+            (params, opt_state, objective_state), (state.params, state.opt_state, state.objective_state),
+        )
+
+        # 6. Per-update metrics (scalars only): the losses' own, the objective's, and these.
+        has_eps = ep.count > 0
+        ep_return = jnp.where(has_eps, ep.return_sum / jnp.maximum(ep.count, 1.0), state.last_episode_return)
+        ep_length = jnp.where(has_eps, ep.length_sum / jnp.maximum(ep.count, 1.0), state.last_episode_length)
+        metrics.update(
+            episode_return=ep_return,
+            episode_length=ep_length,
+            episodes_completed=ep.count,
+            kl=kl,
+            explained_variance=explained_variance(traj.value, targets),
+            learning_rate=jnp.asarray(lr, jnp.float32),
+            diverged=jnp.logical_not(ok).astype(jnp.float32),
+        )
+        metrics.update(objective.metrics(state.objective_state, hp))
+        metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+        if self.evaluate is not None:
+            # Deterministic policy after this update, every eval_every updates and after the last; NaN otherwise.
+            # Its key is folded from state.key, so the training RNG stream is untouched. `enabled` stops the
+            # evaluation's while_loop at once when off (a cond would become a select under vmap over seeds).
+            step = state.update_step + 1
+            do_eval = jnp.logical_or(step % config.eval_every == 0, step == config.num_updates)
+            returns = self.evaluate(ActingState(params, obs_norm), jax.random.fold_in(state.key, 0x0E7A1),
+                                    config.eval_episodes, obs_clip=hp.obs_clip, enabled=do_eval)
+            metrics["eval_return"] = jnp.where(do_eval, jnp.mean(returns), jnp.nan).astype(jnp.float32)
+
+        new_state = TrainState(
+            params=params,
+            opt_state=opt_state,
+            env=env_carry,
+            obs_norm=obs_norm,
+            reward_scaler=reward_scaler,
+            objective_state=objective_state,
+            key=key,
+            update_step=state.update_step + 1,
+            last_episode_return=ep_return,
+            last_episode_length=ep_length,
+            diverged=jnp.logical_not(ok),
+        )
+        return new_state, metrics
+
+    # ----------------------------------------------------------------- train
+    def __call__(self, key: jax.Array, hparams: HParams | None = None) -> TrainOutput:
+        """Run config.num_updates PPO iterations from `key`. Pure; jit/vmap freely."""
+        config = self.config
+        hp = config.hparams() if hparams is None else validate_hparams(hparams, objective=config.objective)
+        state = self.init(key, hp)
+        state, metrics = jax.lax.scan(lambda s, _: self.update(s, hp), state, None, length=config.num_updates)
+        return TrainOutput(state, metrics)
+
+
 def make_train(
     config: PPOConfig,
     env: Any = None,
     env_params: Any = None,
     network_factory: Callable | None = None,
-) -> Callable[..., TrainOutput]:
+) -> Train:
     """Build the pure training function for `config`.
 
     Args:
@@ -148,22 +399,27 @@ def make_train(
         `env.default_params`); by default the env named by `config.env`. A
         string env is an environment id like `config.env` ("CartPole-v1",
         "brax/ant"), made with `purejaxppo.envs.make_env`. Params that do not
-        fit the env raise ValueError.
-      network_factory: `f(config, obs_shape, action_spec) -> flax module` whose
-        `__call__(obs [B, ...])` returns `(dist, value [B])`; default
-        `purejaxppo.networks.make_network`.
+        fit the env raise ValueError. Observations may be arrays or pytrees
+        (dict/tuple spaces).
+      network_factory: `f(obs_spec, action_spec) -> flax module` whose
+        `__call__(obs [B, ...])` returns `(dist, value [B])` (obs_spec: a
+        pytree of ShapeDtypeStruct, see purejaxppo.spaces); bind your own
+        options with functools.partial. The earlier form
+        `f(config, obs_shape, action_spec)` is still accepted. Default:
+        `purejaxppo.networks.make_network` with the config's network options.
 
     Returns:
-      `train(key, hparams=None) -> TrainOutput`, with attributes `init`,
-      `update`, `config`, `env`, `env_params`, `network`. Hyperparameters
-      passed to train/init/update are checked by `validate_hparams` when
-      concrete (eager calls); under jit/vmap they are tracers and unchecked.
+      a `Train`: `train(key, hparams=None) -> TrainOutput`, with `init`,
+      `update`, `config`, `env`, `env_params`, `agent`, `network`, `obs_spec`,
+      `action_spec`, `objective`. Hyperparameters passed to train/init/update
+      are checked by `validate_hparams` when concrete (eager calls); under
+      jit/vmap they are tracers and unchecked.
     """
     if not isinstance(config, PPOConfig):
         raise ValueError(f"make_train: config must be a PPOConfig, got {type(config).__name__}")
     if network_factory is not None and not callable(network_factory):
         raise ValueError(
-            "make_train: network_factory must be callable as f(config, obs_shape, action_spec) -> flax module, "
+            "make_train: network_factory must be callable as f(obs_spec, action_spec) -> flax module, "
             f"got {type(network_factory).__name__} {network_factory!r:.60}"
         )
     params_given = env_params is not None
@@ -175,192 +431,19 @@ def make_train(
         env_params = default_env_params(env) if env_params is None else env_params
 
     obs_space, action_space = env_spaces(env, env_params, trace_reset=params_given)
-    obs_shape = obs_shape_from_space(obs_space)
+    obs_spec = obs_spec_from_space(obs_space)
     action_spec = action_spec_from_space(action_space)
-    check_memory(config, obs_shape, action_spec)  # one run must fit the device: refuse now, not deep inside XLA
-    network = (network_factory or make_network)(config, obs_shape, action_spec)
-    apply_fn = network.apply
+    check_memory(config, (obs_size(obs_spec),), action_spec)  # one run must fit: refuse now, not deep in XLA
+    agent, network = _make_agent(config, obs_spec, action_spec, network_factory)
     to_env_action = make_action_transform(action_spec, config.action_handling)
-
-    N, T = config.num_envs, config.num_steps
-    num_updates = config.num_updates
     evaluate = None
     if config.eval_every > 0:  # in-training evaluation (purejaxppo.evaluate); adds metrics["eval_return"]
         from purejaxppo.evaluate import build_evaluate
 
-        evaluate = build_evaluate(env, env_params, apply_fn, action_spec, obs_clip=config.obs_clip,
+        evaluate = build_evaluate(env, env_params, agent, action_spec, obs_clip=config.obs_clip,
                                   to_env_action=to_env_action)
-    batch_size, num_minibatches = config.batch_size, config.num_minibatches
-
-    # ------------------------------------------------------------------ init
-    def init(key: jax.Array, hp: HParams | None = None) -> TrainState:
-        hp = config.hparams() if hp is None else validate_hparams(hp, objective=config.objective)
-        k_params, k_reset, k_state = jax.random.split(key, 3)
-        params = network.init(k_params, jnp.zeros((1,) + obs_shape, jnp.float32))
-        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, N), env_params)
-        zero = jnp.zeros((), jnp.float32)
-        return TrainState(
-            params=params,
-            opt_state=make_optimizer(hp, hp.learning_rate).init(params),
-            env=EnvCarry(env_state, obs, jnp.zeros((N,), jnp.float32), jnp.zeros((N,), jnp.int32)),
-            obs_norm=RunningMeanStd.create(obs_shape) if config.normalize_obs else None,
-            reward_scaler=RewardScaler.create(N) if config.normalize_reward else None,
-            kl_beta=jnp.asarray(hp.kl_beta, jnp.float32),
-            key=k_state,
-            update_step=jnp.zeros((), jnp.int32),
-            last_episode_return=zero,
-            last_episode_length=zero,
-            diverged=jnp.asarray(False),
-        )
-
-    # ---------------------------------------------------------------- update
-    def update(state: TrainState, hp: HParams | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
-        hp = config.hparams() if hp is None else validate_hparams(hp, objective=config.objective)
-        key, k_rollout, k_epochs = jax.random.split(state.key, 3)
-
-        # 1. Rollout: N envs x T steps with the current policy.
-        env_carry, obs_norm, reward_scaler, traj, ep = collect(
-            k_rollout, state.env, state.params, apply_fn, env, env_params,
-            num_steps=T, to_env_action=to_env_action,
-            obs_norm=state.obs_norm, reward_scaler=state.reward_scaler,
-            gamma=hp.gamma, obs_clip=hp.obs_clip, reward_clip=hp.reward_clip,
-        )
-
-        # 2. Advantages: V(s'_t) from the pre-reset observation, then GAE.
-        flat_final = traj.final_obs.reshape((T * N,) + traj.final_obs.shape[2:])
-        next_values = apply_fn(state.params, flat_final)[1].reshape(T, N)
-        terminated = traj.terminated
-        if config.truncation_as_termination:
-            terminated = jnp.logical_or(terminated, traj.truncated)
-        advantages, targets = compute_gae(
-            traj.reward, traj.value, next_values, terminated, traj.truncated, hp.gamma, hp.gae_lambda
-        )
-
-        # 3. K epochs of shuffled minibatch updates.
-        lr = hp.learning_rate
-        if config.anneal_lr:
-            lr = lr * (1.0 - state.update_step.astype(jnp.float32) / num_updates)
-        optimizer = make_optimizer(hp, lr)
-        batch = jax.tree.map(
-            lambda x: x.reshape((batch_size,) + x.shape[2:]),
-            Batch(traj.obs, traj.action, traj.log_prob, traj.value, advantages, targets, traj.dist),
-        )
-
-        def loss_fn(params, mb):
-            return ppo_loss(
-                params, apply_fn, mb, hp, state.kl_beta, objective=config.objective,
-                clip_value_loss=config.clip_value_loss, normalize_advantages=config.normalize_advantages,
-            )
-
-        def minibatch_step(carry, mb):
-            params, opt_state = carry
-            (_, m), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mb)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            m["grad_norm"] = optax.tree_utils.tree_norm(grads)
-            return (optax.apply_updates(params, updates), opt_state), m
-
-        def run_epoch(params, opt_state, epoch):
-            perm = permutation(jax.random.fold_in(k_epochs, epoch), batch_size)
-            shuffled = jax.tree.map(lambda x: x[perm].reshape((num_minibatches, -1) + x.shape[1:]), batch)
-            (params, opt_state), m = jax.lax.scan(minibatch_step, (params, opt_state), shuffled)
-            return params, opt_state, jax.tree.map(jnp.mean, m)
-
-        metric_keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm")
-
-        def epoch_step(carry, epoch):
-            params, opt_state, stopped = carry
-            if config.use_target_kl:
-                # Early stop: once stopped, the remaining epochs are no-ops.
-                def skip(p, o, e):
-                    return p, o, {k: jnp.zeros((), jnp.float32) for k in metric_keys}
-
-                params, opt_state, m = jax.lax.cond(stopped, skip, run_epoch, params, opt_state, epoch)
-                ran = jnp.logical_not(stopped)
-                stopped = jnp.logical_or(stopped, m["approx_kl"] > hp.target_kl)
-            else:
-                params, opt_state, m = run_epoch(params, opt_state, epoch)
-                ran = jnp.asarray(True)
-            return (params, opt_state, stopped), (m, ran)
-
-        (params, opt_state, _), (epoch_metrics, ran) = jax.lax.scan(
-            epoch_step, (state.params, state.opt_state, jnp.asarray(False)), jnp.arange(config.update_epochs)
-        )
-        ran = ran.astype(jnp.float32)
-        epochs_completed = ran.sum()
-        metrics = {k: jnp.sum(v * ran) / jnp.maximum(epochs_completed, 1.0) for k, v in epoch_metrics.items()}
-
-        # 4. Exact KL(pi_old || pi_new) over the batch; adaptive-beta rule.
-        new_dist, _ = apply_fn(params, batch.obs)
-        kl = jnp.mean(batch.old_dist.kl(new_dist))
-        kl_beta = state.kl_beta
-        if config.objective == "kl_adaptive":
-            kl_beta = adapt_kl_beta(state.kl_beta, kl, hp.kl_target, hp.kl_beta_min, hp.kl_beta_max)
-
-        # 5. Divergence guard: a non-finite update is not applied, and the run stops learning.
-        ok = _all_finite((params, metrics, kl)) & jnp.logical_not(state.diverged)
-        params, opt_state = jax.tree.map(
-            lambda new, old: jnp.where(ok, new, old), (params, opt_state), (state.params, state.opt_state)
-        )
-        kl_beta = jnp.where(ok, kl_beta, state.kl_beta)
-
-        # 6. Per-update metrics (scalars only).
-        has_eps = ep.count > 0
-        ep_return = jnp.where(has_eps, ep.return_sum / jnp.maximum(ep.count, 1.0), state.last_episode_return)
-        ep_length = jnp.where(has_eps, ep.length_sum / jnp.maximum(ep.count, 1.0), state.last_episode_length)
-        metrics.update(
-            episode_return=ep_return,
-            episode_length=ep_length,
-            episodes_completed=ep.count,
-            kl=kl,
-            kl_beta=state.kl_beta,
-            explained_variance=explained_variance(traj.value, targets),
-            learning_rate=jnp.asarray(lr, jnp.float32),
-            epochs_completed=epochs_completed,
-            diverged=jnp.logical_not(ok).astype(jnp.float32),
-        )
-        metrics = {k: jnp.asarray(metrics[k], jnp.float32) for k in METRIC_NAMES}
-        if evaluate is not None:
-            # Deterministic policy after this update, every eval_every updates and after the last; NaN otherwise.
-            # Its key is folded from state.key, so the training RNG stream is untouched. `enabled` stops the
-            # evaluation's while_loop at once when off (a cond would become a select under vmap over seeds).
-            step = state.update_step + 1
-            do_eval = jnp.logical_or(step % config.eval_every == 0, step == num_updates)
-            returns = evaluate(params, obs_norm, jax.random.fold_in(state.key, 0x0E7A1), config.eval_episodes,
-                               obs_clip=hp.obs_clip, enabled=do_eval)
-            metrics["eval_return"] = jnp.where(do_eval, jnp.mean(returns), jnp.nan).astype(jnp.float32)
-
-        new_state = TrainState(
-            params=params,
-            opt_state=opt_state,
-            env=env_carry,
-            obs_norm=obs_norm,
-            reward_scaler=reward_scaler,
-            kl_beta=kl_beta,
-            key=key,
-            update_step=state.update_step + 1,
-            last_episode_return=ep_return,
-            last_episode_length=ep_length,
-            diverged=jnp.logical_not(ok),
-        )
-        return new_state, metrics
-
-    # ----------------------------------------------------------------- train
-    def train(key: jax.Array, hparams: HParams | None = None) -> TrainOutput:
-        """Run config.num_updates PPO iterations from `key`. Pure; jit/vmap freely."""
-        hp = config.hparams() if hparams is None else validate_hparams(hparams, objective=config.objective)
-        state = init(key, hp)
-        state, metrics = jax.lax.scan(lambda s, _: update(s, hp), state, None, length=num_updates)
-        return TrainOutput(state, metrics)
-
-    train.init = init
-    train.update = update
-    train.config = config
-    train.env = env
-    train.env_params = env_params
-    train.network = network
-    train.action_spec = action_spec
-    train.to_env_action = to_env_action
-    return train
+    return Train(config, env, env_params, agent, network, obs_spec, action_spec, get_objective(config.objective),
+                 to_env_action, evaluate)
 
 
 def raise_if_diverged(out: TrainOutput) -> None:

@@ -1,0 +1,126 @@
+"""The agent interface: how training, evaluation, rendering and `load_policy` act and re-evaluate.
+
+An agent is stateful by design. Its acting state is a *carry* (empty for a
+feed-forward network, a hidden state for a recurrent one) that travels with
+the env state; `done` marks the envs whose previous step ended an episode, so
+the agent resets their carry before it sees the first observation of the new
+episode. Shapes (B = batch of envs, T = time):
+
+    params = agent.init(key, obs)                       obs: pytree, leaves [B, ...]
+    carry = agent.initial_carry(B)                      pytree, leaves [B, ...] (or () )
+    carry, dist, value = agent.step(params, carry, obs, done)
+                                                        obs leaves [B, ...], done bool [B];
+                                                        dist batch [B], value [B]
+    dist, value = agent.sequence(params, carry0, obs, done)
+                                                        obs leaves [T, B, ...], done [T, B]: replays
+                                                        T steps from carry0; dist batch [T, B], value [T, B]
+
+`FeedForwardAgent(module)` wraps any flax module whose `__call__(obs[B, ...])`
+returns `(dist, value[B])` (the networks of `purejaxppo.networks`, or a
+user's own); its carry is `()` and `sequence` is one batched pass over T*B.
+
+`ActingState(params, obs_norm)` is everything a trained policy needs besides
+its carry: the network parameters and the observation normalizer's frozen
+statistics (None when normalization is off). `make_policy` turns an agent into
+the one acting function that evaluation, rendering and `load_policy` share.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from purejaxppo.normalization import normalize_obs
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """The interface above. Implementations must be pure (jit/vmap-able) and hashable or at least reusable."""
+
+    def init(self, key: jax.Array, obs: Any) -> Any: ...
+
+    def initial_carry(self, batch: int) -> Any: ...
+
+    def step(self, params: Any, carry: Any, obs: Any, done: jax.Array | None) -> tuple[Any, Any, jax.Array]: ...
+
+    def sequence(self, params: Any, carry: Any, obs: Any, done: jax.Array | None) -> tuple[Any, jax.Array]: ...
+
+
+class FeedForwardAgent:
+    """A memoryless agent around a flax module `obs[B, ...] -> (dist, value[B])`: carry `()`."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def init(self, key, obs):
+        return self.module.init(key, obs)
+
+    def initial_carry(self, batch: int):
+        return ()
+
+    def apply(self, params, obs):
+        """The module itself: obs `[B, ...]` -> (dist `[B]`, value `[B]`)."""
+        return self.module.apply(params, obs)
+
+    def step(self, params, carry, obs, done=None):
+        dist, value = self.module.apply(params, obs)
+        return carry, dist, value
+
+    def sequence(self, params, carry, obs, done=None):
+        leaf = jax.tree.leaves(obs)[0]
+        t, b = leaf.shape[0], leaf.shape[1]
+        flat = jax.tree.map(lambda x: x.reshape((t * b,) + x.shape[2:]), obs)
+        dist, value = self.module.apply(params, flat)
+        unflat = lambda x: x.reshape((t, b) + x.shape[1:])  # noqa: E731
+        return jax.tree.map(unflat, dist), unflat(value)
+
+    def __repr__(self) -> str:
+        return f"FeedForwardAgent({type(self.module).__name__})"
+
+
+def as_agent(network) -> Agent:
+    """An Agent as is; a flax module (or anything with `init`/`apply`) wrapped in FeedForwardAgent."""
+    if all(callable(getattr(network, m, None)) for m in ("init", "initial_carry", "step", "sequence")):
+        return network
+    if callable(getattr(network, "init", None)) and callable(getattr(network, "apply", None)):
+        return FeedForwardAgent(network)
+    raise ValueError(
+        f"network_factory must return a flax module (obs[B, ...] -> (dist, value[B])) or an Agent with init, "
+        f"initial_carry, step and sequence; got {type(network).__name__}"
+    )
+
+
+@struct.dataclass
+class ActingState:
+    """What a trained policy acts with (besides its carry): params and the frozen obs-normalizer statistics."""
+
+    params: Any
+    obs_norm: Any = None
+
+
+def reset_carry(agent: Agent, carry: Any, done: jax.Array) -> Any:
+    """Replace the carry of envs with `done` [B] by the initial carry (no-op for an empty carry)."""
+    if not jax.tree.leaves(carry):
+        return carry
+    fresh = agent.initial_carry(done.shape[0])
+    return jax.tree.map(lambda c, f: jnp.where(done.reshape((-1,) + (1,) * (c.ndim - 1)), f, c), carry, fresh)
+
+
+def make_policy(agent: Agent, to_env_action: Callable) -> Callable:
+    """`policy(acting, carry, obs[B, ...], done[B], key, deterministic, obs_clip) -> (carry, env_action[B, ...])`.
+
+    Normalizes the raw observation with `acting.obs_norm` (if not None), steps
+    the agent, takes the mode (`deterministic=True`, a Python bool) or a sample,
+    and maps it to what the env receives (training's `to_env_action`).
+    """
+
+    def policy(acting: ActingState, carry, obs, done, key, deterministic: bool, obs_clip):
+        obs = normalize_obs(acting.obs_norm, obs, obs_clip)
+        carry, dist, _ = agent.step(acting.params, carry, obs, done)
+        action = dist.mode() if deterministic else dist.sample(key)
+        return carry, to_env_action(action)
+
+    return policy
