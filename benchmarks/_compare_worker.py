@@ -21,10 +21,12 @@ import time
 
 IMPL = sys.argv[1]
 
-import jax  # noqa: E402  (purejaxppo must be imported before any JAX computation)
+import jax  # noqa: E402
 
 if IMPL == "purejaxppo":
-    import purejaxppo  # noqa: F401  sets the CPU XLA flag on import
+    from purejaxppo.cpu import configure as configure_cpu
+
+    configure_cpu()  # before any JAX computation (the XLA flag itself usually comes from compare.py's XLA_FLAGS)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -27,6 +27,9 @@ from _common import hardware_line  # noqa: E402
 
 from purejaxppo import PPOConfig, make_train  # noqa: E402
 from purejaxppo.rollout import collect  # noqa: E402
+from purejaxppo.cpu import configure as configure_cpu  # noqa: E402
+
+configure_cpu()  # explicit CPU settings (XLA scheduler flag, unrolled threefry), before any JAX computation
 
 
 def per_update_ms(fn, arg, num_updates: int, repeats: int) -> float:

@@ -101,7 +101,9 @@ def main():
 
     import jax
 
-    import purejaxppo  # noqa: F401
+    from purejaxppo.cpu import configure as configure_cpu
+
+    configure_cpu()  # sets XLA_FLAGS before any JAX computation; both workers inherit it (rejax too, as before)
     from _common import hardware_line
 
     rejax_py = ensure_rejax_python(args.rejax_python)

@@ -54,7 +54,10 @@ if "--child" in sys.argv:
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import best_of, hardware_line  # noqa: E402
 
-from purejaxppo import PPOConfig, make_train  # noqa: E402
+from purejaxppo import PPOConfig, configure_cpu, make_train  # noqa: E402
+
+configure_cpu()  # explicit CPU settings (XLA scheduler flag, unrolled threefry), before any JAX computation in the parent;
+# each --child inherits the flag through XLA_FLAGS
 
 
 def config(total_timesteps: int) -> PPOConfig:

@@ -29,6 +29,9 @@ from _common import final_scores, first_complete_update, hardware_line  # noqa: 
 
 from purejaxppo import PPOConfig, make_train, stats  # noqa: E402
 from purejaxppo.cli import parse_sets  # noqa: E402
+from purejaxppo.cpu import configure as configure_cpu  # noqa: E402
+
+configure_cpu()  # explicit CPU settings (XLA scheduler flag, unrolled threefry), before any JAX computation
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

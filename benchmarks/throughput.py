@@ -22,7 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxppo import PPOConfig, make_train
+from purejaxppo import PPOConfig, configure_cpu, make_train
+
+configure_cpu()  # explicit CPU settings (XLA scheduler flag, unrolled threefry), before any JAX computation
 
 from _common import best_of  # noqa: E402  (run as a script from the repo root or benchmarks/)
 

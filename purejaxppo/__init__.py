@@ -5,13 +5,10 @@
     out = jax.jit(train)(jax.random.key(0))
 """
 
-from purejaxppo._xla_flags import configure_xla_cpu_flags as _configure_xla_cpu_flags
-
-XLA_FLAGS_STATUS = _configure_xla_cpu_flags()  # must run before any JAX backend starts
-
-from purejaxppo._cpu_rng import unroll_threefry_on_cpu as _unroll_threefry_on_cpu  # noqa: E402
-
-THREEFRY_CPU_STATUS = _unroll_threefry_on_cpu()  # same random numbers, fewer tiny kernels on CPU
+# Importing changes nothing global: CPU settings (XLA scheduler flag, unrolled threefry) are opt-in,
+# `purejaxppo.cpu.configure()` before any JAX computation (the CLI, train_run and benchmarks call it).
+from purejaxppo import cpu  # noqa: E402
+from purejaxppo.cpu import configure as configure_cpu  # noqa: E402
 
 from purejaxppo.config import HParams, PPOConfig, validate_hparams  # noqa: E402
 from purejaxppo.distributions import Categorical, DiagGaussian  # noqa: E402
@@ -37,6 +34,8 @@ __all__ = [
     "TrainOutput",
     "TrainState",
     "compute_gae",
+    "configure_cpu",
+    "cpu",
     "make_env",
     "make_network",
     "make_train",

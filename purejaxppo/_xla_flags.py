@@ -109,9 +109,9 @@ def decide(*, enabled: bool, xla_flags: str, opt_out: bool, version: str, starte
         return "not-needed", (f"jaxlib {version} is outside [{first}, {end}), the versions where the XLA:CPU "
                               "hang was seen or cannot be ruled out; XLA_FLAGS left as it is")
     if started:
-        return "too-late", (f"JAX's backend already started, so {FLAG} can no longer take effect; call "
-                            "purejaxppo.cpu.configure() before any JAX computation, or set it in XLA_FLAGS "
-                            "before starting Python")
+        return "too-late", ("JAX's backend already started and XLA reads XLA_FLAGS only once, so the flag can "
+                            "no longer take effect; call purejaxppo.cpu.configure() before any JAX computation, "
+                            "or put the flag in XLA_FLAGS before starting Python")
     return "append", f"appended {FLAG} to XLA_FLAGS (jaxlib {version}; avoids the XLA:CPU deadlock of vmapped PPO)"
 
 
@@ -130,6 +130,6 @@ def apply_scheduler_flag(enabled: bool = True) -> tuple[str, str]:
         return "set", reason
     if status == "too-late" and not _state["warned"] and _cpu_backend_in_use():
         _state["warned"] = True
-        warnings.warn(f"purejaxppo.cpu.configure(): could not set XLA_FLAGS={FLAG}: {reason}. vmapped training "
+        warnings.warn(f"purejaxppo.cpu.configure() could not set XLA_FLAGS={FLAG}: {reason}. vmapped training "
                       "on CPU may deadlock (observed on jax 0.10.2).", RuntimeWarning, stacklevel=3)
     return status, reason

@@ -287,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from purejaxppo.cpu import configure as configure_cpu
+
+    configure_cpu()  # first, before any JAX array: XLA:CPU scheduler flag, unrolled threefry (README "CPU note")
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):

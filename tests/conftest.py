@@ -1,3 +1,5 @@
-# Import purejaxppo before any JAX computation so that its CPU XLA flag takes effect
-# for the whole test session (see purejaxppo/_xla_flags.py).
-import purejaxppo  # noqa: F401
+# The test session uses the CLI's CPU settings (XLA scheduler flag, unrolled threefry): importing purejaxppo
+# changes nothing global, so configure them here, before any JAX computation (see purejaxppo/cpu.py).
+from purejaxppo.cpu import configure
+
+configure()
