@@ -120,7 +120,7 @@ def test_shape_mismatch_names_the_leaf(tmp_path, small_state):
     state, _ = small_state
     path = save_checkpoint(tmp_path / "c.msgpack", state, {})
     cfg = PPOConfig(env="Pendulum-v1", num_envs=2, num_steps=8, num_minibatches=1, total_timesteps=16,
-                    normalize_obs=True, normalize_reward=True, actor_hidden=(32, 64))
+                    normalize_obs=True, normalize_reward=True, actor_hidden=(32, 64), objective="kl_adaptive")
     train = make_train(cfg)
     other = jax.eval_shape(jax.vmap(train.init, in_axes=(0, None)), jax.random.split(jax.random.key(0), 2), cfg.hparams())
     with pytest.raises(CheckpointError, match=r"params/params/actor/Dense_0/\w+' is float32\[2, (64|3, 64)\] in the checkpoint but float32\[2, (32|3, 32)\]"):

@@ -130,12 +130,15 @@ def test_objective_none_gradient_is_plain_surrogate(discrete):
 @pytest.mark.parametrize("discrete", [True, False])
 def test_kl_fixed_beta_zero_equals_none(discrete):
     net, _, params, batch = _setup(discrete)
-    f = lambda obj, beta: jax.value_and_grad(lambda p: ppo_loss(p, net.apply, batch, HP, jnp.asarray(beta), objective=obj)[0])(params)  # noqa: E731
+    # kl_fixed's beta is the traced kl_beta hyperparameter (kl_adaptive's lives in the objective state).
+    f = lambda obj, beta: jax.value_and_grad(lambda p: ppo_loss(p, net.apply, batch, HP.replace(kl_beta=jnp.float32(beta)), objective=obj)[0])(params)  # noqa: E731
     (l0, g0), (l1, g1) = f("none", 0.0), f("kl_fixed", 0.0)
     assert float(l0) == pytest.approx(float(l1))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8), g0, g1)
-    # And a positive beta adds exactly beta * mean exact KL to the loss.
+    # And a positive beta adds exactly beta * mean exact KL to the loss; so does kl_adaptive's state beta.
     (l2, _) = f("kl_fixed", 2.0)
+    l3 = ppo_loss(params, net.apply, batch, HP, jnp.asarray(2.0), objective="kl_adaptive")[0]
+    assert float(l3) == pytest.approx(float(l2), rel=1e-6)
     kl = jnp.mean(batch.old_dist.kl(net.apply(params, batch.obs)[0]))
     assert float(l2) == pytest.approx(float(l0 + 2.0 * kl), rel=1e-5)
 

@@ -51,7 +51,7 @@ def test_adaptive_beta_follows_the_rule_inside_training():
     expected = np.asarray(adapt_kl_beta(jnp.asarray(beta[:-1]), jnp.asarray(kl[:-1]), 0.003, lo, hi))
     np.testing.assert_allclose(beta[1:], expected, rtol=1e-6)
     assert len(np.unique(beta)) > 1  # it actually adapted
-    np.testing.assert_allclose(float(out.state.kl_beta), float(adapt_kl_beta(beta[-1], kl[-1], 0.003, lo, hi)), rtol=1e-6)
+    np.testing.assert_allclose(float(out.state.objective_state), float(adapt_kl_beta(beta[-1], kl[-1], 0.003, lo, hi)), rtol=1e-6)
 
 
 def test_adaptive_beta_bounds_bind_inside_training():
@@ -76,7 +76,8 @@ def test_every_objective_trains(objective):
 
 def test_kl_target_sweep_compiles_once():
     cfg = ONE_UPDATE.replace(objective="kl_adaptive", total_timesteps=4 * 32 * 10)
-    train = chex.assert_max_traces(make_train(cfg), n=1)
+    train_ = make_train(cfg)
+    train = chex.assert_max_traces(lambda key, hp: train_(key, hp), n=1)  # chex wants a plain function
     hp = cfg.hparams()
     targets = jnp.array([0.003, 0.01, 0.03])
     sweep = jax.jit(jax.vmap(train, in_axes=(None, 0)))
@@ -97,7 +98,7 @@ def test_exact_kl_metric_matches_recomputation():
 
     hp = cfg.hparams()
     _, k_rollout, _ = jax.random.split(state.key, 3)
-    _, _, _, traj, _ = collect(k_rollout, state.env, state.params, train.network.apply, train.env, train.env_params,
+    _, _, _, traj, _ = collect(k_rollout, state.env, state.params, train.agent, train.env, train.env_params,
                                num_steps=cfg.num_steps, to_env_action=train.to_env_action, obs_norm=None,
                                reward_scaler=None, gamma=hp.gamma, obs_clip=hp.obs_clip, reward_clip=hp.reward_clip)
     obs = traj.obs.reshape(-1, 4)

@@ -72,7 +72,7 @@ def test_hparam_sweep_one_trace_matches_individual_runs(train_small):
     hp = SMALL.hparams()
     lrs = jnp.array([1e-4, 3e-4, 1e-3])
     hps = jax.vmap(lambda lr: hp.replace(learning_rate=lr))(lrs)
-    traced = chex.assert_max_traces(train_small, n=1)
+    traced = chex.assert_max_traces(lambda key, hp: train_small(key, hp), n=1)  # chex wants a plain function
     sweep = jax.jit(jax.vmap(traced, in_axes=(None, 0)))
     key = jax.random.key(0)
     outs = sweep(key, hps)
