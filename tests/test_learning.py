@@ -1,9 +1,13 @@
-"""Learning tests: few and small (each well under a minute on 2 CPU cores)."""
+"""Learning tests: few and small (each well under a minute on 2 CPU cores).
+
+Marked `slow` (pyproject.toml): `-m "not slow"` skips them; the README's `python -m pytest -q -n 2` runs them.
+"""
 
 import pathlib
 
 import jax
 import numpy as np
+import pytest
 
 from purejaxppo import PPOConfig, make_train
 
@@ -17,6 +21,7 @@ def _final_returns(cfg, seeds, last=10):
     return r[:, 1:4].mean(axis=1), r[:, -last:].mean(axis=1)
 
 
+@pytest.mark.slow
 def test_cartpole_solves_within_5e5_steps():
     cfg = PPOConfig.from_yaml(CONFIGS / "cartpole.yaml")
     assert cfg.total_timesteps == 500_000 and cfg.num_envs == 4 and cfg.num_steps == 128
@@ -25,6 +30,7 @@ def test_cartpole_solves_within_5e5_steps():
     assert np.sum(final >= 475) >= 3, final
 
 
+@pytest.mark.slow
 def test_pendulum_improves_clearly():
     cfg = PPOConfig.from_yaml(CONFIGS / "pendulum.yaml").replace(total_timesteps=200_000)
     start, final = _final_returns(cfg, seeds=2)
@@ -34,6 +40,7 @@ def test_pendulum_improves_clearly():
     assert np.all(final > -600), final
 
 
+@pytest.mark.slow
 def test_cartpole_kl_adaptive_solves_within_5e5_steps():
     cfg = PPOConfig.from_yaml(CONFIGS / "cartpole.yaml").replace(objective="kl_adaptive", kl_target=0.01)
     _, final = _final_returns(cfg, seeds=4)
