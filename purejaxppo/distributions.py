@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -145,7 +146,9 @@ class DiagGaussian:
 
 
 # Gauss-Hermite nodes/weights for E_{z~N(0,1)}[f(z)] = sum_i w_i f(sqrt(2) x_i) / sqrt(pi).
-_GH_X, _GH_W = (jnp.asarray(a, jnp.float32) for a in __import__("numpy").polynomial.hermite.hermgauss(16))
+# NumPy constants, not jnp arrays: importing purejaxppo must not start a JAX backend (purejaxppo.cpu.configure
+# sets XLA flags that only take effect before it starts).
+_GH_X, _GH_W = (np.asarray(a, np.float32) for a in np.polynomial.hermite.hermgauss(16))
 
 
 def _log_one_minus_tanh_sq(u: jax.Array) -> jax.Array:

@@ -442,6 +442,9 @@ def train_run(
     on_diverge: "stop" (default: stop at the update where any seed diverged,
       checkpointed, status "diverged") or "continue" (diverged seeds stay frozen, the others train on).
     """
+    from purejaxppo.cpu import configure as configure_cpu
+
+    configure_cpu()  # the CLI's CPU settings, before any JAX computation (README "CPU note"); once per process
     overrides = dict(overrides or {})
     t_start = time.perf_counter()
     if num_seeds is not None and num_seeds < 1:
