@@ -88,6 +88,16 @@ def claim_new_run_dir(root: str | os.PathLike, env: str) -> Path:
 # ------------------------------------------------------------------------ locking
 
 
+def _busy(run_dir: Path, holder: str) -> RunError:
+    try:
+        info = json.loads(holder)
+        who = f"pid {info.get('pid')} on {info.get('host')}, since {info.get('started')}"
+    except (json.JSONDecodeError, AttributeError):
+        who = "another process"
+    return RunError(f"run folder {run_dir} is in use by another purejaxppo process ({who}); "
+                    "wait for it to finish, or choose another --out")
+
+
 class RunLock:
     """An exclusive, non-blocking lock on a run folder (`RUN/.lock`, `fcntl.flock`).
 
@@ -102,6 +112,24 @@ class RunLock:
         self.command = command
         self._fh = None
 
+    @staticmethod
+    def busy_error(run_dir: str | os.PathLike) -> "RunError | None":
+        """The in-use RunError if another process holds `run_dir`'s lock (checked read-only), else None."""
+        path = Path(run_dir) / LOCK_FILE
+        try:
+            import fcntl
+
+            fh = open(path)
+        except (ImportError, OSError):
+            return None
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return _busy(Path(run_dir), fh.read().strip())
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return None
+
     def acquire(self) -> "RunLock":
         try:
             import fcntl
@@ -115,13 +143,7 @@ class RunLock:
             fh.seek(0)
             holder = fh.read().strip()
             fh.close()
-            try:
-                info = json.loads(holder)
-                who = f"pid {info.get('pid')} on {info.get('host')}, since {info.get('started')}"
-            except (json.JSONDecodeError, AttributeError):
-                who = "another process"
-            raise RunError(f"run folder {self.run_dir} is in use by another purejaxppo process ({who}); "
-                           "wait for it to finish, or choose another --out") from None
+            raise _busy(self.run_dir, holder) from None
         fh.seek(0)
         fh.truncate()
         fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),

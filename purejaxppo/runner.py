@@ -484,7 +484,8 @@ def train_run(
             if run_dir.exists() and not run_dir.is_dir():
                 raise RunError(f"output path {run_dir} exists and is not a folder")
             if run_dir.is_dir() and not overwrite and not is_empty_but_lock(run_dir):
-                raise _exists_error(run_dir)  # (checked again under the lock) refuse without touching the folder
+                # Refuse without touching the folder (checked again under the lock): busy, or just not empty.
+                raise RunLock.busy_error(run_dir) or _exists_error(run_dir)
 
     try:
         lock = RunLock(run_dir, list(command) if command else None).acquire()
