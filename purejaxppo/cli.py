@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import os
 import sys
 from pathlib import Path
@@ -84,7 +83,7 @@ def cmd_train(args) -> int:
         return 0
     _print_train_summary(result)
     if result.status == "diverged":
-        first = json.loads((result.run_dir / "run.json").read_text()).get("diverged_at_update", "?")
+        first = result.diverged_at_update
         seeds = f"seed(s) {result.diverged_seeds}" if result.state.diverged.shape[0] > 1 else "the run"
         raise FloatingPointError(
             f"training diverged at update {first} in {seeds}: non-finite losses or parameters (params frozen at the "

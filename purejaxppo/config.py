@@ -440,7 +440,7 @@ INIT_LOG_STD_LIMIT = 20.0  # std = exp(+-20) is already 2e-9 .. 5e8; beyond, flo
 
 _BOOL_FIELDS = ("cnn_shared_torso", "anneal_lr", "normalize_advantages", "clip_value_loss", "truncation_as_termination",
                 "normalize_obs", "normalize_reward", "use_target_kl")
-_CHOICES = {"network": NETWORKS, "action_handling": ACTION_HANDLING, "activation": ACTIVATIONS, "objective": OBJECTIVES}
+_CHOICES = {"network": NETWORKS, "action_handling": ACTION_HANDLING, "activation": ACTIVATIONS}
 
 
 def _as_float32(v: float) -> np.float32:
@@ -489,13 +489,13 @@ def _validate(c: PPOConfig) -> None:
 
     # Strings and switches.
     for name, choices in _CHOICES.items():
-        if name == "objective":  # the registry (purejaxppo.objectives) may hold objectives registered by users
-            from purejaxppo.objectives import objective_names
-
-            choices = objective_names()
         if not isinstance(getattr(c, name), str) or getattr(c, name) not in choices:
-            fail(name, f"{getattr(c, name)!r} is not one of {choices}"
-                 + (" (register a new one with purejaxppo.objectives.register_objective)" if name == "objective" else ""))
+            fail(name, f"{getattr(c, name)!r} is not one of {choices}")
+    from purejaxppo.objectives import objective_names  # the registry: users may add objectives
+
+    if not isinstance(c.objective, str) or c.objective not in objective_names():
+        fail("objective", f"{c.objective!r} is not one of {objective_names()} "
+             "(register a new one with purejaxppo.objectives.register_objective)")
     if not isinstance(c.env, str) or not c.env:
         fail("env", f"must be a non-empty environment id string, got {c.env!r}")
     for name in _BOOL_FIELDS:

@@ -59,33 +59,6 @@ def max_episode_steps(env: Any, env_params: Any, max_steps: int | None = None) -
     return max_steps
 
 
-class _ApplyAgent:
-    """A feed-forward agent from a bare `apply_fn(params, obs) -> (dist, value)` (for make_act_fn)."""
-
-    def __init__(self, apply_fn):
-        self.apply = apply_fn
-
-    def initial_carry(self, batch):
-        return ()
-
-    def step(self, params, carry, obs, done=None):
-        dist, value = self.apply(params, obs)
-        return carry, dist, value
-
-
-def make_act_fn(apply_fn: Callable, action_spec: ActionSpec, to_env_action: Callable | None = None) -> Callable:
-    """`act(params, obs_norm, obs[B, ...], key, deterministic, obs_clip) -> env actions [B, ...]` for a
-    feed-forward `apply_fn`; a thin form of `purejaxppo.agent.make_policy` (kept for existing callers)."""
-    if to_env_action is None:
-        to_env_action = make_action_transform(action_spec, "clip")
-    policy = make_policy(_ApplyAgent(apply_fn), to_env_action)
-
-    def act(params, obs_norm, obs, key, deterministic: bool, obs_clip):
-        return policy(ActingState(params, obs_norm), (), obs, None, key, deterministic, obs_clip)[1]
-
-    return act
-
-
 def build_evaluate(
     env: Any,
     env_params: Any,

@@ -70,11 +70,17 @@ def tree_bytes(tree: Any) -> int:
     return total
 
 
-def estimate_memory(config, obs_shape: tuple[int, ...], action_spec, num_seeds: int = 1,
+def estimate_memory(config, obs_spec, action_spec, num_seeds: int = 1,
                     state_bytes: int | None = None) -> MemoryEstimate:
-    """Estimated bytes of one run of `config` (see the module docstring); `state_bytes` is per seed if given."""
+    """Estimated bytes of one run of `config` (see the module docstring); `state_bytes` is per seed if given.
+
+    obs_spec: the observation spec (purejaxppo.spaces: a ShapeDtypeStruct or a pytree of them).
+    """
+    from purejaxppo.spaces import is_array_spec, obs_size
+
     n, t = int(config.num_envs), int(config.num_steps)
-    obs = int(math.prod(obs_shape)) * _F32
+    obs = obs_size(obs_spec) * _F32
+    image = is_array_spec(obs_spec) and len(obs_spec.shape) == 3
     if action_spec.discrete:
         act, dist = _F32, int(action_spec.num_actions) * _F32
     else:
@@ -84,8 +90,8 @@ def estimate_memory(config, obs_shape: tuple[int, ...], action_spec, num_seeds: 
     # terminated, truncated, next value, advantage, target).
     transition = 2 * obs + act + dist + 8 * _F32
     rollout = n * t * transition
-    if config.network == "cnn" or (config.network == "auto" and len(obs_shape) == 3):
-        width = int(math.prod(obs_shape[:2])) * sum(config.cnn_channels) + sum(config.actor_hidden) + sum(config.critic_hidden)
+    if image and config.network in ("cnn", "auto"):
+        width = int(math.prod(obs_spec.shape[:2])) * sum(config.cnn_channels) + sum(config.actor_hidden) + sum(config.critic_hidden)
     else:
         width = sum(config.actor_hidden) + sum(config.critic_hidden)
     update = n * t * (transition + width * _F32)  # the shuffled batch copy + full-batch activations
@@ -121,14 +127,14 @@ def available_memory(device=None) -> tuple[int | None, str]:
         return None, "host memory (unknown)"
 
 
-def check_memory(config, obs_shape: tuple[int, ...], action_spec, num_seeds: int = 1,
+def check_memory(config, obs_spec, action_spec, num_seeds: int = 1,
                  state_bytes: int | None = None, device=None) -> MemoryEstimate:
     """Raise ResourceError if the estimate exceeds the device's memory; return the estimate.
 
     Set the environment variable PUREJAXPPO_SKIP_MEMORY_CHECK=1 to skip the refusal
     (e.g. when the estimate is known to be too high for a custom env).
     """
-    est = estimate_memory(config, obs_shape, action_spec, num_seeds, state_bytes)
+    est = estimate_memory(config, obs_spec, action_spec, num_seeds, state_bytes)
     if os.environ.get(SKIP_ENV_VAR, "").strip().lower() not in ("", "0", "false", "no", "off"):
         return est
     limit, what = available_memory(device)

@@ -82,11 +82,6 @@ class RunWriteError(RunError):
 # ------------------------------------------------------------------------ helpers
 
 
-def default_run_dir(config: PPOConfig, root: str | os.PathLike = "runs") -> Path:
-    """`root/<env>-<YYYYmmdd-HHMMSS>` (a name only; `train_run(out_dir=None)` claims a unique one atomically)."""
-    return Path(root) / f"{safe_name(config.env)}-{stamp()}"
-
-
 def default_checkpoint_every(num_updates: int) -> int:
     """About ten checkpoints per run."""
     return max(1, math.ceil(num_updates / 10))
@@ -274,17 +269,13 @@ def _state_template(train: Callable, num_seeds: int, seed: int):
     return jax.eval_shape(jax.vmap(train.init, in_axes=(0, None)), keys, train.config.hparams())
 
 
-def check_run_fits(train: Callable, num_seeds: int, template=None) -> None:
-    """ResourceError before compiling if `num_seeds` runs of `train` cannot fit the device's memory."""
+def check_run_fits(train: Callable, num_seeds: int) -> None:
+    """ResourceError before compiling if `num_seeds` runs of `train` cannot fit the device's memory
+    (the train state's size exact, from `jax.eval_shape`; the rollout and update estimated)."""
     from purejaxppo.resources import check_memory, tree_bytes
 
-    if template is None:
-        template = _state_template(train, num_seeds, 0)
-    from purejaxppo.envs import obs_shape_from_space
-
-    obs_shape = obs_shape_from_space(train.env.observation_space(train.env_params))
-    check_memory(train.config, obs_shape, train.action_spec, num_seeds,
-                 state_bytes=tree_bytes(template) // max(num_seeds, 1))
+    state_bytes = tree_bytes(_state_template(train, num_seeds, 0)) // num_seeds
+    check_memory(train.config, train.obs_spec, train.action_spec, num_seeds, state_bytes=state_bytes)
 
 
 @dataclasses.dataclass
@@ -301,6 +292,7 @@ class RunResult:
     progress_reports: list = dataclasses.field(default_factory=list)  # [(update, {metric: values over seeds})]
     status: str = "finished"  # finished | stopped | diverged | nothing to do
     diverged_seeds: list = dataclasses.field(default_factory=list)
+    diverged_at_update: int | None = None  # the first update at which a seed diverged
 
 
 @dataclasses.dataclass
@@ -651,7 +643,8 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
         _save_info(run_dir / RUN_FILE, run_info, log)
     return RunResult(run_dir, config, state, done, done >= num_updates, compile_s, wall, sps,
                      reporter.calls if reporter is not None else 0, reporter.reports if reporter is not None else [],
-                     status=status, diverged_seeds=diverged_seeds)
+                     status=status, diverged_seeds=diverged_seeds,
+                     diverged_at_update=run_info.get("diverged_at_update"))
 
 
 def _checkpoint_meta(config: PPOConfig, done: int, num_seeds: int, seed: int, chunk_len: int) -> dict:

@@ -97,9 +97,3 @@ def obs_size(spec: Any) -> int:
 def zeros_obs(spec: Any, batch: tuple[int, ...] = (1,)) -> Any:
     """float32 zeros shaped like a batch of observations: every leaf `[*batch, *leaf.shape]` (for network.init)."""
     return jax.tree.map(lambda s: jnp.zeros(tuple(batch) + tuple(s.shape), jnp.float32), spec)
-
-
-def batch_leading(obs: Any, spec: Any) -> tuple[int, ...]:
-    """The leading (batch) axes of observations shaped like `spec` with extra leading axes."""
-    leaf, s = jax.tree.leaves(obs)[0], jax.tree.leaves(spec)[0]
-    return tuple(leaf.shape[: leaf.ndim - len(s.shape)])

@@ -38,7 +38,7 @@ from purejaxppo.objectives import Objective, get_objective
 from purejaxppo.normalization import RewardScaler, RunningMeanStd, create_obs_norm
 from purejaxppo.resources import check_memory
 from purejaxppo.rollout import EnvCarry, Transition, collect
-from purejaxppo.spaces import ActionSpec, action_spec_from_space, obs_size, obs_spec_from_space, zeros_obs
+from purejaxppo.spaces import ActionSpec, action_spec_from_space, obs_spec_from_space, zeros_obs
 
 METRIC_NAMES = (
     "episode_return",
@@ -433,7 +433,7 @@ def make_train(
     obs_space, action_space = env_spaces(env, env_params, trace_reset=params_given)
     obs_spec = obs_spec_from_space(obs_space)
     action_spec = action_spec_from_space(action_space)
-    check_memory(config, (obs_size(obs_spec),), action_spec)  # one run must fit: refuse now, not deep in XLA
+    check_memory(config, obs_spec, action_spec)  # one run must fit: refuse now, not deep in XLA
     agent, network = _make_agent(config, obs_spec, action_spec, network_factory)
     to_env_action = make_action_transform(action_spec, config.action_handling)
     evaluate = None

@@ -114,12 +114,13 @@ def test_tanh_policy_trains_and_env_actions_stay_in_box():
     a = train.to_env_action(u)
     assert float(a.min()) >= -2.0 and float(a.max()) <= 2.0
     # Evaluation / load_policy act through the same transform: deterministic action = squash(mean).
-    from purejaxppo.evaluate import make_act_fn
+    from purejaxppo.agent import ActingState, make_policy
 
-    act = make_act_fn(train.network.apply, train.action_spec, train.to_env_action)
+    policy = make_policy(train.agent, train.to_env_action)
     obs = jnp.array([[1.0, 0.0, 0.5], [0.0, 1.0, -3.0]])
     dist, _ = train.network.apply(out.state.params, obs)
-    np.testing.assert_allclose(act(out.state.params, None, obs, None, True, 10.0), dist.squash(dist.mean), rtol=1e-6)
+    _, action = policy(ActingState(out.state.params, None), (), obs, None, None, True, 10.0)
+    np.testing.assert_allclose(action, dist.squash(dist.mean), rtol=1e-6)
     with pytest.raises(ValueError, match="action_handling"):
         PPOConfig(action_handling="squash")
 
