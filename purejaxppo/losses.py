@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from purejaxppo import collectives
 from purejaxppo.config import HParams
 from purejaxppo.objectives import Objective, adapt_kl_beta, clipped_surrogate, get_objective  # noqa: F401 (re-exported)
 
@@ -35,7 +36,7 @@ class Batch(NamedTuple):
 
 def normalize(x: jax.Array, eps: float = 1e-8) -> jax.Array:
     """Zero mean, unit std over all elements."""
-    return (x - x.mean()) / (x.std() + eps)
+    return collectives.normalize(x, None, eps)
 
 
 def value_loss(value: jax.Array, old_value: jax.Array, target: jax.Array, clip_eps: jax.Array, clip: bool) -> jax.Array:
@@ -70,6 +71,7 @@ def ppo_loss(
     objective: str | Objective = "clip",
     clip_value_loss: bool = True,
     normalize_advantages: bool = True,
+    data_axis: collectives.Axis = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Total loss -L^policy + c1 L^VF - c2 H on one minibatch, and diagnostics.
 
@@ -77,7 +79,10 @@ def ppo_loss(
     objective: a registered name or an `Objective`; objective_state: its state
       (for kl_adaptive the current beta).
     Advantages are treated as constants (no gradient flows into them); with
-    normalize_advantages they are normalized within this minibatch.
+    normalize_advantages they are normalized within this minibatch: with
+    `data_axis` (data-parallel training) within the union of the devices'
+    minibatches. The loss and metrics stay the local means; `run_epochs`
+    averages them (and the gradients) over the axis.
     """
     objective = get_objective(objective)
     dist, value = apply_fn(params, batch.obs)
@@ -86,7 +91,7 @@ def ppo_loss(
     ratio = jnp.exp(log_ratio)
     adv = jax.lax.stop_gradient(batch.advantage)
     if normalize_advantages:
-        adv = normalize(adv)
+        adv = collectives.normalize(adv, data_axis)
     kl = batch.old_dist.kl(dist) if objective.uses_kl else None
 
     pg_objective = objective.surrogate(ratio, adv, kl, hp, objective_state)

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from purejaxppo import collectives
+
 _EPS = 1e-8
 
 
@@ -33,12 +35,15 @@ class RunningMeanStd:
             count=jnp.asarray(1e-4, jnp.float32),
         )
 
-    def update(self, batch: jax.Array) -> "RunningMeanStd":
-        """batch: `[B, *shape]` -> statistics over all samples seen so far plus these B."""
+    def update(self, batch: jax.Array, axis: collectives.Axis = None) -> "RunningMeanStd":
+        """batch: `[B, *shape]` -> statistics over all samples seen so far plus these B.
+
+        With `axis` (data-parallel training) the B samples of every device on
+        that axis are merged, so all devices keep the same statistics.
+        """
         batch = batch.astype(jnp.float32)
-        b_mean = jnp.mean(batch, axis=0)
-        b_var = jnp.var(batch, axis=0)
-        b_count = jnp.asarray(batch.shape[0], jnp.float32)
+        b_mean, b_var = collectives.mean_var(batch, axis, along=0)
+        b_count = jnp.asarray(batch.shape[0] * collectives.axis_size(axis), jnp.float32)
         return self.merge(b_mean, b_var, b_count)
 
     def merge(self, b_mean: jax.Array, b_var: jax.Array, b_count: jax.Array) -> "RunningMeanStd":
@@ -68,13 +73,15 @@ class RewardScaler:
     def create(cls, num_envs: int) -> "RewardScaler":
         return cls(returns=jnp.zeros((num_envs,), jnp.float32), stats=RunningMeanStd.create(()))
 
-    def step(self, reward: jax.Array, done: jax.Array, gamma: jax.Array, clip: jax.Array):
+    def step(self, reward: jax.Array, done: jax.Array, gamma: jax.Array, clip: jax.Array,
+             axis: collectives.Axis = None):
         """reward, done: `[N]` -> (new scaler, scaled reward `[N]`).
 
-        G <- gamma * G + r; stats absorb G; r / sqrt(var(G) + eps) clipped; G <- 0 where done.
+        G <- gamma * G + r; stats absorb G (of every device on `axis`); r / sqrt(var(G) + eps) clipped;
+        G <- 0 where done.
         """
         returns = self.returns * gamma + reward
-        stats = self.stats.update(returns)
+        stats = self.stats.update(returns, axis)
         scaled = jnp.clip(reward / jnp.sqrt(stats.var + _EPS), -clip, clip)
         returns = jnp.where(done, 0.0, returns)
         return RewardScaler(returns=returns, stats=stats), scaled
@@ -91,9 +98,9 @@ def create_obs_norm(obs_spec) -> "RunningMeanStd | object":
     return jax.tree.map(lambda s: RunningMeanStd.create(tuple(s.shape)), obs_spec)
 
 
-def update_obs_norm(obs_norm, obs):
-    """Merge a batch of raw observations (leaves `[B, ...]`) into the per-leaf statistics."""
-    return jax.tree.map(lambda n, o: n.update(o), obs_norm, obs, is_leaf=_is_rms)
+def update_obs_norm(obs_norm, obs, axis: collectives.Axis = None):
+    """Merge a batch of raw observations (leaves `[B, ...]`, of every device on `axis`) into the per-leaf statistics."""
+    return jax.tree.map(lambda n, o: n.update(o, axis), obs_norm, obs, is_leaf=_is_rms)
 
 
 def normalize_obs(obs_norm, obs, clip):

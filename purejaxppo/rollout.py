@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from purejaxppo import collectives
 from purejaxppo.normalization import RewardScaler, RunningMeanStd, normalize_obs, update_obs_norm
 
 
@@ -99,6 +100,7 @@ def collect(
     gamma: jax.Array,
     obs_clip: jax.Array,
     reward_clip: jax.Array,
+    data_axis=None,
 ) -> tuple[EnvCarry, RunningMeanStd | None, RewardScaler | None, Transition, EpisodeStats]:
     """Run the agent's policy for `num_steps` in every env (agent: purejaxppo.agent.Agent).
 
@@ -109,6 +111,10 @@ def collect(
     is the policy's sample (for Box spaces: unclipped, or pre-squash for the
     tanh policy; its log-prob is of that sample); `to_env_action` maps it to
     what the env receives (identity, clip to the box, or tanh squash).
+
+    With `data_axis` (data-parallel training: these N envs are one device's
+    shard) the normalizers' statistics merge the observations and returns of
+    all devices on the axis, and the episode statistics are summed over it.
 
     Returns (carry, obs_norm, reward_scaler, transitions `[T, N]`, episode stats).
     """
@@ -131,7 +137,7 @@ def collect(
         carry, obs_norm, scaler, stats = state
         keys, act_x = xs
         if obs_norm is not None:
-            obs_norm = update_obs_norm(obs_norm, carry.obs)
+            obs_norm = update_obs_norm(obs_norm, carry.obs, data_axis)
         norm = lambda o: normalize_obs(obs_norm, o, obs_clip)  # noqa: E731
         obs_in = norm(carry.obs)
         # Only the policy runs per step; values and log-probs are computed for all T steps at once below
@@ -153,7 +159,7 @@ def collect(
 
         train_reward = reward
         if scaler is not None:
-            scaler, train_reward = scaler.step(reward, done, gamma, reward_clip)
+            scaler, train_reward = scaler.step(reward, done, gamma, reward_clip, data_axis)
 
         new_carry = EnvCarry(
             env_state=out.env_state,
@@ -191,4 +197,4 @@ def collect(
         first=first,
         carry0=carry0,
     )
-    return carry, obs_norm, reward_scaler, traj, stats
+    return carry, obs_norm, reward_scaler, traj, collectives.psum(stats, data_axis)

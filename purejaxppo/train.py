@@ -28,6 +28,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from purejaxppo import collectives
 from purejaxppo.config import HParams, PPOConfig, validate_hparams
 from purejaxppo.agent import ActingState, Agent, FeedForwardAgent, as_agent
 from purejaxppo.envs import check_env_api, default_env_params, env_spaces, make_action_transform, make_env
@@ -130,10 +131,9 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     return perm
 
 
-def explained_variance(values: jax.Array, targets: jax.Array) -> jax.Array:
-    """1 - Var[target - V] / Var[target] (0 when the targets have no variance)."""
-    var_t = jnp.var(targets)
-    return jnp.where(var_t > 0, 1.0 - jnp.var(targets - values) / jnp.where(var_t > 0, var_t, 1.0), 0.0)
+def explained_variance(values: jax.Array, targets: jax.Array, data_axis: collectives.Axis = None) -> jax.Array:
+    """1 - Var[target - V] / Var[target] (0 when the targets have no variance), over every device on data_axis."""
+    return collectives.explained_variance(values, targets, data_axis)
 
 
 def _all_finite(tree) -> jax.Array:
@@ -158,7 +158,8 @@ def advantages(agent: Agent, params: Any, traj: Transition, hp: HParams, *,
 
 
 def run_epochs(loss_fn: Callable, optimizer: optax.GradientTransformation, params: Any, opt_state: Any, batch: Batch,
-               key: jax.Array, hp: HParams, *, update_epochs: int, num_minibatches: int, use_target_kl: bool):
+               key: jax.Array, hp: HParams, *, update_epochs: int, num_minibatches: int, use_target_kl: bool,
+               data_axis: collectives.Axis = None):
     """K epochs of shuffled minibatch gradient steps on one rollout batch (leaves `[NT, ...]`).
 
     loss_fn(params, minibatch) -> (loss, metrics dict of scalars). With
@@ -166,12 +167,20 @@ def run_epochs(loss_fn: Callable, optimizer: optax.GradientTransformation, param
     remaining epochs are skipped (`lax.cond`). Returns (params, opt_state,
     metrics averaged over the epochs that ran, plus grad_norm and
     epochs_completed).
+
+    Data-parallel (`data_axis`, the batch is this device's shard): each device
+    shuffles its own shard with its own key (`collectives.device_key`) into
+    num_minibatches local minibatches; step j's gradient and metrics are
+    averaged over the devices, i.e. they are those of the union of the
+    devices' j-th minibatches, and every device applies the same update.
     """
     batch_size = jax.tree.leaves(batch)[0].shape[0]
+    key = collectives.device_key(key, data_axis)
 
     def minibatch_step(carry, mb):
         params, opt_state = carry
         (_, m), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mb)
+        grads, m = collectives.pmean((grads, m), data_axis)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         m["grad_norm"] = optax.tree_utils.tree_norm(grads)
         return (optax.apply_updates(params, updates), opt_state), m
@@ -254,6 +263,15 @@ class Train:
     objective: Objective
     to_env_action: Callable
     evaluate: Callable | None = None  # the in-training evaluation (config.eval_every > 0), else None
+    # Data-parallel training (purejaxppo.parallel): init/update then run on one of `data_shards` devices of the
+    # mesh axis `data_axis`, on its num_envs // data_shards envs, and average every cross-env statistic over it.
+    data_axis: str | None = None
+    data_shards: int = 1
+
+    @property
+    def local_num_envs(self) -> int:
+        """Envs stepped by one device: num_envs, or its share of them when data-parallel."""
+        return self.config.num_envs // self.data_shards
 
     @property
     def obs_shape(self) -> tuple[int, ...]:
@@ -264,11 +282,14 @@ class Train:
 
     # ------------------------------------------------------------------ init
     def init(self, key: jax.Array, hp: HParams | None = None) -> TrainState:
-        config, n = self.config, self.config.num_envs
+        config, n = self.config, self.local_num_envs
         hp = config.hparams() if hp is None else validate_hparams(hp, objective=config.objective)
         k_params, k_reset, k_state = jax.random.split(key, 3)
         params = self.agent.init(k_params, zeros_obs(self.obs_spec))
-        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(jax.random.split(k_reset, n), self.env_params)
+        reset_keys = jax.random.split(k_reset, config.num_envs)
+        if self.data_shards > 1:  # this device's envs are its slice of the run's num_envs
+            reset_keys = jax.lax.dynamic_slice_in_dim(reset_keys, collectives.axis_index(self.data_axis) * n, n)
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(reset_keys, self.env_params)
         zero = jnp.zeros((), jnp.float32)
         return TrainState(
             params=params,
@@ -288,16 +309,16 @@ class Train:
     # ---------------------------------------------------------------- update
     def update(self, state: TrainState, hp: HParams | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
         """One PPO iteration (Algorithm 1) -> (new state, dict of float32 scalar metrics)."""
-        config, agent, objective = self.config, self.agent, self.objective
+        config, agent, objective, axis = self.config, self.agent, self.objective, self.data_axis
         hp = config.hparams() if hp is None else validate_hparams(hp, objective=config.objective)
         key, k_rollout, k_epochs = jax.random.split(state.key, 3)
 
-        # 1. Rollout: N envs x T steps with the current policy.
+        # 1. Rollout: N envs x T steps with the current policy (data-parallel: this device's N / D envs).
         env_carry, obs_norm, reward_scaler, traj, ep = collect(
-            k_rollout, state.env, state.params, agent, self.env, self.env_params,
+            collectives.device_key(k_rollout, axis), state.env, state.params, agent, self.env, self.env_params,
             num_steps=config.num_steps, to_env_action=self.to_env_action,
             obs_norm=state.obs_norm, reward_scaler=state.reward_scaler,
-            gamma=hp.gamma, obs_clip=hp.obs_clip, reward_clip=hp.reward_clip,
+            gamma=hp.gamma, obs_clip=hp.obs_clip, reward_clip=hp.reward_clip, data_axis=axis,
         )
 
         # 2. Advantages: V(s'_t) from the pre-reset observation, then GAE.
@@ -309,27 +330,28 @@ class Train:
         if config.anneal_lr:
             lr = lr * (1.0 - state.update_step.astype(jnp.float32) / config.num_updates)
         batch = jax.tree.map(
-            lambda x: x.reshape((config.batch_size,) + x.shape[2:]),
+            lambda x: x.reshape((config.num_steps * self.local_num_envs,) + x.shape[2:]),
             Batch(traj.obs, traj.action, traj.log_prob, traj.value, adv, targets, traj.dist),
         )
 
         def loss_fn(params, mb):
             return ppo_loss(params, agent.apply, mb, hp, state.objective_state, objective=objective,
-                            clip_value_loss=config.clip_value_loss, normalize_advantages=config.normalize_advantages)
+                            clip_value_loss=config.clip_value_loss, normalize_advantages=config.normalize_advantages,
+                            data_axis=axis)
 
         params, opt_state, metrics = run_epochs(
             loss_fn, make_optimizer(hp, lr), state.params, state.opt_state, batch, k_epochs, hp,
             update_epochs=config.update_epochs, num_minibatches=config.num_minibatches,
-            use_target_kl=config.use_target_kl,
+            use_target_kl=config.use_target_kl, data_axis=axis,
         )
 
         # 4. Exact KL(pi_old || pi_new) over the batch; the objective's post-update rule (e.g. adaptive beta).
         new_dist, _ = agent.apply(params, batch.obs)
-        kl = jnp.mean(batch.old_dist.kl(new_dist))
+        kl = collectives.mean(batch.old_dist.kl(new_dist), axis)
         objective_state = objective.update_state(state.objective_state, kl, hp)
 
         # 5. Divergence guard: a non-finite update is not applied, and the run stops learning.
-        ok = _all_finite((params, metrics, kl)) & jnp.logical_not(state.diverged)
+        ok = collectives.all_true(_all_finite((params, metrics, kl)), axis) & jnp.logical_not(state.diverged)
         params, opt_state, objective_state = jax.tree.map(
             lambda new, old: jnp.where(ok, new, old),
             (params, opt_state, objective_state), (state.params, state.opt_state, state.objective_state),
@@ -344,7 +366,7 @@ class Train:
             episode_length=ep_length,
             episodes_completed=ep.count,
             kl=kl,
-            explained_variance=explained_variance(traj.value, targets),
+            explained_variance=explained_variance(traj.value, targets, axis),
             learning_rate=jnp.asarray(lr, jnp.float32),
             diverged=jnp.logical_not(ok).astype(jnp.float32),
         )
@@ -356,9 +378,12 @@ class Train:
             # evaluation's while_loop at once when off (a cond would become a select under vmap over seeds).
             step = state.update_step + 1
             do_eval = jnp.logical_or(step % config.eval_every == 0, step == config.num_updates)
-            returns = self.evaluate(ActingState(params, obs_norm), jax.random.fold_in(state.key, 0x0E7A1),
-                                    config.eval_episodes, obs_clip=hp.obs_clip, enabled=do_eval)
-            metrics["eval_return"] = jnp.where(do_eval, jnp.mean(returns), jnp.nan).astype(jnp.float32)
+            # Data-parallel: each device plays its share of the episodes (with its own key) and the means are averaged.
+            episodes = -(-config.eval_episodes // self.data_shards)
+            returns = self.evaluate(ActingState(params, obs_norm),
+                                    collectives.device_key(jax.random.fold_in(state.key, 0x0E7A1), axis),
+                                    episodes, obs_clip=hp.obs_clip, enabled=do_eval)
+            metrics["eval_return"] = jnp.where(do_eval, collectives.mean(returns, axis), jnp.nan).astype(jnp.float32)
 
         new_state = TrainState(
             params=params,
