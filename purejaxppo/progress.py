@@ -64,6 +64,7 @@ def with_progress(
     total_updates: int | None = None,
     axis_name: str | None = None,
     metric_names: Sequence[str] = PROGRESS_METRICS,
+    mesh_axes: Sequence[str] = (),
 ) -> Callable:
     """Wrap `update(state, hp) -> (state, metrics)` to report progress every `log_every` updates.
 
@@ -75,6 +76,10 @@ def with_progress(
     An update on which a run diverges (its `diverged` flag turns on) is always
     reported, so a divergence shows at once, not at the next logged update.
     axis_name: the name of the enclosing vmap over seeds, if any (see module docstring).
+    mesh_axes: on a device mesh (purejaxppo.parallel), its axis names, seed axis
+      first: the seeds of every device are gathered (in global seed order) and
+      only the mesh's first device calls back, so the host still gets one call
+      per logged update.
 
     `log_every <= 0` returns `update` itself: nothing is added to the program.
     """
@@ -89,6 +94,9 @@ def with_progress(
         if axis_name is not None:
             step = jax.lax.pmax(step, axis_name)
             values = jax.lax.all_gather(values, axis_name)
+        if mesh_axes:
+            step = jax.lax.pmax(step, mesh_axes[0])
+            values = jax.lax.all_gather(values, mesh_axes[0], tiled=axis_name is not None)
         logged = step % log_every == 0
         if total_updates is not None:
             logged = jnp.logical_or(logged, step == total_updates)
@@ -96,7 +104,14 @@ def with_progress(
             newly_diverged = jnp.logical_and(new_state.diverged, jnp.logical_not(state.diverged))
             if axis_name is not None:
                 newly_diverged = jax.lax.pmax(newly_diverged.astype(jnp.int32), axis_name) > 0
+            if mesh_axes:
+                newly_diverged = jax.lax.pmax(newly_diverged.astype(jnp.int32), mesh_axes[0]) > 0
             logged = jnp.logical_or(logged, newly_diverged)
+        if mesh_axes:  # one device of the mesh reports (every device holds the same gathered values)
+            first = jnp.asarray(True)
+            for name in mesh_axes:
+                first = jnp.logical_and(first, jax.lax.axis_index(name) == 0)
+            logged = jnp.logical_and(logged, first)
 
         def report(go):
             jax.debug.callback(callback, step, logged, values)

@@ -1,0 +1,181 @@
+"""Several processes: joining `jax.distributed`, and the one-machine launcher.
+
+One process per host (GPU/TPU nodes) or, on a CPU machine, one per core:
+every process runs the same `purejaxppo train` command; `jax.distributed`
+joins them into one runtime whose devices form the mesh (purejaxppo.parallel).
+
+- `purejaxppo train --processes N ...` (`launch`): starts N local workers with
+  a free loopback port, waits for them, stops all when one fails or on Ctrl-C,
+  and exits with the first failure's status.
+- Clusters: run `purejaxppo train --distributed ...` once per host (e.g.
+  `srun`), which calls `jax.distributed.initialize()`: it detects SLURM and
+  TPU pods itself; elsewhere set PUREJAXPPO_COORDINATOR (host:port of process
+  0), PUREJAXPPO_NUM_PROCESSES and PUREJAXPPO_PROCESS_ID, or pass
+  `--coordinator/--num-processes/--process-id`.
+
+On CPU the processes talk through gloo (`jax_cpu_collectives_implementation`).
+Everything here must run before the first JAX computation of the process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Sequence
+
+ENV_COORDINATOR = "PUREJAXPPO_COORDINATOR"
+ENV_NUM_PROCESSES = "PUREJAXPPO_NUM_PROCESSES"
+ENV_PROCESS_ID = "PUREJAXPPO_PROCESS_ID"
+# How long a worker waits for the others to join before giving up (seconds).
+INIT_TIMEOUT_S = int(os.environ.get("PUREJAXPPO_INIT_TIMEOUT", "120"))
+
+
+def _int_env(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} must be an integer") from None
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> tuple[int, int]:
+    """Join this process to the distributed runtime; returns (process_index, process_count).
+
+    Arguments left None come from PUREJAXPPO_COORDINATOR / _NUM_PROCESSES /
+    _PROCESS_ID, and otherwise from `jax.distributed.initialize`'s own cluster
+    detection (SLURM, TPU pods, ...). On CPU, cross-process collectives use gloo.
+    """
+    import jax
+
+    coordinator = coordinator or os.environ.get(ENV_COORDINATOR) or None
+    num_processes = num_processes if num_processes is not None else _int_env(ENV_NUM_PROCESSES)
+    process_id = process_id if process_id is not None else _int_env(ENV_PROCESS_ID)
+    if num_processes is not None and num_processes < 1:
+        raise ValueError(f"--num-processes must be >= 1, got {num_processes}")
+    if process_id is not None and num_processes is not None and not 0 <= process_id < num_processes:
+        raise ValueError(f"--process-id {process_id} must be in [0, {num_processes})")
+    try:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    except Exception:  # noqa: BLE001 (an older/newer jax without the option: its default applies)
+        pass
+    kwargs = {}
+    if coordinator is not None:
+        kwargs["coordinator_address"] = coordinator
+    if num_processes is not None:
+        kwargs["num_processes"] = num_processes
+    if process_id is not None:
+        kwargs["process_id"] = process_id
+    if kwargs:
+        kwargs["initialization_timeout"] = INIT_TIMEOUT_S
+    jax.distributed.initialize(**kwargs)
+    return jax.process_index(), jax.process_count()
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def max_local_processes() -> int:
+    """How many local workers can usefully start: one per CPU core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _stop(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
+    """SIGTERM every live worker's process group, then SIGKILL what is left after grace_s."""
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+
+
+def launch(worker_argv: Sequence[str], processes: int, *, env: dict | None = None,
+           log=lambda msg: print(msg, file=sys.stderr, flush=True)) -> int:
+    """Run `python -m purejaxppo <worker_argv>` as `processes` local workers joined by jax.distributed.
+
+    Worker 0 keeps this terminal's stdout/stderr (it alone prints progress and
+    writes the run folder); the others' output goes to the run's log only if
+    they fail (it is shown then). Returns 0 when all succeed, else the first
+    failing worker's exit status (130 after Ctrl-C). One failure stops the rest.
+    """
+    limit = max_local_processes()
+    if processes < 1:
+        raise ValueError(f"--processes must be >= 1, got {processes}")
+    if processes > limit:
+        raise ValueError(f"--processes {processes}: this machine lets this process use {limit} CPU core(s); "
+                         f"start at most {limit} local workers (one per core), or use --distributed on a cluster")
+    port = free_port()
+    base_env = dict(os.environ if env is None else env)
+    procs: list[subprocess.Popen] = []
+    logs = []
+    try:
+        for i in range(processes):
+            wenv = dict(base_env, **{ENV_COORDINATOR: f"127.0.0.1:{port}", ENV_NUM_PROCESSES: str(processes),
+                                     ENV_PROCESS_ID: str(i)})
+            out = None
+            if i > 0:
+                import tempfile
+
+                out = tempfile.TemporaryFile()
+                logs.append(out)
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "purejaxppo", *worker_argv, "--distributed"], env=wenv,
+                stdout=out if i else None, stderr=subprocess.STDOUT if i else None, start_new_session=True))
+        failed: tuple[int, int] | None = None
+        while failed is None and any(p.poll() is None for p in procs):
+            for i, p in enumerate(procs):
+                if p.poll() not in (None, 0):
+                    failed = (i, p.returncode)
+                    break
+            time.sleep(0.1)
+        if failed is None:
+            failed = next(((i, p.returncode) for i, p in enumerate(procs) if p.returncode), None)
+        if failed is not None:
+            i, rc = failed
+            _stop(procs)
+            if i > 0:
+                logs[i - 1].seek(0)
+                tail = logs[i - 1].read().decode(errors="replace").strip().splitlines()[-20:]
+                log(f"purejaxppo: worker {i} of {processes} failed (exit {rc}); its last output:\n  "
+                    + "\n  ".join(tail))
+            elif rc > 0 and rc != 2:
+                log(f"purejaxppo: worker 0 of {processes} failed (exit {rc}); the others were stopped")
+            return rc if rc > 0 else 128 - rc  # a signal -N -> 128 + N
+        return 0
+    except KeyboardInterrupt:
+        for p in procs:  # workers are in their own sessions: pass the interrupt on, let them checkpoint
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+        _stop(procs, grace_s=30.0)
+        return 130
+    finally:
+        _stop(procs, grace_s=5.0)
+        for f in logs:
+            f.close()
