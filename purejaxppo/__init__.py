@@ -19,7 +19,7 @@ from purejaxppo.train import METRIC_NAMES, TrainOutput, TrainState, make_train, 
 from purejaxppo.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
 from purejaxppo.evaluate import build_evaluate, make_evaluate  # noqa: E402
 from purejaxppo.progress import ProgressReporter, with_progress  # noqa: E402
-from purejaxppo.runner import load_policy, load_run, train_run  # noqa: E402
+from purejaxppo.runs import load_policy, load_run, train_run  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -41,7 +41,7 @@ __all__ = [
     "make_train",
     "raise_if_diverged",
     "validate_hparams",
-    # run folders, checkpoints, evaluation, progress (purejaxppo.runner / checkpoint / evaluate / progress)
+    # run folders, checkpoints, evaluation, progress (purejaxppo.runs / checkpoint / evaluate / progress)
     "CheckpointError",
     "ProgressReporter",
     "build_evaluate",

@@ -47,7 +47,7 @@ def _progress_style(choice: str) -> str:
 
 
 def cmd_train(args) -> int:
-    from purejaxppo.runner import train_run
+    from purejaxppo.runs import train_run
 
     overrides = parse_sets(args.set)
     if args.log_every is not None:
@@ -98,7 +98,7 @@ def cmd_train(args) -> int:
 
 
 def _print_train_summary(result) -> None:
-    from purejaxppo.runner import learning_curves
+    from purejaxppo.runs import learning_curves
 
     try:
         _, values = learning_curves(result.run_dir, "episode_return")
@@ -125,7 +125,7 @@ def cmd_eval(args) -> int:
 
     from purejaxppo.agent import ActingState
     from purejaxppo.evaluate import make_evaluate
-    from purejaxppo.runner import load_run
+    from purejaxppo.runs import load_run
     from purejaxppo.stats import bootstrap_ci, iqm
 
     if args.episodes < 1:
@@ -155,9 +155,9 @@ def cmd_eval(args) -> int:
 # ------------------------------------------------------------------------ render
 
 def cmd_render(args) -> int:
-    from purejaxppo.checkpoint import read_checkpoint
+    from purejaxppo.checkpoint import CheckpointManager, read_checkpoint
     from purejaxppo.render import check_renderable, render_states
-    from purejaxppo.runner import CHECKPOINT_DIR, CheckpointManager, resolve_checkpoint
+    from purejaxppo.runs import CHECKPOINT_DIR, resolve_checkpoint
 
     out = Path(args.out)
     if out.suffix.lower() != ".gif":
@@ -175,7 +175,7 @@ def cmd_render(args) -> int:
 
     from purejaxppo.agent import ActingState
     from purejaxppo.evaluate import make_episode_rollout
-    from purejaxppo.runner import load_run
+    from purejaxppo.runs import load_run
 
     run = load_run(args.run)
     if not 0 <= args.seed_index < run.num_seeds:
@@ -199,7 +199,7 @@ def cmd_render(args) -> int:
 def cmd_plot(args) -> int:
     import numpy as np
 
-    from purejaxppo.runner import learning_curves
+    from purejaxppo.runs import learning_curves
     from purejaxppo.stats import plot_curves
 
     curves, steps_list = {}, []

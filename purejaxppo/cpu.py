@@ -1,7 +1,7 @@
 """Explicit CPU settings for fast, hang-free PPO under XLA:CPU: `configure()`.
 
 `import purejaxppo` changes nothing global. Call this once, before any JAX
-computation, to get the settings the CLI, `purejaxppo.runner.train_run` and
+computation, to get the settings the CLI, `purejaxppo.runs.train_run` and
 the benchmark scripts use:
 
     import purejaxppo.cpu; purejaxppo.cpu.configure()   # or purejaxppo.configure_cpu()

@@ -1,7 +1,7 @@
 """Shared tiny budget for the CLI / checkpoint / progress tests.
 
 All of them use this one config, 2 seeds and 2-update chunks, so the compiled
-chunk program is shared in-process (purejaxppo.runner caches it) and the
+chunk program is shared in-process (purejaxppo.runs.chunks caches it) and the
 subprocess runs of tests/test_cli.py compile the very same program.
 """
 

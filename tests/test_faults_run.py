@@ -34,7 +34,8 @@ CLI_ARGS = ["--seeds", str(SEEDS), "--checkpoint-every", str(CHUNK), "--progress
 # Runs `purejaxppo train ARGS` after arming one fault: SIGKILL of this very process at a chosen point.
 DRIVER = r'''
 import os, signal, sys
-from purejaxppo import checkpoint, cli, runner
+from purejaxppo import checkpoint, cli
+from purejaxppo.runs import files, loop, writers
 
 point, at = sys.argv[1], int(sys.argv[2])
 count = {"n": 0}
@@ -63,21 +64,21 @@ elif point == "after-checkpoint-rename":  # the new checkpoint is in place, the 
             die()
     checkpoint._fsync_dir = fsync_dir
 elif point == "mid-metrics-write":  # half a row reached metrics.jsonl, no checkpoint covers it
-    real_write = runner.JsonlWriter.write
+    real_write = writers.JsonlWriter.write
     def write(self, rows):
         if hit():
             with open(self.path, "a") as fh:
                 fh.write(__import__("json").dumps(rows[0])[:40])
             die()
         return real_write(self, rows)
-    runner.JsonlWriter.write = write
+    writers.JsonlWriter.write = write
 elif point == "run-json-write":  # killed while replacing run.json
-    real_json = runner._write_json
+    real_json = files._write_json
     def write_json(path, data):
         if hit():
             die()
         return real_json(path, data)
-    runner._write_json = write_json
+    files._write_json = loop._write_json = write_json  # _save_info's run.json writes and the loop's
 sys.exit(cli.main(sys.argv[3:]))
 '''
 
@@ -322,7 +323,7 @@ def test_size_and_count_errors_are_one_line_and_fast(tmp_path, capsys, monkeypat
 def test_library_errors_become_one_line(tmp_path, capsys, monkeypatch):
     from urllib.error import URLError
 
-    from purejaxppo import runner
+    from purejaxppo import runs
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(sys.modules, "brax", None)  # as if the extra were not installed
@@ -341,7 +342,7 @@ def test_library_errors_become_one_line(tmp_path, capsys, monkeypatch):
     for exc, words in cases.items():
         def boom(*a, exc=exc, **k):
             raise exc
-        monkeypatch.setattr(runner, "train_run", boom)
+        monkeypatch.setattr(runs, "train_run", boom)
         assert words in _one_line_error(capsys, ["train", "--progress", "off"])
 
 

@@ -269,7 +269,7 @@ def test_overwrite_removes_only_the_files_the_run_wrote(tmp_path):
 
 
 def test_metrics_are_fsynced_before_the_checkpoint_that_covers_them(tmp_path, monkeypatch):
-    from purejaxppo import runner
+    from purejaxppo.runs import writers
 
     events = []
     real_fsync = os.fsync
@@ -278,7 +278,7 @@ def test_metrics_are_fsynced_before_the_checkpoint_that_covers_them(tmp_path, mo
         events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
         return real_fsync(fd)
 
-    monkeypatch.setattr(runner.os, "fsync", fsync)
+    monkeypatch.setattr(writers.os, "fsync", fsync)
     real_save = CheckpointManager.save
     monkeypatch.setattr(CheckpointManager, "save", lambda self, *a, **k: (events.append(("save", "")), real_save(self, *a, **k))[1])
     train_run(CONFIG, tmp_path / "run", stop_after=CHUNK, **QUIET)

@@ -1,0 +1,112 @@
+"""How a chunk of updates is compiled and run: one jitted, seed-vmapped program per run, cached per process.
+
+The number of updates in a chunk is a runtime argument, so a shorter last
+chunk reuses the program; compiled programs (and jitted inits) are kept by
+(config, chunk length, seeds, progress on), so another `train_run` with the
+same settings (e.g. a resume in the same session) does not compile again.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from purejaxppo.progress import with_progress
+
+AXIS = "seed"
+
+
+def make_chunk_fn(train: Callable, chunk_len: int, reporter: Callable | None, log_every: int) -> Callable:
+    """`chunk(states[S], hp, n, stop_on_diverge) -> (states, metrics[S, chunk_len])`, jitted, vmapped over seeds.
+
+    Runs `n <= chunk_len` updates (n is traced; the remaining iterations are
+    skipped by a `cond` on an unbatched predicate, so every chunk length reuses
+    one compiled program) with the progress callback compiled in iff
+    `reporter` is given and `log_every > 0`. With `stop_on_diverge` (a traced
+    bool) the remaining updates are also skipped once any seed has diverged
+    (`lax.pmax` over the "seed" axis keeps the predicate unbatched); the
+    state's `update_step` then says how many ran.
+    """
+    config = train.config
+    update = train.update
+    if reporter is not None and log_every > 0:
+        update = with_progress(update, log_every, reporter, total_updates=config.num_updates, axis_name=AXIS)
+
+    def chunk(state, hp, n, stop_on_diverge):
+        metric_shapes = jax.eval_shape(train.update, state, hp)[1]
+        blank = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), metric_shapes)
+
+        def body(s, i):
+            any_diverged = jax.lax.pmax(s.diverged.astype(jnp.int32), AXIS) > 0
+            go = jnp.logical_and(i < n, jnp.logical_not(jnp.logical_and(stop_on_diverge, any_diverged)))
+            return jax.lax.cond(go, lambda s: update(s, hp), lambda s: (s, blank), s)
+
+        return jax.lax.scan(body, state, jnp.arange(chunk_len))
+
+    return jax.jit(jax.vmap(chunk, in_axes=(0, None, None, None), axis_name=AXIS))
+
+
+def _strong(state):
+    """Host copies of the leaves without weak types (e.g. gymnax's `time=0`), like a restored checkpoint,
+    so a fresh run and a resumed one lower to exactly the same program."""
+    from purejaxppo.checkpoint import _is_key
+
+    return jax.tree.map(lambda x: x if _is_key(x) else np.asarray(x), state)
+
+
+class _Relay:
+    """The host callback compiled into a cached chunk program; forwards to the current run's reporter."""
+
+    def __init__(self):
+        self.target = None
+
+    def __call__(self, *args):
+        if self.target is not None:
+            self.target(*args)
+
+
+# Compiled chunk programs (and jitted inits) of this process, by (config, chunk_len, num_seeds, progress on),
+# so another train_run with the same settings (e.g. a resume in the same session) does not compile again.
+_COMPILED: dict = {}
+_COMPILED_MAX = 8
+
+
+def jitted_init(train: Callable, num_seeds: int) -> Callable:
+    """`init(keys[S], hp) -> states[S]`, jitted and vmapped over seeds; one per (config, num_seeds) per process."""
+    init_key = ("init", train.config, num_seeds)
+    init_fn = _COMPILED.get(init_key) or jax.jit(jax.vmap(train.init, in_axes=(0, None)))
+    _COMPILED[init_key] = init_fn
+    return init_fn
+
+
+def compiled_chunk(train: Callable, chunk_len: int, num_seeds: int, use_progress: bool, state, hp) -> tuple:
+    """(compiled chunk program, its `_Relay` or None): from this process's cache, else lowered for `state` and
+    compiled. The progress callback is compiled in iff `use_progress`; point the relay's `target` at a reporter."""
+    config = train.config
+    cache_key = (config, chunk_len, num_seeds, use_progress)
+    entry = _COMPILED.pop(cache_key, None)
+    if entry is None:
+        relay = _Relay() if use_progress else None
+        chunk_fn = make_chunk_fn(train, chunk_len, relay, config.log_every)
+        entry = (chunk_fn.lower(state, hp, jnp.int32(chunk_len), jnp.asarray(True)).compile(), relay)
+    _COMPILED[cache_key] = entry  # most recently used last
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    return entry
+
+
+def _state_template(train: Callable, num_seeds: int, seed: int):
+    keys = jax.random.split(jax.random.key(seed), num_seeds)
+    return jax.eval_shape(jax.vmap(train.init, in_axes=(0, None)), keys, train.config.hparams())
+
+
+def check_run_fits(train: Callable, num_seeds: int) -> None:
+    """ResourceError before compiling if `num_seeds` runs of `train` cannot fit the device's memory
+    (the train state's size exact, from `jax.eval_shape`; the rollout and update estimated)."""
+    from purejaxppo.resources import check_memory, tree_bytes
+
+    state_bytes = tree_bytes(_state_template(train, num_seeds, 0)) // num_seeds
+    check_memory(train.config, train.obs_spec, train.action_spec, num_seeds, state_bytes=state_bytes)

@@ -1,0 +1,158 @@
+"""Reading a run back: its config, train function and restored state (`load_run`), a jitted policy
+(`load_policy`), and its metric rows and learning curves (`read_metrics`, `learning_curves`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from purejaxppo.checkpoint import CheckpointError, CheckpointManager, read_checkpoint, unflatten_state
+from purejaxppo.config import PPOConfig
+from purejaxppo.runs.chunks import _state_template
+from purejaxppo.runs.folder import CHECKPOINT_DIR, METRICS_FILE, RunError
+
+
+@dataclasses.dataclass
+class LoadedRun:
+    run_dir: Path
+    checkpoint: Path
+    config: PPOConfig
+    train: Callable
+    state: Any  # TrainState with a leading [num_seeds] axis
+    meta: dict
+
+    @property
+    def num_seeds(self) -> int:
+        return int(self.meta["num_seeds"])
+
+
+def resolve_checkpoint(run: str | os.PathLike) -> tuple[Path, Path | None]:
+    """(run folder, checkpoint file or None for 'newest') from a run folder or a checkpoint file path."""
+    p = Path(run)
+    if p.is_file():
+        run_dir = p.parent.parent if p.parent.name == CHECKPOINT_DIR else p.parent
+        return run_dir, p
+    if not p.exists():
+        raise RunError(f"run {p} does not exist")
+    return p, None
+
+
+def load_run(run: str | os.PathLike) -> LoadedRun:
+    """Config, train function and restored state of a run folder (newest checkpoint) or a checkpoint file."""
+    from purejaxppo.train import make_train
+
+    run_dir, ck = resolve_checkpoint(run)
+    if ck is None:
+        ck, meta, leaves, keys = CheckpointManager(run_dir / CHECKPOINT_DIR).read_latest()
+    else:
+        meta, leaves, keys = read_checkpoint(ck)
+    try:
+        config = PPOConfig.from_dict(meta["config"], source=f"checkpoint {ck}")
+        num_seeds, seed = int(meta["num_seeds"]), int(meta["seed"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {ck} has incomplete metadata ({e})") from None
+    train = make_train(config)
+    state = unflatten_state(_state_template(train, num_seeds, seed), leaves, keys, source=f"checkpoint {ck}")
+    return LoadedRun(run_dir, ck, config, train, state, meta)
+
+
+def load_policy(run: str | os.PathLike, seed_index: int = 0) -> Callable:
+    """A jitted `act(obs, key=None, deterministic=True)` for the policy of one seed of a run.
+
+    obs: one observation or a batch (every leaf `[*leaf_shape]` or
+    `[B, *leaf_shape]`; raw, as the env returns it: the run's observation
+    normalization is applied). Returns env actions (int32 for discrete spaces;
+    for Box spaces training's transform: clipped to the box, or tanh-squashed),
+    unbatched for an unbatched obs. `deterministic=False` samples and needs
+    `key`. It acts through `purejaxppo.agent.make_policy`, as evaluation and
+    rendering do. Attributes: `acting` (ActingState: params and obs
+    normalizer), `params`, `obs_norm`, `config`, `action_spec`, `network`,
+    `agent`, `obs_spec`, `obs_shape` (single-array observations).
+    """
+    from purejaxppo.agent import ActingState, make_policy
+    from purejaxppo.spaces import is_array_spec
+
+    run = load_run(run)
+    if not 0 <= seed_index < run.num_seeds:
+        raise RunError(f"seed_index {seed_index} out of range: the run has {run.num_seeds} seed(s)")
+    acting = jax.tree.map(lambda x: x[seed_index], ActingState(run.state.params, run.state.obs_norm))
+    train = run.train
+    spec = train.obs_spec
+    policy = make_policy(train.agent, train.to_env_action)
+    obs_clip = jnp.float32(run.config.obs_clip)
+
+    def _act(acting, obs, key, deterministic: bool, single: bool):
+        batch = jax.tree.map(lambda x: x[None], obs) if single else obs
+        n = jax.tree.leaves(batch)[0].shape[0]
+        floats = jax.tree.map(lambda x: x.astype(jnp.float32), batch)
+        _, a = policy(acting, train.agent.initial_carry(n), floats, jnp.zeros((n,), bool), key, deterministic,
+                      obs_clip)
+        return a[0] if single else a
+
+    _act_jit = jax.jit(_act, static_argnums=(3, 4))
+
+    def act(obs, key=None, deterministic: bool = True):
+        obs = jax.tree.map(jnp.asarray, obs)
+        try:
+            ranks = jax.tree.map(lambda o, s: o.ndim - len(s.shape), obs, spec)
+            ok = all(r in (0, 1) for r in jax.tree.leaves(ranks)) and len(set(jax.tree.leaves(ranks))) == 1 and all(
+                tuple(o.shape[o.ndim - len(s.shape):]) == tuple(s.shape) for o, s in zip(jax.tree.leaves(obs), jax.tree.leaves(spec)))
+        except ValueError:  # a different pytree structure
+            ok = False
+        if not ok:
+            want = tuple(spec.shape) if is_array_spec(spec) else jax.tree.map(lambda s: tuple(s.shape), spec)
+            got = jax.tree.map(lambda o: tuple(o.shape), obs)
+            raise ValueError(f"act: obs must have shape {want} or a batch [B, ...] of it, got {got}")
+        if not deterministic and key is None:
+            raise ValueError("act: deterministic=False samples an action and needs key=jax.random.key(...)")
+        if key is None:
+            key = jax.random.key(0)  # unused by the mode
+        single = jax.tree.leaves(ranks)[0] == 0
+        return _act_jit(acting, obs, key, bool(deterministic), bool(single))
+
+    act.acting, act.params, act.obs_norm, act.config = acting, acting.params, acting.obs_norm, run.config
+    act.action_spec, act.network, act.agent, act.obs_spec = train.action_spec, train.network, train.agent, spec
+    act.obs_shape = tuple(spec.shape) if is_array_spec(spec) else None
+    return act
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no {METRICS_FILE} (is it a purejaxppo run folder?)")
+    rows = []
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return rows
+
+
+def learning_curves(run_dir: str | os.PathLike, metric: str = "episode_return") -> tuple[np.ndarray, np.ndarray]:
+    """(env_steps [T], values [num_seeds, T]) of one metric from metrics.jsonl (updates where every seed has a value)."""
+    rows = read_metrics(run_dir)
+    if not rows:
+        raise RunError(f"{run_dir}/{METRICS_FILE} is empty")
+    if metric not in rows[0]:
+        known = [k for k in rows[0] if k not in ("update", "env_steps", "seed")]
+        raise RunError(f"metric {metric!r} is not in {run_dir}/{METRICS_FILE}; it has: {', '.join(known)}")
+    seeds = sorted({r["seed"] for r in rows})
+    by_step: dict[int, dict[int, float]] = {}
+    for r in rows:
+        by_step.setdefault(r["env_steps"], {})[r["seed"]] = r.get(metric)
+    steps = [s for s in sorted(by_step) if all(by_step[s].get(k) is not None for k in seeds)]
+    if not steps:
+        raise RunError(f"metric {metric!r} has no value for all seeds at any logged update in {run_dir}")
+    values = np.array([[by_step[s][k] for s in steps] for k in seeds], np.float64)
+    return np.asarray(steps, np.float64), values
