@@ -1,6 +1,6 @@
 """Command line: `purejaxppo {train,eval,render,plot}` (also `python -m purejaxppo ...`).
 
-    purejaxppo train [--config FILE] [--seeds N] [--set FIELD=VALUE ...] [--out runs/NAME]
+    purejaxppo train [--config FILE] [--seeds N] [--set FIELD=VALUE ...] [--out runs/NAME] [--processes N] [--mesh seed=S,data=D]
                      [--checkpoint-every N] [--resume runs/NAME] [--overwrite] [--stop-after N]
     purejaxppo eval runs/NAME [--episodes 100] [--deterministic]
     purejaxppo render runs/NAME --out episode.gif
@@ -75,10 +75,12 @@ def cmd_train(args) -> int:
         config, out_dir, overrides=overrides, num_seeds=args.seeds, seed=args.seed,
         checkpoint_every=args.checkpoint_every, resume=resume, overwrite=args.overwrite,
         progress=style, stop_after=args.stop_after, on_diverge=args.on_diverge,
-        tensorboard=args.tensorboard, wandb_project=args.wandb,
+        tensorboard=args.tensorboard, wandb_project=args.wandb, mesh=args.mesh,
         command=["purejaxppo"] + list(args.argv), log=log,
         progress_file=sys.stderr if style == "bar" else sys.stdout,
     )
+    if result is None:  # a follower process of a multi-process run: the leader (process 0) reports
+        return 0
     if result.status == "nothing to do":  # already at the target update; train_run said so
         return 0
     _print_train_summary(result)
@@ -257,6 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "or continue training the other seeds (the diverged ones stay frozen)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars to RUN/tensorboard (extra: tensorboard)")
     p.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project (extra: wandb)")
+    g = p.add_argument_group("scaling out (README: Scaling out)")
+    g.add_argument("--mesh", metavar="seed=S,data=D",
+                   help="device mesh: S devices share the seeds, D devices share each run's num_envs (default: the "
+                        "plain program on one device; all devices, seeds first, when there are several)")
+    g.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="start N local worker processes joined by jax.distributed (on CPU: one per core) and wait for them")
+    g.add_argument("--distributed", action="store_true",
+                   help="this process is one of several (e.g. one per host under SLURM): join them with "
+                        "jax.distributed.initialize() (auto-detected, or --coordinator/--num-processes/--process-id, "
+                        "or PUREJAXPPO_COORDINATOR/_NUM_PROCESSES/_PROCESS_ID)")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="with --distributed: address of process 0")
+    g.add_argument("--num-processes", type=int, default=None, metavar="N", help="with --distributed: how many processes")
+    g.add_argument("--process-id", type=int, default=None, metavar="I", help="with --distributed: this process's index")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a run's checkpoint", description="Evaluate every seed's policy of a run (vmapped, jitted).")
@@ -296,6 +311,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     try:
+        if args.func is cmd_train and args.processes is not None and not args.distributed:
+            return _launch_workers(args)
+        if args.func is cmd_train and args.distributed:
+            from purejaxppo.distributed import initialize
+
+            initialize(args.coordinator, args.num_processes, args.process_id)
         return args.func(args)
     except KeyboardInterrupt as e:
         print(f"purejaxppo: {_interrupted_message(e)}", file=sys.stderr)
@@ -308,6 +329,29 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"purejaxppo: error: {msg}", file=sys.stderr)
         return 2
+
+
+def _launch_workers(args) -> int:
+    """`--processes N`: the same command as N local workers (purejaxppo.distributed.launch)."""
+    from purejaxppo.distributed import launch
+
+    if args.processes < 1:
+        raise ValueError(f"--processes must be >= 1, got {args.processes}")
+    if args.mesh:
+        from purejaxppo.parallel import parse_mesh
+
+        parse_mesh(args.mesh)  # a bad --mesh is reported once, here, not by every worker
+    worker_argv, skip = [], False
+    for a in args.argv:
+        if skip:
+            skip = False
+        elif a == "--processes":
+            skip = True
+        elif not a.startswith("--processes="):
+            worker_argv.append(a)
+    if worker_argv[:1] != ["train"]:
+        worker_argv = ["train"] + worker_argv
+    return launch(worker_argv, args.processes)
 
 
 def _interrupted_message(e: KeyboardInterrupt) -> str:

@@ -16,10 +16,11 @@ import numpy as np
 
 from purejaxppo.progress import with_progress
 
-AXIS = "seed"
+AXIS = "local_seeds"  # the vmap over seeds (on a mesh: over one device's seeds; purejaxppo.parallel.LOCAL_SEEDS)
 
 
-def make_chunk_fn(train: Callable, chunk_len: int, reporter: Callable | None, log_every: int) -> Callable:
+def make_chunk_fn(train: Callable, chunk_len: int, reporter: Callable | None, log_every: int,
+                  mesh=None) -> Callable:
     """`chunk(states[S], hp, n, stop_on_diverge) -> (states, metrics[S, chunk_len])`, jitted, vmapped over seeds.
 
     Runs `n <= chunk_len` updates (n is traced; the remaining iterations are
@@ -29,23 +30,37 @@ def make_chunk_fn(train: Callable, chunk_len: int, reporter: Callable | None, lo
     bool) the remaining updates are also skipped once any seed has diverged
     (`lax.pmax` over the "seed" axis keeps the predicate unbatched); the
     state's `update_step` then says how many ran.
+
+    With a ("seed", "data") `mesh` (purejaxppo.parallel) the program runs on
+    every device of it (purejaxppo.runs.mesh.chunk_on_mesh): states are the
+    mesh layout `[S, D, ...]`, `train` is the per-device Train, and the
+    divergence stop and the progress report span the mesh's seed axis too.
     """
     config = train.config
     update = train.update
+    mesh_axes = () if mesh is None else tuple(mesh.axis_names)
     if reporter is not None and log_every > 0:
-        update = with_progress(update, log_every, reporter, total_updates=config.num_updates, axis_name=AXIS)
+        update = with_progress(update, log_every, reporter, total_updates=config.num_updates, axis_name=AXIS,
+                               mesh_axes=mesh_axes)
 
     def chunk(state, hp, n, stop_on_diverge):
         metric_shapes = jax.eval_shape(train.update, state, hp)[1]
         blank = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), metric_shapes)
 
         def body(s, i):
-            any_diverged = jax.lax.pmax(s.diverged.astype(jnp.int32), AXIS) > 0
+            any_diverged = jax.lax.pmax(s.diverged.astype(jnp.int32), AXIS)
+            if mesh_axes:
+                any_diverged = jax.lax.pmax(any_diverged, mesh_axes[0])
+            any_diverged = any_diverged > 0
             go = jnp.logical_and(i < n, jnp.logical_not(jnp.logical_and(stop_on_diverge, any_diverged)))
             return jax.lax.cond(go, lambda s: update(s, hp), lambda s: (s, blank), s)
 
         return jax.lax.scan(body, state, jnp.arange(chunk_len))
 
+    if mesh is not None:
+        from purejaxppo.runs.mesh import chunk_on_mesh
+
+        return chunk_on_mesh(chunk, mesh, AXIS)
     return jax.jit(jax.vmap(chunk, in_axes=(0, None, None, None), axis_name=AXIS))
 
 
@@ -82,16 +97,23 @@ def jitted_init(train: Callable, num_seeds: int) -> Callable:
     return init_fn
 
 
-def compiled_chunk(train: Callable, chunk_len: int, num_seeds: int, use_progress: bool, state, hp) -> tuple:
+def compiled_chunk(train: Callable, chunk_len: int, num_seeds: int, use_progress: bool, state, hp, mesh=None) -> tuple:
     """(compiled chunk program, its `_Relay` or None): from this process's cache, else lowered for `state` and
-    compiled. The progress callback is compiled in iff `use_progress`; point the relay's `target` at a reporter."""
+    compiled. The progress callback is compiled in iff `use_progress`; point the relay's `target` at a reporter.
+    With `mesh`, `train` is the per-device Train and `state` the global mesh-layout state."""
     config = train.config
-    cache_key = (config, chunk_len, num_seeds, use_progress)
+    cache_key = (config, chunk_len, num_seeds, use_progress, None if mesh is None else tuple(mesh.shape.items()),
+                 None if mesh is None else tuple(d.id for d in mesh.devices.flat))
     entry = _COMPILED.pop(cache_key, None)
     if entry is None:
         relay = _Relay() if use_progress else None
-        chunk_fn = make_chunk_fn(train, chunk_len, relay, config.log_every)
-        entry = (chunk_fn.lower(state, hp, jnp.int32(chunk_len), jnp.asarray(True)).compile(), relay)
+        chunk_fn = make_chunk_fn(train, chunk_len, relay, config.log_every, mesh)
+        n, stop = jnp.int32(chunk_len), jnp.asarray(True)
+        if mesh is not None:  # every input a global array, so the program runs across processes
+            from purejaxppo.runs.mesh import replicated
+
+            n, stop = replicated(mesh, (np.int32(chunk_len), np.asarray(True)))
+        entry = (chunk_fn.lower(state, hp, n, stop).compile(), relay)
     _COMPILED[cache_key] = entry  # most recently used last
     while len(_COMPILED) > _COMPILED_MAX:
         _COMPILED.pop(next(iter(_COMPILED)))

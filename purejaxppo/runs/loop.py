@@ -51,6 +51,8 @@ from purejaxppo.runs.folder import (
     remove_owned,
     remove_stale_temp_files,
 )
+from purejaxppo.parallel import gather
+from purejaxppo.runs.mesh import Peers, follow_run, place_run, replicated, resolve_mesh_shape, to_canonical
 from purejaxppo.runs.writers import JsonlWriter, TensorBoardWriter, WandbWriter, _rows
 
 ON_DIVERGE = ("stop", "continue")
@@ -179,7 +181,8 @@ def train_run(
     log: Callable[[str], None] = print,
     progress_file=None,
     runs_root: str | os.PathLike = "runs",
-) -> RunResult:
+    mesh: dict | str | None = None,
+) -> RunResult | None:
     """Train into a run folder (new, or continued with `resume`).
 
     config: the config (default `PPOConfig()`; on resume, default the checkpoint's),
@@ -199,10 +202,38 @@ def train_run(
     stop_after: stop (after checkpointing) once this many updates are done in total.
     on_diverge: "stop" (default: stop at the update where any seed diverged,
       checkpointed, status "diverged") or "continue" (diverged seeds stay frozen, the others train on).
+    mesh: ("seed", "data") sizes, e.g. {"seed": 2} or "seed=2,data=1" (purejaxppo.parallel); default: the
+      plain program on one device, every device (seeds first) when there are several. Under
+      jax.distributed (purejaxppo.distributed) every process calls train_run: process 0 (the leader) does
+      everything described here; the others return None after taking part in every chunk
+      (purejaxppo.runs.mesh). Checkpoints are the single-device layout: resume on any topology.
     """
     from purejaxppo.cpu import configure as configure_cpu
 
     configure_cpu()  # the CLI's CPU settings, before any JAX computation (README "CPU note"); once per process
+    if jax.process_count() > 1 and jax.process_index() != 0:
+        code = follow_run()
+        if code:
+            raise RunError("the leader process (0) failed; see its output")
+        return None
+    peers = Peers()
+    try:
+        return _train_run(config, out_dir, overrides, num_seeds, seed, checkpoint_every, resume, overwrite, progress,
+                          stop_after, on_diverge, tensorboard, wandb_project, command, log, progress_file, runs_root,
+                          mesh, peers)
+    except KeyboardInterrupt:  # every process got the interrupt (the launcher passes it on)
+        raise
+    except BaseException:
+        peers.abort()
+        raise
+
+
+def _train_run(config, out_dir, overrides, num_seeds, seed, checkpoint_every, resume, overwrite, progress, stop_after,
+               on_diverge, tensorboard, wandb_project, command, log, progress_file, runs_root, mesh, peers):
+    from purejaxppo.parallel import parse_mesh
+
+    if isinstance(mesh, str):
+        mesh = parse_mesh(mesh)
     overrides = dict(overrides or {})
     t_start = time.perf_counter()
     if num_seeds is not None and num_seeds < 1:
@@ -253,7 +284,7 @@ def train_run(
     try:
         return _train_locked(config if resume else new_train, run_dir, overrides, num_seeds, seed, checkpoint_every, resume, overwrite,
                              progress, stop_after, on_diverge, tensorboard, wandb_project, command, log,
-                             progress_file, t_start)
+                             progress_file, t_start, mesh, peers)
     except BaseException:
         if claimed and is_empty_but_lock(run_dir):  # nothing was written: leave no empty folder behind
             (run_dir / ".lock").unlink(missing_ok=True)
@@ -264,7 +295,8 @@ def train_run(
 
 
 def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoint_every, resume, overwrite, progress,
-                  stop_after, on_diverge, tensorboard, wandb_project, command, log, progress_file, t_start) -> RunResult:
+                  stop_after, on_diverge, tensorboard, wandb_project, command, log, progress_file, t_start,
+                  mesh_request, peers) -> RunResult:
     manager = CheckpointManager(run_dir / CHECKPOINT_DIR)
     if resume:
         st, ck_path = _resume_start(config_or_train, overrides, num_seeds, checkpoint_every, run_dir, resume,
@@ -274,24 +306,37 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
     config, start, num_seeds = st.config, st.start, st.num_seeds
     num_updates, log_every = config.num_updates, config.log_every
     target = num_updates if stop_after is None else min(num_updates, stop_after)
+    mesh_shape = resolve_mesh_shape(mesh_request, num_seeds=num_seeds, config=config,
+                                    device_count=jax.device_count(), process_count=jax.process_count())
     if resume and start >= target:  # leave run.json (status, sessions) exactly as it is
         why = f" (--stop-after {stop_after})" if stop_after is not None and stop_after < num_updates else ""
         log(f"nothing to do: {run_dir} is already at update {start} of {num_updates}{why}")
+        peers.nothing_to_do()
         return RunResult(run_dir, config, st.state, start, start >= num_updates, 0.0, 0.0, 0.0, status="nothing to do")
     if resume:
         make_head(run_dir, start, manager.list(), log, atomic_write_bytes)
         log(f"resuming {run_dir} from {ck_path.name} (update {start}/{num_updates}, {num_seeds} seed(s))")
 
     chunk_len = max(1, min(st.checkpoint_every, num_updates))
-    session = _open_session(st, run_dir, chunk_len, command)
+    session = _open_session(st, run_dir, chunk_len, command, mesh_shape)
     hp = config.hparams()
     writers = _open_writers(run_dir, config, tensorboard, wandb_project, bool(resume))
 
     use_progress = progress != "off" and log_every > 0
+    header = dict(config=config.to_dict(), num_seeds=num_seeds, seed=st.seed, chunk_len=chunk_len,
+                  use_progress=use_progress, stop_on_diverge=on_diverge == "stop", mesh=mesh_shape)
+    peers.send_header(header, st.state)
+    train, state, mesh = st.train, st.state, None
+    stop_flag = jnp.asarray(on_diverge == "stop")
+    if mesh_shape is not None:  # the same chunk on every device of the mesh (purejaxppo.runs.mesh)
+        train, mesh, state = place_run(st.train, header, st.state)
+        hp, stop_flag = replicated(mesh, (hp, np.asarray(on_diverge == "stop")))
     t_compile = time.perf_counter()
-    compiled, relay = compiled_chunk(st.train, chunk_len, num_seeds, use_progress, st.state, hp)
+    compiled, relay = compiled_chunk(train, chunk_len, num_seeds, use_progress, state, hp, mesh)
     compile_s = time.perf_counter() - t_compile
-    log(f"compiled one chunk of {chunk_len} updates x {num_seeds} seed(s) in {compile_s:.1f}s")
+    where = "" if mesh is None else (f" on a mesh of seed={mesh_shape['seed']} x data={mesh_shape['data']} devices"
+                                     f" ({jax.process_count()} process(es))")
+    log(f"compiled one chunk of {chunk_len} updates x {num_seeds} seed(s){where} in {compile_s:.1f}s")
 
     # The bar starts after compiling, so its clock and steps/s cover training only.
     reporter = ProgressReporter(num_updates, config.batch_size, num_seeds, initial_update=start, style=progress,
@@ -300,14 +345,16 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
         relay.target = reporter
     say = reporter.write if reporter is not None else log
 
-    run = _Progress(st.state, start, np.flatnonzero(np.asarray(st.state.diverged)).tolist(), np.asarray(st.state.diverged))
+    run = _Progress(state, start, np.flatnonzero(np.asarray(st.state.diverged)).tolist(), np.asarray(st.state.diverged),
+                    host=st.state, mesh=mesh)
     status, error = "interrupted", None
-    stop_flag = jnp.asarray(on_diverge == "stop")
     try:
         if reporter is not None:
             reporter.start()
         while run.done < target and not (run.diverged_seeds and on_diverge == "stop"):
-            metrics, ran = _run_chunk(compiled, relay, run, hp, min(chunk_len, target - run.done), stop_flag)
+            n = min(chunk_len, target - run.done)
+            peers.plan(n)
+            metrics, ran = _run_chunk(compiled, relay, run, hp, n, stop_flag)
             path = _save_chunk(run, metrics, ran, writers, manager, st, chunk_len, run_dir)
             ret = np.asarray(metrics["episode_return"])[:, ran - 1]
             diverged = _note_divergence(run, metrics, ran, st.run_info, on_diverge, say)
@@ -323,6 +370,7 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
                 _write_json(run_dir / RUN_FILE, st.run_info)
             except OSError as e:
                 raise _write_error(e, run_dir, manager) from None
+        peers.plan(0)
         status = "diverged" if run.diverged_seeds else "finished" if run.done >= num_updates else "stopped"
     except KeyboardInterrupt:
         found = manager.list()
@@ -337,7 +385,7 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
         session.update(ended=_now(), end_update=run.done, status=status, wall_time_s=round(wall, 3),
                        compile_time_s=round(compile_s, 3), run_time_s=round(run.run_s, 3), env_steps_per_s=round(sps, 1))
         _finish_info(run_dir, st.run_info, status, run.done, error, log)
-    return RunResult(run_dir, config, run.state, run.done, run.done >= num_updates, compile_s, wall, sps,
+    return RunResult(run_dir, config, run.host, run.done, run.done >= num_updates, compile_s, wall, sps,
                      reporter.calls if reporter is not None else 0, reporter.reports if reporter is not None else [],
                      status=status, diverged_seeds=run.diverged_seeds,
                      diverged_at_update=st.run_info.get("diverged_at_update"))
@@ -354,10 +402,13 @@ class _Progress:
     done: int  # updates done (and checkpointed)
     diverged_seeds: list
     prev_diverged: np.ndarray  # the seeds' diverged flags before the next chunk
+    host: Any = None  # the state in the single-device layout [S, ...] (what checkpoints hold); `state` itself
+    # off a mesh, else purejaxppo.runs.mesh.to_canonical(state)
+    mesh: Any = None
     run_s: float = 0.0  # seconds spent running chunks (not compiling, not writing)
 
 
-def _open_session(st: _Start, run_dir: Path, chunk_len: int, command) -> dict:
+def _open_session(st: _Start, run_dir: Path, chunk_len: int, command, mesh_shape: dict | None = None) -> dict:
     """Write config.yaml and run.json (with a new session appended, status running); returns that session."""
     import yaml
 
@@ -369,6 +420,7 @@ def _open_session(st: _Start, run_dir: Path, chunk_len: int, command) -> dict:
         seed_keys=f"jax.random.split(jax.random.key({st.seed}), {st.num_seeds})",
         num_updates=config.num_updates, batch_size=config.batch_size, checkpoint_every=chunk_len,
         log_every=config.log_every, status="running",
+        mesh=mesh_shape, processes=jax.process_count(),
     )
     st.run_info.pop("error", None)
     st.run_info.setdefault("sessions", []).append(session)
@@ -389,12 +441,18 @@ def _run_chunk(compiled, relay, run: _Progress, hp, n: int, stop_flag) -> tuple[
     """Run up to `n` updates; returns the chunk's metrics (on the host) and how many updates ran
     (fewer than `n` when stopped at a divergence)."""
     t0 = time.perf_counter()
-    run.state, metrics = compiled(run.state, hp, jnp.int32(n), stop_flag)
-    metrics = jax.device_get(metrics)
+    if run.mesh is None:
+        run.state, metrics = compiled(run.state, hp, jnp.int32(n), stop_flag)
+        metrics = jax.device_get(metrics)
+        run.host = run.state
+    else:  # the followers run the same two collectives after the chunk (purejaxppo.runs.mesh.follow_run)
+        run.state, metrics = compiled(run.state, hp, replicated(run.mesh, np.int32(n)), stop_flag)
+        metrics = gather(metrics)
+        run.host = to_canonical(run.state)
     if relay is not None:
         jax.effects_barrier()  # this chunk's progress reports are printed before its checkpoint line
     run.run_s += time.perf_counter() - t0
-    return metrics, int(np.max(np.asarray(run.state.update_step))) - run.done
+    return metrics, int(np.max(np.asarray(run.host.update_step))) - run.done
 
 
 def _save_chunk(run: _Progress, metrics: dict, ran: int, writers: list, manager: CheckpointManager, st: _Start,
@@ -403,12 +461,12 @@ def _save_chunk(run: _Progress, metrics: dict, ran: int, writers: list, manager:
     A failed write is a RunWriteError that says what is intact."""
     config = st.config
     rows = _rows(metrics, run.done, ran, config.log_every, config.num_updates, config.batch_size, run.prev_diverged)
-    run.prev_diverged = np.asarray(run.state.diverged)
+    run.prev_diverged = np.asarray(run.host.diverged)
     try:
         for w in writers:
             w.write(rows)
         run.done += ran
-        return manager.save(run.state, _checkpoint_meta(config, run.done, st.num_seeds, st.seed, chunk_len), run.done)
+        return manager.save(run.host, _checkpoint_meta(config, run.done, st.num_seeds, st.seed, chunk_len), run.done)
     except OSError as e:
         raise _write_error(e, run_dir, manager) from None
 

@@ -1,0 +1,275 @@
+"""How a run is placed on a device mesh and kept in step across processes.
+
+The run folder only ever sees the *canonical* state: the single-device
+layout of `jax.vmap(train.init)`, leaves `[S, ...]` with all `num_envs` envs
+of a seed together. So checkpoints of a mesh run are ordinary checkpoints:
+they resume on any number of processes and devices (any seed/data split that
+divides the run), and on one device without a mesh.
+
+- `to_mesh` lays a canonical host state out on the mesh: `[S, D, ...]`
+  sharded `P("seed", "data")`, envs split into D consecutive blocks (the
+  blocks a data-parallel `Train.init` would create) and everything else
+  copied per shard. `to_canonical` is its inverse, on every process
+  (`process_allgather`: a collective, so every process calls it at the same
+  point).
+- Several processes: process 0 (the leader) owns the run folder; the others
+  (followers) hold no files. The leader sends each decision the followers
+  need with `broadcast_one_to_all` (JAX's own collective): the run's header
+  (config, seeds, chunk length, ...) and start state, then before every chunk
+  how many updates to run (0: done; -1: the leader failed).
+
+Why not orbax for these checkpoints: a PPO train state (parameters,
+optimizer, env states) is small next to a host's memory, so gathering it to
+the leader costs little (measured in benchmarks/results/scaling.md), and it
+keeps the one checkpoint format that is fsynced, atomically renamed and
+tested against SIGKILL at every write (tests/test_faults_run.py), needs no
+shared filesystem (followers receive the state from the leader), and resumes
+on any topology. A state too large for one host (e.g. millions of pixel-obs
+envs over many hosts) would need orbax's per-process shards; that is not
+built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from purejaxppo.parallel import DATA, LOCAL_SEEDS, SEED, gather, shard
+
+
+def _is_key(x) -> bool:
+    """A typed PRNG key array (or its ShapeDtypeStruct)."""
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _split_env_leaves(state, fn_env: Callable, fn_other: Callable):
+    """Apply fn_env to the leaves with an env axis after the seed axis (the env carry, the reward
+    scaler's per-env returns), fn_other to every other leaf."""
+    env = jax.tree.map(fn_env, state.env)
+    scaler = state.reward_scaler
+    if scaler is not None:
+        scaler = scaler.replace(returns=fn_env(scaler.returns), stats=jax.tree.map(fn_other, scaler.stats))
+    rest = state.replace(env=(), reward_scaler=None)
+    rest = jax.tree.map(fn_other, rest)
+    return rest.replace(env=env, reward_scaler=scaler)
+
+
+def _host(x):
+    if _is_key(x):
+        return jax.random.wrap_key_data(np.asarray(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+    return np.asarray(x)
+
+
+def to_mesh(state, mesh: Mesh):
+    """Canonical state `[S, ...]` (host arrays, identical on every process) -> global `[S, D, ...]` on `mesh`."""
+    d = mesh.shape[DATA]
+    sharding = NamedSharding(mesh, P(SEED, DATA))
+
+    def place(x):
+        if _is_key(x):
+            return jax.random.wrap_key_data(place(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+    def env_leaf(x):
+        x = _host(x)
+        if _is_key(x):
+            return jax.random.wrap_key_data(env_leaf(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        return place(x.reshape((x.shape[0], d, x.shape[1] // d) + x.shape[2:]))
+
+    def other_leaf(x):
+        x = _host(x)
+        if _is_key(x):
+            data = np.asarray(jax.random.key_data(x))
+            return jax.random.wrap_key_data(place(np.repeat(data[:, None], d, axis=1)), impl=jax.random.key_impl(x))
+        return place(np.repeat(x[:, None], d, axis=1))
+
+    return _split_env_leaves(state, env_leaf, other_leaf)
+
+
+def to_canonical(state):
+    """Global `[S, D, ...]` state -> canonical host state `[S, ...]` (data shard 0's copy of replicated
+    leaves). A collective when the state spans processes: call it on every process."""
+    host = gather(state)
+
+    def env_leaf(x):
+        if _is_key(x):
+            data = env_leaf(np.asarray(jax.random.key_data(x)))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        return x.reshape((x.shape[0], x.shape[1] * x.shape[2]) + x.shape[3:])
+
+    def other_leaf(x):
+        return x[:, 0]
+
+    return _split_env_leaves(host, env_leaf, other_leaf)
+
+
+def chunk_on_mesh(chunk: Callable, mesh: Mesh, axis_name: str = LOCAL_SEEDS) -> Callable:
+    """`chunk(state, hp, n, stop)` of one seed -> the jitted program over the mesh's global state `[S, D, ...]`:
+    each device vmaps it (as `axis_name`) over its own seeds."""
+    fn = lambda state, hp, n, stop: tuple(jax.vmap(chunk, in_axes=(0, None, None, None),  # noqa: E731
+                                                   axis_name=axis_name)(state, hp, n, stop))
+    return jax.jit(shard(fn, mesh, ("state", "rep", "rep", "rep"), ("state", "seed")))
+
+
+# ------------------------------------------------------------------ leader -> followers
+
+
+def _broadcast(x: np.ndarray) -> np.ndarray:
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.broadcast_one_to_all(x))
+
+
+def broadcast_json(obj: Any | None) -> Any:
+    """The leader's JSON-able `obj` on every process (followers pass None)."""
+    data = np.frombuffer(json.dumps(obj).encode(), np.uint8) if jax.process_index() == 0 else np.zeros(0, np.uint8)
+    n = int(_broadcast(np.asarray([data.size], np.int64))[0])
+    if jax.process_index() != 0:
+        data = np.zeros(n, np.uint8)
+    return json.loads(_broadcast(data).tobytes().decode())
+
+
+def broadcast_int(value: int) -> int:
+    """The leader's int on every process."""
+    return int(_broadcast(np.asarray([value], np.int64))[0])
+
+
+def broadcast_state(state, template):
+    """The leader's canonical host state on every process (followers pass None and a `jax.eval_shape` template)."""
+    leader = jax.process_index() == 0
+    src = state if leader else template
+
+    def to_data(x):
+        if _is_key(x):  # the state's keys are jax.random.key(...) keys: the default implementation
+            return np.asarray(jax.random.key_data(x)) if leader else np.zeros(
+                tuple(x.shape) + np.shape(jax.random.key_data(jax.random.key(0))), np.uint32)
+        return np.asarray(x) if leader else np.zeros(x.shape, x.dtype)
+
+    got = jax.tree.map(lambda x: _broadcast(to_data(x)), src)
+    return jax.tree.map(lambda t, x: jax.random.wrap_key_data(x) if _is_key(t) else x, src, got)
+
+
+@dataclasses.dataclass
+class MeshPlan:
+    """What every process of a mesh run needs to compile and run the same program."""
+
+    mesh_shape: dict
+    num_seeds: int
+    chunk_len: int
+    use_progress: bool
+
+
+def resolve_mesh_shape(requested: dict | None, *, num_seeds: int, config, device_count: int,
+                       process_count: int) -> dict | None:
+    """The ("seed", "data") sizes a run uses, or None for the plain single-device program.
+
+    No request: None on one device; otherwise every device, seeds first
+    (`default_mesh_shape`). A request (`--mesh seed=2,data=1`; a missing axis is
+    1) is checked against the run (ValueError naming the field and the fix).
+    """
+    from purejaxppo.parallel import check_mesh_shape, default_mesh_shape
+
+    if requested is None:
+        if device_count == 1:
+            return None
+        shape = default_mesh_shape(num_seeds, config.num_envs, device_count)
+    else:
+        shape = {SEED: requested.get(SEED, 1), DATA: requested.get(DATA, 1)}
+    check_mesh_shape(shape, num_seeds=num_seeds, config=config, num_devices=device_count)
+    if process_count > 1 and shape[SEED] * shape[DATA] != device_count:
+        raise ValueError(
+            f"--mesh seed={shape[SEED]},data={shape[DATA]} uses {shape[SEED] * shape[DATA]} of the {device_count} devices "
+            f"of {process_count} processes; with several processes the mesh must use every device "
+            f"(e.g. --mesh seed={device_count} with a multiple of {device_count} seeds, or --mesh data={device_count})")
+    return shape
+
+
+class Peers:
+    """The leader's side of keeping followers in step (no-ops in a single process). See the module docstring."""
+
+    def __init__(self):
+        self.count = jax.process_count()
+        self.header_sent = False
+        self.closed = False
+
+    def send_header(self, header: dict, state) -> None:
+        if self.count > 1:
+            broadcast_json(header)
+            broadcast_state(state, None)
+        self.header_sent = True
+
+    def nothing_to_do(self) -> None:
+        """The run is already complete: the followers return at once."""
+        if self.count > 1 and not self.header_sent:
+            broadcast_json({"done": True})
+        self.header_sent = self.closed = True
+
+    def plan(self, n: int) -> None:
+        """Tell the followers to run a chunk of n updates (0: the run is over)."""
+        if self.count > 1 and not self.closed:
+            broadcast_int(n)
+            self.closed = n <= 0
+
+    def abort(self) -> None:
+        """Best effort, after a failure outside any collective: the followers stop (exit status 1)."""
+        if self.count <= 1 or self.closed:
+            return
+        self.closed = True
+        try:
+            if not self.header_sent:
+                broadcast_json({"abort": True})
+            else:
+                broadcast_int(-1)
+        except Exception:  # noqa: BLE001 (the leader's own error is what matters)
+            pass
+
+
+def place_run(train, header: dict, state):
+    """(per-device Train, mesh, global state) of a run's header and canonical host state."""
+    from purejaxppo.parallel import make_mesh, make_sharded_train
+
+    shape = header["mesh"]
+    mesh = make_mesh(seed=shape[SEED], data=shape[DATA])
+    per_device = make_sharded_train(train.config, mesh, header["num_seeds"], train=train).train
+    return per_device, mesh, to_mesh(state, mesh)
+
+
+def replicated(mesh: Mesh, tree):
+    """Host values every process holds -> replicated global arrays (inputs of a program over several processes)."""
+    from purejaxppo.parallel import global_array
+
+    return global_array(mesh, "rep", tree)
+
+
+def follow_run() -> int:
+    """A follower's whole run: receive the header and state, compile the leader's program, run every chunk the
+    leader asks for and take part in its collectives. Returns 0 when the run ended, 1 when the leader failed."""
+    from purejaxppo.config import PPOConfig
+    from purejaxppo.runs.chunks import _state_template, compiled_chunk
+    from purejaxppo.train import make_train
+
+    header = broadcast_json(None)
+    if header.get("abort") or header.get("done"):
+        return 1 if header.get("abort") else 0
+    config = PPOConfig.from_dict(header["config"], source="the leader process")
+    train = make_train(config)
+    state = broadcast_state(None, _state_template(train, header["num_seeds"], header["seed"]))
+    per_device, mesh, state = place_run(train, header, state)
+    hp = replicated(mesh, config.hparams())
+    stop = replicated(mesh, np.asarray(header["stop_on_diverge"]))
+    compiled, _ = compiled_chunk(per_device, header["chunk_len"], header["num_seeds"], header["use_progress"],
+                                 state, hp, mesh)
+    while True:
+        n = broadcast_int(0)
+        if n <= 0:
+            return 0 if n == 0 else 1
+        state, metrics = compiled(state, hp, replicated(mesh, np.int32(n)), stop)
+        gather(metrics)
+        to_canonical(state)
