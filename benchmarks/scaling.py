@@ -109,16 +109,17 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny budgets (checks the script; numbers meaningless)")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per measurement before giving up")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scaling.md"))
+    ap.add_argument("--rows", nargs="+", choices=("seeds", "data"), default=("seeds", "data"))
     args = ap.parse_args()
 
     import platform
 
     rows = {}
-    for row in ("seeds", "data"):
+    for row in args.rows:
         one = measure(row, 1, args.quick, args.timeout)
         many = measure(row, args.processes, args.quick, args.timeout)
         rows[row] = (one, many)
-    if args.quick:
+    if args.quick or len(rows) < 2:
         return
     cores = len(os.sched_getaffinity(0))
     s1, sp = rows["seeds"]

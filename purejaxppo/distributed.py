@@ -154,6 +154,14 @@ def launch(worker_argv: Sequence[str], processes: int, *, env: dict | None = Non
             time.sleep(0.1)
         if failed is None:
             failed = next(((i, p.returncode) for i, p in enumerate(procs) if p.returncode), None)
+        if failed is not None and failed[0] > 0:
+            # The same user error usually stops every worker: give worker 0 (which prints to this terminal)
+            # a moment to say it, and report that instead of repeating it.
+            try:
+                if procs[0].wait(timeout=15) not in (None, 0):
+                    failed = (0, procs[0].returncode)
+            except subprocess.TimeoutExpired:
+                pass
         if failed is not None:
             i, rc = failed
             _stop(procs)

@@ -266,6 +266,8 @@ def _train_run(config, out_dir, overrides, num_seeds, seed, checkpoint_every, re
         num_seeds = 1 if num_seeds is None else num_seeds
         new_train = make_train(config)
         check_run_fits(new_train, num_seeds)
+        resolve_mesh_shape(mesh, num_seeds=num_seeds, config=config, device_count=jax.device_count(),
+                           process_count=jax.process_count())  # a mesh that cannot run: before any folder exists
         if out_dir is None:
             run_dir, claimed = claim_new_run_dir(runs_root, config.env), True
         else:
