@@ -46,3 +46,22 @@ def test_cartpole_kl_adaptive_solves_within_5e5_steps():
     _, final = _final_returns(cfg, seeds=4)
     print("CartPole kl_adaptive final mean returns:", final)
     assert np.sum(final >= 475) >= 3, final
+
+
+@pytest.mark.slow
+def test_cartpole_learns_as_well_on_two_data_parallel_devices():
+    # The data axis emulated with vmap(axis_name="data") (tests/test_parallel.py; the same per-device program
+    # that runs on a mesh): 8 seeds, same budget and hyperparameters as the 1-device run.
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    cfg = PPOConfig.from_yaml(CONFIGS / "cartpole.yaml")
+    keys = jax.random.split(jax.random.key(0), 8)
+    one = np.asarray(jax.jit(jax.vmap(make_train(cfg)))(keys).metrics["episode_return"])[:, -10:].mean(axis=1)
+    per_device = dataclasses.replace(make_train(cfg), data_axis="data", data_shards=2)
+    two_fn = jax.jit(jax.vmap(lambda k: jax.vmap(lambda _: per_device(k), axis_name="data")(jnp.arange(2))))
+    two = np.asarray(two_fn(keys).metrics["episode_return"])[:, 0, -10:].mean(axis=1)
+    print(f"final returns, 1 device: {np.round(one, 1)}; 2 devices: {np.round(two, 1)}")
+    assert np.median(one) >= 450 and np.median(two) >= 450, (one, two)
+    assert np.mean(two) >= np.mean(one) - 25, (one.mean(), two.mean())
