@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Sequence
 
@@ -138,8 +139,6 @@ def launch(worker_argv: Sequence[str], processes: int, *, env: dict | None = Non
                                      ENV_PROCESS_ID: str(i)})
             out = None
             if i > 0:
-                import tempfile
-
                 out = tempfile.TemporaryFile()
                 logs.append(out)
             procs.append(subprocess.Popen(

@@ -35,10 +35,10 @@ import math
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from purejaxppo.checkpoint import _is_key
 from purejaxppo.config import HParams, PPOConfig, validate_hparams
 from purejaxppo.train import Train, TrainOutput, make_train
 
@@ -146,32 +146,35 @@ def shard(fn: Callable, mesh: Mesh, in_kinds: Sequence[str], out_kinds: Sequence
                          out_specs=tuple(_spec(k) for k in out_kinds), check_vma=False)
 
 
+def on_key_data(fn: Callable, x: Any) -> Any:
+    """`fn(x)`; for a typed PRNG key array, `fn` of its raw uint32 data, wrapped back as keys of the same
+    implementation (array placement and gathering work on the data; keys are not NumPy-convertible)."""
+    if not _is_key(x):
+        return fn(x)
+    return jax.random.wrap_key_data(fn(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+
+
 def global_array(mesh: Mesh, kind: str, host_value: Any) -> Any:
     """A global array of `kind` ("seed" / "rep") from a value every process holds in full."""
     sharding = NamedSharding(mesh, _spec(kind))
 
-    def one(x):
-        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            data = one(jax.random.key_data(x))
-            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    def place(x):
         x = np.asarray(x)
         return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
 
-    return jax.tree.map(one, host_value)
+    return jax.tree.map(lambda x: on_key_data(place, x), host_value)
 
 
 def gather(tree: Any) -> Any:
     """Host NumPy copies of (possibly process-spanning) arrays, on every process."""
     from jax.experimental import multihost_utils
 
-    def one(x):
-        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(np.asarray(one(jax.random.key_data(x))), impl=jax.random.key_impl(x))
+    def fetch(x):
         if isinstance(x, jax.Array) and not x.is_fully_addressable:
             return np.asarray(multihost_utils.process_allgather(x, tiled=True))
         return np.asarray(x)
 
-    return jax.tree.map(one, tree)
+    return jax.tree.map(lambda x: on_key_data(fetch, x), tree)
 
 
 def hparams_kind(hp: HParams) -> str:

@@ -31,21 +31,15 @@ built.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from purejaxppo.parallel import DATA, LOCAL_SEEDS, SEED, gather, shard
-
-
-def _is_key(x) -> bool:
-    """A typed PRNG key array (or its ShapeDtypeStruct)."""
-    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+from purejaxppo.checkpoint import _is_key
+from purejaxppo.parallel import DATA, LOCAL_SEEDS, SEED, gather, global_array, on_key_data, shard
 
 
 def _split_env_leaves(state, fn_env: Callable, fn_other: Callable):
@@ -60,35 +54,20 @@ def _split_env_leaves(state, fn_env: Callable, fn_other: Callable):
     return rest.replace(env=env, reward_scaler=scaler)
 
 
-def _host(x):
-    if _is_key(x):
-        return jax.random.wrap_key_data(np.asarray(jax.random.key_data(x)), impl=jax.random.key_impl(x))
-    return np.asarray(x)
-
-
 def to_mesh(state, mesh: Mesh):
     """Canonical state `[S, ...]` (host arrays, identical on every process) -> global `[S, D, ...]` on `mesh`."""
     d = mesh.shape[DATA]
     sharding = NamedSharding(mesh, P(SEED, DATA))
 
     def place(x):
-        if _is_key(x):
-            return jax.random.wrap_key_data(place(jax.random.key_data(x)), impl=jax.random.key_impl(x))
         x = np.asarray(x)
         return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
 
-    def env_leaf(x):
-        x = _host(x)
-        if _is_key(x):
-            return jax.random.wrap_key_data(env_leaf(jax.random.key_data(x)), impl=jax.random.key_impl(x))
-        return place(x.reshape((x.shape[0], d, x.shape[1] // d) + x.shape[2:]))
+    def env_leaf(x):  # [S, N, ...] -> [S, D, N / D, ...]: D consecutive blocks of envs
+        return on_key_data(lambda a: place(np.reshape(a, (a.shape[0], d, a.shape[1] // d) + a.shape[2:])), x)
 
-    def other_leaf(x):
-        x = _host(x)
-        if _is_key(x):
-            data = np.asarray(jax.random.key_data(x))
-            return jax.random.wrap_key_data(place(np.repeat(data[:, None], d, axis=1)), impl=jax.random.key_impl(x))
-        return place(np.repeat(x[:, None], d, axis=1))
+    def other_leaf(x):  # [S, ...] -> [S, D, ...]: one copy per data shard
+        return on_key_data(lambda a: place(np.repeat(np.asarray(a)[:, None], d, axis=1)), x)
 
     return _split_env_leaves(state, env_leaf, other_leaf)
 
@@ -96,18 +75,10 @@ def to_mesh(state, mesh: Mesh):
 def to_canonical(state):
     """Global `[S, D, ...]` state -> canonical host state `[S, ...]` (data shard 0's copy of replicated
     leaves). A collective when the state spans processes: call it on every process."""
-    host = gather(state)
-
     def env_leaf(x):
-        if _is_key(x):
-            data = env_leaf(np.asarray(jax.random.key_data(x)))
-            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
-        return x.reshape((x.shape[0], x.shape[1] * x.shape[2]) + x.shape[3:])
+        return on_key_data(lambda a: a.reshape((a.shape[0], a.shape[1] * a.shape[2]) + a.shape[3:]), x)
 
-    def other_leaf(x):
-        return x[:, 0]
-
-    return _split_env_leaves(host, env_leaf, other_leaf)
+    return _split_env_leaves(gather(state), env_leaf, lambda x: x[:, 0])
 
 
 def chunk_on_mesh(chunk: Callable, mesh: Mesh, axis_name: str = LOCAL_SEEDS) -> Callable:
@@ -154,16 +125,6 @@ def broadcast_state(state, template):
 
     got = jax.tree.map(lambda x: _broadcast(to_data(x)), src)
     return jax.tree.map(lambda t, x: jax.random.wrap_key_data(x) if _is_key(t) else x, src, got)
-
-
-@dataclasses.dataclass
-class MeshPlan:
-    """What every process of a mesh run needs to compile and run the same program."""
-
-    mesh_shape: dict
-    num_seeds: int
-    chunk_len: int
-    use_progress: bool
 
 
 def resolve_mesh_shape(requested: dict | None, *, num_seeds: int, config, device_count: int,
@@ -243,8 +204,6 @@ def place_run(train, header: dict, state):
 
 def replicated(mesh: Mesh, tree):
     """Host values every process holds -> replicated global arrays (inputs of a program over several processes)."""
-    from purejaxppo.parallel import global_array
-
     return global_array(mesh, "rep", tree)
 
 
