@@ -19,6 +19,21 @@ episode. Shapes (B = batch of envs, T = time):
 returns `(dist, value[B])` (the networks of `purejaxppo.networks`, or a
 user's own); its carry is `()` and `sequence` is one batched pass over T*B.
 
+`RecurrentAgent(module)` wraps a recurrent flax module with four methods
+(`purejaxppo.networks.RecurrentActorCritic` is the default one):
+`initial_carry(B)` (no params), `embed(obs[B, ...]) -> x`,
+`core(carry, x) -> (carry, y)` (one step of the recurrent cell) and
+`heads(y) -> (dist[B], value[B])`. The agent does the resets and the time
+loop: `sequence` runs `embed` and `heads` on all T*B steps at once and only
+`core` inside a `lax.scan`. A recurrent network of another shape can
+implement the Agent protocol itself and be returned by a network factory.
+
+Reset semantics: `done[t]` (in `step`) or `first[t]` (in `sequence`) marks an
+env whose previous step ended its episode (terminated or truncated); its
+carry is replaced by the initial carry before the first observation of the
+new episode is seen. The carry that saw an episode's last observation is kept
+for the time-limit bootstrap (purejaxppo.train.advantages).
+
 `ActingState(params, obs_norm)` is everything a trained policy needs besides
 its carry: the network parameters and the observation normalizer's frozen
 statistics (None when normalization is off). `make_policy` turns an agent into
@@ -81,16 +96,70 @@ class FeedForwardAgent:
         return f"FeedForwardAgent({type(self.module).__name__})"
 
 
+RECURRENT_METHODS = ("initial_carry", "embed", "core", "heads")
+
+
+class RecurrentAgent:
+    """A recurrent agent around a flax module with `initial_carry`, `embed`, `core`, `heads` (module doc)."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def init(self, key, obs):
+        batch = jax.tree.leaves(obs)[0].shape[0]
+        return self.module.init(key, self.module.initial_carry(batch), obs)
+
+    def initial_carry(self, batch: int):
+        return self.module.initial_carry(batch)
+
+    def step(self, params, carry, obs, done=None):
+        if done is not None:
+            carry = reset_carry(self, carry, done)
+        carry, y = self.module.apply(params, carry, self.module.apply(params, obs, method="embed"), method="core")
+        dist, value = self.module.apply(params, y, method="heads")
+        return carry, dist, value
+
+    def sequence(self, params, carry, obs, done=None):
+        leaf = jax.tree.leaves(obs)[0]
+        t, b = leaf.shape[0], leaf.shape[1]
+        flat = lambda x: x.reshape((t * b,) + x.shape[2:])  # noqa: E731
+        unflat = lambda x: x.reshape((t, b) + x.shape[1:])  # noqa: E731
+        # The torso on all T * B observations at once; only the cell runs step by step.
+        x = jax.tree.map(unflat, self.module.apply(params, jax.tree.map(flat, obs), method="embed"))
+        first = jnp.zeros((t, b), bool) if done is None else done
+
+        def cell_step(carry, inputs):
+            x_t, first_t = inputs
+            carry = reset_carry(self, carry, first_t)
+            return self.module.apply(params, carry, x_t, method="core")
+
+        _, y = jax.lax.scan(cell_step, carry, (x, first))
+        dist, value = self.module.apply(params, jax.tree.map(flat, y), method="heads")
+        return jax.tree.map(unflat, dist), unflat(value)
+
+    def __repr__(self) -> str:
+        return f"RecurrentAgent({type(self.module).__name__})"
+
+
 def as_agent(network) -> Agent:
-    """An Agent as is; a flax module (or anything with `init`/`apply`) wrapped in FeedForwardAgent."""
+    """An Agent as is; a recurrent flax module (initial_carry/embed/core/heads) wrapped in RecurrentAgent;
+    any other flax module (or anything with `init`/`apply`) wrapped in FeedForwardAgent."""
     if all(callable(getattr(network, m, None)) for m in ("init", "initial_carry", "step", "sequence")):
         return network
     if callable(getattr(network, "init", None)) and callable(getattr(network, "apply", None)):
+        if all(callable(getattr(network, m, None)) for m in RECURRENT_METHODS):
+            return RecurrentAgent(network)
         return FeedForwardAgent(network)
     raise ValueError(
-        f"network_factory must return a flax module (obs[B, ...] -> (dist, value[B])) or an Agent with init, "
-        f"initial_carry, step and sequence; got {type(network).__name__}"
+        f"network_factory must return a flax module (obs[B, ...] -> (dist, value[B]), or a recurrent one with "
+        f"{', '.join(RECURRENT_METHODS)}) or an Agent with init, initial_carry, step and sequence; "
+        f"got {type(network).__name__}"
     )
+
+
+def is_recurrent(agent: Agent) -> bool:
+    """Whether the agent carries a state between steps (a non-empty carry): then it trains on whole sequences."""
+    return bool(jax.tree.leaves(jax.eval_shape(lambda: agent.initial_carry(1))))
 
 
 @struct.dataclass

@@ -169,7 +169,10 @@ def cmd_render(args) -> int:
     # Check the env before compiling anything.
     run_dir, ck = resolve_checkpoint(args.run)
     meta = read_checkpoint(ck)[0] if ck else CheckpointManager(run_dir / CHECKPOINT_DIR).read_latest()[1]
+    from purejaxppo.wrappers import base_env_name
+
     env_name = meta.get("config", {}).get("env")
+    env_name = base_env_name(env_name) if isinstance(env_name, str) else env_name  # masked/X draws X's states
     check_renderable(env_name)
 
     import jax

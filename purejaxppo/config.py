@@ -35,7 +35,8 @@ import numpy as np
 from flax import struct
 
 OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
-NETWORKS = ("auto", "mlp", "cnn")
+NETWORKS = ("auto", "mlp", "cnn", "gru", "lstm")
+RECURRENT_NETWORKS = ("gru", "lstm")
 ACTION_HANDLING = ("clip", "tanh")
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
 
@@ -91,7 +92,7 @@ class PPOConfig:
     """
 
     # --- environment and budget (static) ---
-    env: str = _field("CartPole-v1", "gymnax environment id, or 'brax/<name>[@<backend>]' with the .[brax] extra (ignored when an env object is passed to make_train).")
+    env: str = _field("CartPole-v1", "gymnax environment id, 'masked/<id>' (velocities masked out: masked/CartPole-v1, masked/Pendulum-v1, ...; for recurrent policies), or 'brax/<name>[@<backend>]' with the .[brax] extra (ignored when an env object is passed to make_train).")
     total_timesteps: int = _field(500_000, "Total environment steps over all parallel envs; num_updates = total_timesteps // (num_envs * num_steps).")
     num_envs: int = _field(4, "N: number of parallel environments (actors).")
     num_steps: int = _field(128, "T: steps each env takes per update (rollout length).")
@@ -103,7 +104,10 @@ class PPOConfig:
     critic_hidden: tuple[int, ...] = _field((64, 64), "Hidden layer widths of the critic MLP.")
     activation: str = _field("tanh", f"Hidden activation, one of {ACTIVATIONS}.")
     init_log_std: float = _field(0.0, "Initial state-independent log standard deviation of the Gaussian policy (Box action spaces).")
-    network: str = _field("auto", "Network family: 'mlp' (flattened obs), 'cnn' (image obs [H, W, C], e.g. MinAtar), or 'auto' (cnn for rank-3 observations, else mlp).")
+    network: str = _field("auto", "Network family: 'mlp' (flattened obs), 'cnn' (image obs [H, W, C], e.g. MinAtar), 'auto' (cnn for rank-3 observations, else mlp), or a recurrent policy for partially observed tasks: 'gru' or 'lstm' (torso -> recurrent cell -> actor/critic heads of actor_hidden/critic_hidden; the hidden state is reset at episode boundaries; num_envs must be divisible by num_minibatches, since minibatches are whole env sequences).")
+    rnn_size: int = _field(128, "gru/lstm: size of the recurrent cell's hidden state.")
+    rnn_torso: tuple[int, ...] = _field((128,), "gru/lstm: widths of the dense layers (with activation) between the observation and the recurrent cell (after the conv layers for image observations); empty = the flattened observation goes straight in.")
+    rnn_shared_core: bool = _field(True, "gru/lstm: actor and critic share one torso and recurrent cell (default: half the sequential compute, and the critic's dense value gradient trains the memory the actor reads); false = each has its own torso and cell.")
     cnn_channels: tuple[int, ...] = _field((16,), "Output channels of the CNN's 3x3 stride-1 conv layers (each followed by ReLU); the MLP widths (actor_hidden / critic_hidden) follow the flattened conv features.")
     cnn_shared_torso: bool = _field(False, "With the CNN: one conv torso shared by actor and critic (else each has its own).")
     action_handling: str = _field("clip", "Box action spaces: 'clip' (Gaussian sample clipped to the box for the env; log-prob of the unclipped sample) or 'tanh' (tanh-squashed Gaussian scaled to the box, with the log-det correction in the log-prob).")
@@ -433,12 +437,13 @@ _INT_LIMITS = {
     "eval_episodes": (1, INT32_LIMIT),
     "log_every": (0, INT32_LIMIT),
     "eval_every": (0, INT32_LIMIT),
+    "rnn_size": (1, INT32_LIMIT),
 }
 _LIMIT_TEXT = {INT32_LIMIT: "2**31 (it is an int32 inside the compiled program)",
                FLOAT_EXACT_LIMIT: "2**53 (the largest integer range a float64 holds exactly)"}
 INIT_LOG_STD_LIMIT = 20.0  # std = exp(+-20) is already 2e-9 .. 5e8; beyond, float32 log-probs and KLs lose all meaning
 
-_BOOL_FIELDS = ("cnn_shared_torso", "anneal_lr", "normalize_advantages", "clip_value_loss", "truncation_as_termination",
+_BOOL_FIELDS = ("cnn_shared_torso", "rnn_shared_core", "anneal_lr", "normalize_advantages", "clip_value_loss", "truncation_as_termination",
                 "normalize_obs", "normalize_reward", "use_target_kl")
 _CHOICES = {"network": NETWORKS, "action_handling": ACTION_HANDLING, "activation": ACTIVATIONS}
 
@@ -480,7 +485,10 @@ def _validate(c: PPOConfig) -> None:
     if c.num_updates >= INT32_LIMIT:
         fail("total_timesteps", f"gives num_updates = total_timesteps // (num_envs * num_steps) = {c.num_updates}, which must be < "
              f"{_LIMIT_TEXT[INT32_LIMIT]}; lower total_timesteps or raise num_envs * num_steps")
-    for name in ("actor_hidden", "critic_hidden", "cnn_channels"):
+    if c.network in RECURRENT_NETWORKS and c.num_envs % c.num_minibatches:
+        fail("num_minibatches", f"network={c.network!r} trains on minibatches of whole env sequences, so num_envs = "
+             f"{c.num_envs} must be divisible by num_minibatches = {c.num_minibatches}; choose a divisor of {c.num_envs}")
+    for name in ("actor_hidden", "critic_hidden", "cnn_channels", "rnn_torso"):
         v = getattr(c, name)
         if not isinstance(v, tuple) or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in v):
             fail(name, f"must be a tuple of positive ints (may be empty), got {v!r}")

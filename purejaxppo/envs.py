@@ -28,7 +28,14 @@ def make_env(name: str) -> tuple[Any, Any]:
       `purejaxppo.brax_env.BraxEnv`: 1000-step time limit
       (`BraxEnvParams.max_steps_in_episode`), terminated/truncated kept apart,
       actions in [-1, 1]. Needs the optional extra: `pip install -e '.[brax]'`.
+    * `"masked/<id>"` (e.g. `"masked/CartPole-v1"`, `"masked/Pendulum-v1"`): the
+      gymnax task with its velocities masked out of the observation, a
+      partially observed task for recurrent policies (purejaxppo.wrappers).
     """
+    if name.startswith("masked/"):
+        from purejaxppo.wrappers import make_masked_env
+
+        return make_masked_env(name)
     if name.startswith("brax/"):
         from purejaxppo.brax_env import make_brax_env
 

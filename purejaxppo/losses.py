@@ -20,9 +20,12 @@ from purejaxppo.objectives import Objective, adapt_kl_beta, clipped_surrogate, g
 
 
 class Batch(NamedTuple):
-    """A minibatch of rollout data, leading axis `[M]`.
+    """Rollout data: a minibatch `[M]`, or in the update's layout `[T, B]` (purejaxppo.train.rollout_batch).
 
-    old_dist is the behaviour policy's distribution (for exact KL).
+    old_dist is the behaviour policy's distribution (for exact KL). carry0
+    `[B, ...]` (the agent's carry at the segment start, `()` for feed-forward
+    agents) and first `[T, B]` (the reset mask) let a recurrent agent replay
+    the sequences.
     """
 
     obs: jax.Array
@@ -32,6 +35,8 @@ class Batch(NamedTuple):
     advantage: jax.Array
     target: jax.Array
     old_dist: Any
+    carry0: Any = ()
+    first: Any = None
 
 
 def normalize(x: jax.Array, eps: float = 1e-8) -> jax.Array:
@@ -75,7 +80,7 @@ def ppo_loss(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Total loss -L^policy + c1 L^VF - c2 H on one minibatch, and diagnostics.
 
-    apply_fn(params, obs `[M, ...]`) -> (dist `[M]`, value `[M]`).
+    apply_fn(params, obs `[M, ...]`) -> (dist `[M]`, value `[M]`) (or any batch shape, e.g. `[T, B]`).
     objective: a registered name or an `Objective`; objective_state: its state
       (for kl_adaptive the current beta).
     Advantages are treated as constants (no gradient flows into them); with
@@ -86,17 +91,18 @@ def ppo_loss(
     """
     objective = get_objective(objective)
     dist, value = apply_fn(params, batch.obs)
-    log_prob = dist.log_prob(batch.action)
-    log_ratio = log_prob - batch.log_prob
+    # Per-sample quantities as flat vectors [M] (a sequence minibatch [T, B] has M = T * B samples).
+    flat = jnp.ravel
+    log_ratio = flat(dist.log_prob(batch.action)) - flat(batch.log_prob)
     ratio = jnp.exp(log_ratio)
-    adv = jax.lax.stop_gradient(batch.advantage)
+    adv = jax.lax.stop_gradient(flat(batch.advantage))
     if normalize_advantages:
         adv = collectives.normalize(adv, data_axis)
-    kl = batch.old_dist.kl(dist) if objective.uses_kl else None
+    kl = flat(batch.old_dist.kl(dist)) if objective.uses_kl else None
 
     pg_objective = objective.surrogate(ratio, adv, kl, hp, objective_state)
-    v_loss = value_loss(value, batch.value, batch.target, hp.vf_clip_eps, clip_value_loss)
-    entropy = dist.entropy().mean()
+    v_loss = value_loss(flat(value), flat(batch.value), flat(batch.target), hp.vf_clip_eps, clip_value_loss)
+    entropy = flat(dist.entropy()).mean()
     loss = -pg_objective + hp.vf_coef * v_loss - hp.ent_coef * entropy
 
     log_ratio = jax.lax.stop_gradient(log_ratio)

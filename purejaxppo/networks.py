@@ -75,10 +75,15 @@ class ConvTorso(nn.Module):
 
 
 def _policy_head(mod: nn.Module, head: jax.Array, spec: ActionSpec, batch: int, init_log_std: float, squash: bool):
-    """Turn the actor's output `[B, size]` into the action distribution."""
+    """Turn the actor's output `[B, size]` into the action distribution (a compact module's own log_std)."""
+    log_std = None if spec.discrete else mod.param("log_std", nn.initializers.constant(init_log_std), (spec.size,))
+    return _distribution(head, spec, batch, log_std, squash)
+
+
+def _distribution(head: jax.Array, spec: ActionSpec, batch: int, log_std: jax.Array | None, squash: bool):
+    """The action distribution of the actor's output `[B, size]` (and the state-independent log_std `[size]`)."""
     if spec.discrete:
         return Categorical(logits=head)
-    log_std = mod.param("log_std", nn.initializers.constant(init_log_std), (spec.size,))
     mean = head.reshape((batch,) + tuple(spec.shape))
     log_std = jnp.broadcast_to(log_std.reshape(spec.shape), mean.shape)
     if squash:
@@ -137,6 +142,91 @@ class ConvActorCritic(nn.Module):
         return _policy_head(self, head, spec, obs.shape[0], self.init_log_std, self.squash), value
 
 
+class Torso(nn.Module):
+    """Observation -> features `[B, F]`: conv layers for an image `[B, H, W, C]` (when `cnn_channels`), else the
+    flattened observation, then dense layers of `hidden` widths with the activation (orthogonal init, gain sqrt 2)."""
+
+    hidden: Sequence[int] = (128,)
+    activation: str = "tanh"
+    cnn_channels: Sequence[int] | None = None
+
+    @nn.compact
+    def __call__(self, obs) -> jax.Array:
+        if self.cnn_channels is not None:
+            x = ConvTorso(self.cnn_channels)(obs.astype(jnp.float32))
+        else:
+            x = flatten_obs(obs)
+        act = _ACTIVATIONS[self.activation]
+        for width in self.hidden:
+            x = act(_dense(width, np.sqrt(2.0))(x))
+        return x
+
+
+class RecurrentActorCritic(nn.Module):
+    """Torso -> GRU or LSTM cell -> actor and critic heads: the default recurrent network (`network='gru'/'lstm'`).
+
+    `purejaxppo.agent.RecurrentAgent` trains it (and any module with the same four methods):
+
+        carry = module.initial_carry(B)        zeros; no params needed (a tuple, one entry per core)
+        x = module.embed(obs)                  obs leaves [B, ...] -> features (run on T * B at once)
+        carry, y = module.core(carry, x)       one step of the recurrent cell(s), [B, ...]
+        dist, value = module.heads(y)          dist batch [B], value [B] (run on T * B at once)
+
+    `shared_core=True`: one torso and cell feed both heads; otherwise the actor
+    and the critic each have their own (the carry then holds two cells' states).
+    """
+
+    action_spec: ActionSpec
+    cell: str = "gru"
+    rnn_size: int = 128
+    torso_hidden: Sequence[int] = (128,)
+    actor_hidden: Sequence[int] = (128,)
+    critic_hidden: Sequence[int] = (128,)
+    activation: str = "tanh"
+    init_log_std: float = 0.0
+    squash: bool = False
+    shared_core: bool = True
+    cnn_channels: Sequence[int] | None = None
+
+    def setup(self):
+        if self.cell not in ("gru", "lstm"):
+            raise ValueError(f"RecurrentActorCritic.cell: {self.cell!r} is not 'gru' or 'lstm'")
+        cores = 1 if self.shared_core else 2
+        cell = nn.GRUCell if self.cell == "gru" else nn.OptimizedLSTMCell
+        self.torsos = [Torso(self.torso_hidden, self.activation, self.cnn_channels) for _ in range(cores)]
+        self.cells = [cell(self.rnn_size) for _ in range(cores)]
+        spec = self.action_spec
+        self.actor = MLP(self.actor_hidden, spec.size, 0.01, self.activation)
+        self.critic = MLP(self.critic_hidden, 1, 1.0, self.activation)
+        if not spec.discrete:
+            self.log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (spec.size,))
+
+    @nn.nowrap
+    def initial_carry(self, batch: int):
+        zeros = jnp.zeros((batch, self.rnn_size), jnp.float32)
+        one = zeros if self.cell == "gru" else (zeros, zeros)  # LSTM: (c, h), flax's order
+        return tuple(one for _ in range(1 if self.shared_core else 2))
+
+    def embed(self, obs):
+        return tuple(torso(obs) for torso in self.torsos)
+
+    def core(self, carry, x):
+        out = [cell(c, xi) for cell, c, xi in zip(self.cells, carry, x)]
+        return tuple(c for c, _ in out), tuple(y for _, y in out)
+
+    def heads(self, y):
+        spec = self.action_spec
+        head = self.actor(y[0])
+        value = self.critic(y[-1])[:, 0]
+        log_std = None if spec.discrete else self.log_std
+        return _distribution(head, spec, head.shape[0], log_std, self.squash), value
+
+    def __call__(self, carry, obs):
+        """One step (what `init` traces): (carry, dist, value)."""
+        carry, y = self.core(carry, self.embed(obs))
+        return (carry, *self.heads(y))
+
+
 def network_options(config: PPOConfig) -> dict:
     """The options of `make_network` a config sets (what a network needs, not the whole config)."""
     return dict(
@@ -148,6 +238,9 @@ def network_options(config: PPOConfig) -> dict:
         action_handling=config.action_handling,
         cnn_channels=config.cnn_channels,
         cnn_shared_torso=config.cnn_shared_torso,
+        rnn_size=config.rnn_size,
+        rnn_torso=config.rnn_torso,
+        rnn_shared_core=config.rnn_shared_core,
     )
 
 
@@ -163,8 +256,12 @@ def make_network(
     action_handling: str = "clip",
     cnn_channels: Sequence[int] = (16,),
     cnn_shared_torso: bool = False,
+    rnn_size: int = 128,
+    rnn_torso: Sequence[int] = (128,),
+    rnn_shared_core: bool = True,
 ) -> nn.Module:
-    """Default network factory: `ConvActorCritic` for image observations, else `ActorCritic`.
+    """Default network factory: `ConvActorCritic` for image observations, else `ActorCritic`;
+    `RecurrentActorCritic` for `network='gru'` or `'lstm'` (its torso has the conv layers for image observations).
 
     obs_spec: the observation spec (a `jax.ShapeDtypeStruct`, or a pytree of
     them; a plain shape tuple is accepted too). `network='auto'` picks the CNN
@@ -189,6 +286,11 @@ def make_network(
         init_log_std=init_log_std,
         squash=action_handling == "tanh" and not action_spec.discrete,
     )
+    if kind in ("gru", "lstm"):
+        image = single and len(obs_spec.shape) == 3
+        return RecurrentActorCritic(cell=kind, rnn_size=rnn_size, torso_hidden=tuple(rnn_torso),
+                                    shared_core=rnn_shared_core, cnn_channels=tuple(cnn_channels) if image else None,
+                                    **common)
     if kind == "cnn":
         if not single or len(obs_spec.shape) != 3:
             shape = obs_spec.shape if single else "a pytree"

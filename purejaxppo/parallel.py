@@ -39,7 +39,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from purejaxppo.checkpoint import _is_key
-from purejaxppo.config import HParams, PPOConfig, validate_hparams
+from purejaxppo.config import RECURRENT_NETWORKS, HParams, PPOConfig, validate_hparams
 from purejaxppo.train import Train, TrainOutput, make_train
 
 SEED, DATA = "seed", "data"
@@ -100,6 +100,11 @@ def check_mesh_shape(shape: dict[str, int], *, num_seeds: int, config: PPOConfig
         raise ValueError(
             f"PPOConfig.num_minibatches: each of the {data} data shards holds num_envs / {data} * num_steps = {local} "
             f"samples, which must be divisible by num_minibatches = {config.num_minibatches}; choose a divisor of {local}")
+    if config.network in RECURRENT_NETWORKS and (config.num_envs // data) % config.num_minibatches:
+        raise ValueError(
+            f"PPOConfig.num_minibatches: network={config.network!r} takes minibatches of whole env sequences from each "
+            f"data shard's num_envs / {data} = {config.num_envs // data} envs, which must be divisible by "
+            f"num_minibatches = {config.num_minibatches}; lower num_minibatches or raise num_envs")
 
 
 def make_mesh(seed: int | None = None, data: int | None = None, devices: Sequence[Any] | None = None) -> Mesh:

@@ -27,7 +27,9 @@ class Transition(NamedTuple):
     first[t] marks envs whose previous step ended an episode (the agent reset
     their carry before step t); carry0 is the agent's carry `[N, ...]` at the
     start of the segment (`()` for feed-forward agents), so the update can
-    replay the segment.
+    replay the segment. carry[t] `[T, N, ...]` is the agent's carry after it saw
+    obs[t], before any reset: the state final_obs[t] is evaluated from for the
+    time-limit bootstrap.
     """
 
     obs: Any
@@ -41,6 +43,7 @@ class Transition(NamedTuple):
     dist: Any
     first: jax.Array
     carry0: Any
+    carry: Any = ()
 
 
 class EnvCarry(NamedTuple):
@@ -170,16 +173,18 @@ def collect(
             done=done,
         )
         return (new_carry, obs_norm, scaler, stats), (obs_in, action, train_reward, terminated, truncated,
-                                                      norm(out.final_obs), carry.done)
+                                                      norm(out.final_obs), carry.done, agent_carry)
 
     zero = jnp.zeros((), jnp.float32)
     carry = carry._replace(done=done0)
     carry0 = carry.agent_carry
-    (carry, obs_norm, reward_scaler, stats), (obs, action, reward, terminated, truncated, final_obs, first) = \
-        jax.lax.scan(step, (carry, obs_norm, reward_scaler, EpisodeStats(zero, zero, zero)), (env_keys, act_xs))
+    (carry, obs_norm, reward_scaler, stats), (obs, action, reward, terminated, truncated, final_obs, first,
+                                              carries) = jax.lax.scan(
+        step, (carry, obs_norm, reward_scaler, EpisodeStats(zero, zero, zero)), (env_keys, act_xs))
 
     # The policy's distribution, log-probs and values of all T * N steps in one batched pass (params are
-    # fixed during the rollout, and obs are stored as the network saw them): the agent replays the segment.
+    # fixed during the rollout, and obs are stored as the network saw them): the agent replays the segment
+    # from carry0 with the same resets, as the update will.
     dist, value = agent.sequence(params, carry0, obs, first)
     batch = num_steps * num_envs
     flat = lambda x: x.reshape((batch,) + x.shape[2:])  # noqa: E731
@@ -196,5 +201,6 @@ def collect(
         dist=dist,
         first=first,
         carry0=carry0,
+        carry=carries,
     )
     return carry, obs_norm, reward_scaler, traj, collectives.psum(stats, data_axis)

@@ -30,7 +30,7 @@ from flax import struct
 
 from purejaxppo import collectives
 from purejaxppo.config import HParams, PPOConfig, validate_hparams
-from purejaxppo.agent import ActingState, Agent, FeedForwardAgent, as_agent
+from purejaxppo.agent import ActingState, Agent, as_agent, is_recurrent
 from purejaxppo.envs import check_env_api, default_env_params, env_spaces, make_action_transform, make_env
 from purejaxppo.gae import compute_gae
 from purejaxppo.losses import Batch, ppo_loss
@@ -146,21 +146,67 @@ def advantages(agent: Agent, params: Any, traj: Transition, hp: HParams, *,
     """GAE advantages and value targets `[T, N]` of a rollout.
 
     The bootstrap value of step t is V(final_obs_t), the observation its step
-    reached before any auto-reset, from the agent replaying the rollout's final
-    observations. At a truncation GAE bootstraps from it; at a termination it
-    does not (`truncation_as_termination` treats both as terminations).
+    reached before any auto-reset, evaluated from traj.carry[t], the agent's
+    carry after it saw obs_t (for a recurrent agent: the hidden state that
+    would have seen final_obs_t, not the reset one). All T * N bootstrap values
+    come from one batched agent step. At a truncation GAE bootstraps from it;
+    at a termination it does not (`truncation_as_termination` treats both as
+    terminations).
     """
-    next_values = agent.sequence(params, traj.carry0, traj.final_obs, None)[1]
+    next_values = bootstrap_values(agent, params, traj)
     terminated = traj.terminated
     if truncation_as_termination:
         terminated = jnp.logical_or(terminated, traj.truncated)
     return compute_gae(traj.reward, traj.value, next_values, terminated, traj.truncated, hp.gamma, hp.gae_lambda)
 
 
+def bootstrap_values(agent: Agent, params: Any, traj: Transition) -> jax.Array:
+    """V(final_obs_t) `[T, N]` from the carry after step t (traj.carry; `()` for a feed-forward agent)."""
+    t, n = traj.reward.shape
+    flat = lambda x: x.reshape((t * n,) + x.shape[2:])  # noqa: E731
+    _, _, value = agent.step(params, jax.tree.map(flat, traj.carry), jax.tree.map(flat, traj.final_obs), None)
+    return value.reshape((t, n))
+
+
+def rollout_batch(traj: Transition, adv: jax.Array, targets: jax.Array) -> Batch:
+    """The update's batch: the rollout's `[T, N]` fields with advantages and targets, plus the segment-start
+    carry `[N, ...]` and the reset mask `first` `[T, N]` a recurrent agent replays the segment with."""
+    return Batch(traj.obs, traj.action, traj.log_prob, traj.value, adv, targets, traj.dist, traj.carry0, traj.first)
+
+
+def minibatches(batch: Batch, key: jax.Array, num_minibatches: int, *, sequences: bool) -> Batch:
+    """Shuffle a rollout batch `[T, N]` into num_minibatches minibatches: leaves `[num_minibatches, T', B', ...]`.
+
+    sequences=False (feed-forward): the T * N transitions are shuffled one by
+    one, T' = 1 and B' = T * N / num_minibatches. sequences=True (recurrent):
+    whole env sequences are shuffled (env indices permuted, time order kept),
+    T' = T and B' = N / num_minibatches, each with its env's segment-start
+    carry (carry0 `[num_minibatches, B', ...]`) and reset mask, so the agent
+    replays it exactly as the rollout ran.
+    """
+    if not sequences:  # T * N sequences of length 1
+        one_step = lambda x: x.reshape((1, -1) + x.shape[2:])  # noqa: E731
+        batch = batch._replace(**{f: jax.tree.map(one_step, getattr(batch, f)) for f in Batch._fields
+                                  if f != "carry0"})
+    n = batch.log_prob.shape[1]
+    perm = permutation(key, n)
+
+    def split_envs(x):  # [T', n, ...] -> [num_minibatches, T', n / num_minibatches, ...]
+        x = x[:, perm].reshape((x.shape[0], num_minibatches, n // num_minibatches) + x.shape[2:])
+        return jnp.swapaxes(x, 0, 1)
+
+    carry0 = jax.tree.map(lambda c: c[perm].reshape((num_minibatches, -1) + c.shape[1:]), batch.carry0)
+    return batch._replace(**{f: jax.tree.map(split_envs, getattr(batch, f)) for f in Batch._fields if f != "carry0"},
+                          carry0=carry0)
+
+
 def run_epochs(loss_fn: Callable, optimizer: optax.GradientTransformation, params: Any, opt_state: Any, batch: Batch,
                key: jax.Array, hp: HParams, *, update_epochs: int, num_minibatches: int, use_target_kl: bool,
-               data_axis: collectives.Axis = None):
-    """K epochs of shuffled minibatch gradient steps on one rollout batch (leaves `[NT, ...]`).
+               sequences: bool = False, data_axis: collectives.Axis = None):
+    """K epochs of shuffled minibatch gradient steps on one rollout batch (`rollout_batch`: leaves `[T, N, ...]`).
+
+    Each epoch reshuffles the batch with `minibatches` (single transitions, or
+    whole env sequences when `sequences`).
 
     loss_fn(params, minibatch) -> (loss, metrics dict of scalars). With
     use_target_kl, once an epoch's mean approx KL exceeds hp.target_kl the
@@ -174,7 +220,6 @@ def run_epochs(loss_fn: Callable, optimizer: optax.GradientTransformation, param
     averaged over the devices, i.e. they are those of the union of the
     devices' j-th minibatches, and every device applies the same update.
     """
-    batch_size = jax.tree.leaves(batch)[0].shape[0]
     key = collectives.device_key(key, data_axis)
 
     def minibatch_step(carry, mb):
@@ -186,8 +231,7 @@ def run_epochs(loss_fn: Callable, optimizer: optax.GradientTransformation, param
         return (optax.apply_updates(params, updates), opt_state), m
 
     def run_epoch(params, opt_state, epoch):
-        perm = permutation(jax.random.fold_in(key, epoch), batch_size)
-        shuffled = jax.tree.map(lambda x: x[perm].reshape((num_minibatches, -1) + x.shape[1:]), batch)
+        shuffled = minibatches(batch, jax.random.fold_in(key, epoch), num_minibatches, sequences=sequences)
         (params, opt_state), m = jax.lax.scan(minibatch_step, (params, opt_state), shuffled)
         return params, opt_state, jax.tree.map(jnp.mean, m)
 
@@ -232,12 +276,6 @@ def _make_agent(config: PPOConfig, obs_spec: Any, action_spec: ActionSpec, netwo
         else:
             network = network_factory(obs_spec, action_spec)
     agent = as_agent(network)
-    if not isinstance(agent, FeedForwardAgent):
-        raise ValueError(
-            "make_train: the network factory returned a stateful Agent; training one needs sequence minibatches "
-            "(recurrent PPO), which make_train does not do yet. Use it for acting (purejaxppo.agent.make_policy), "
-            "or return a flax module obs[B, ...] -> (dist, value[B])"
-        )
     return agent, network
 
 
@@ -272,6 +310,11 @@ class Train:
     def local_num_envs(self) -> int:
         """Envs stepped by one device: num_envs, or its share of them when data-parallel."""
         return self.config.num_envs // self.data_shards
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the agent carries a hidden state (then minibatches are whole env sequences)."""
+        return is_recurrent(self.agent)
 
     @property
     def obs_shape(self) -> tuple[int, ...]:
@@ -329,25 +372,26 @@ class Train:
         lr = hp.learning_rate
         if config.anneal_lr:
             lr = lr * (1.0 - state.update_step.astype(jnp.float32) / config.num_updates)
-        batch = jax.tree.map(
-            lambda x: x.reshape((config.num_steps * self.local_num_envs,) + x.shape[2:]),
-            Batch(traj.obs, traj.action, traj.log_prob, traj.value, adv, targets, traj.dist),
-        )
+        batch = rollout_batch(traj, adv, targets)
 
         def loss_fn(params, mb):
-            return ppo_loss(params, agent.apply, mb, hp, state.objective_state, objective=objective,
+            # The agent replays the minibatch: single steps, or (recurrent) whole sequences from their carry0.
+            def evaluate(p, obs):
+                return agent.sequence(p, mb.carry0, obs, mb.first)
+
+            return ppo_loss(params, evaluate, mb, hp, state.objective_state, objective=objective,
                             clip_value_loss=config.clip_value_loss, normalize_advantages=config.normalize_advantages,
                             data_axis=axis)
 
         params, opt_state, metrics = run_epochs(
             loss_fn, make_optimizer(hp, lr), state.params, state.opt_state, batch, k_epochs, hp,
             update_epochs=config.update_epochs, num_minibatches=config.num_minibatches,
-            use_target_kl=config.use_target_kl, data_axis=axis,
+            use_target_kl=config.use_target_kl, sequences=self.recurrent, data_axis=axis,
         )
 
         # 4. Exact KL(pi_old || pi_new) over the batch; the objective's post-update rule (e.g. adaptive beta).
-        new_dist, _ = agent.apply(params, batch.obs)
-        kl = collectives.mean(batch.old_dist.kl(new_dist), axis)
+        new_dist, _ = agent.sequence(params, batch.carry0, batch.obs, batch.first)
+        kl = collectives.mean(jnp.ravel(batch.old_dist.kl(new_dist)), axis)
         objective_state = objective.update_state(state.objective_state, kl, hp)
 
         # 5. Divergence guard: a non-finite update is not applied, and the run stops learning.

@@ -119,22 +119,20 @@ def test_train_is_a_frozen_object_that_jits_and_vmaps():
     assert value.shape == (5,) and dist.logits.shape == (5, 2)
 
 
-def test_a_stateful_agent_from_the_factory_is_refused_by_make_train_with_a_reason():
-    class Stateful:
-        def init(self, key, obs):
-            return {}
+def test_a_stateful_agent_from_the_factory_is_trained_on_sequences():
+    """An object implementing the Agent protocol itself (here: a RecurrentAgent around a GRU module, built by
+    the user's factory) is trained by make_train with sequence minibatches, its carry in the train state."""
+    from purejaxppo.agent import RecurrentAgent
+    from purejaxppo.networks import make_network
 
-        def initial_carry(self, batch):
-            return jnp.zeros((batch,))
+    def factory(obs_spec, action_spec):
+        return RecurrentAgent(make_network(obs_spec, action_spec, network="gru", rnn_size=8, rnn_torso=(8,)))
 
-        def step(self, params, carry, obs, done):
-            raise NotImplementedError
-
-        def sequence(self, params, carry, obs, done):
-            raise NotImplementedError
-
-    with pytest.raises(ValueError, match="recurrent PPO"):
-        make_train(PPOConfig(**TINY), network_factory=lambda obs_spec, action_spec: Stateful())
+    train = make_train(PPOConfig(**TINY), network_factory=factory)
+    assert train.recurrent and isinstance(train.agent, RecurrentAgent)
+    out = jax.jit(train)(jax.random.key(0))
+    assert out.state.env.agent_carry[0].shape == (TINY["num_envs"], 8)
+    assert np.all(np.isfinite(np.asarray(out.metrics["value_loss"])))
 
 
 # ------------------------------------------------------------------ the objective seam

@@ -22,7 +22,7 @@ from purejaxppo.losses import Batch, ppo_loss
 from purejaxppo.normalization import RewardScaler, RunningMeanStd
 from purejaxppo.parallel import (check_mesh_shape, default_mesh_shape, hparams_kind, make_mesh,
                                  make_sharded_train, params_of, parse_mesh)
-from purejaxppo.train import make_optimizer, make_train, permutation, run_epochs
+from purejaxppo.train import make_optimizer, make_train, permutation, rollout_batch, run_epochs
 
 D = 2
 SMALL = PPOConfig(env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=2, update_epochs=2,
@@ -102,7 +102,8 @@ def test_normalizers_merge_every_shard():
 
 
 def _fixed_batch(train, key):
-    """A real rollout's batch (leaves [NT, ...]), params and optimizer state: fixed inputs of one update."""
+    """A real rollout's batch (`rollout_batch`: leaves [T, N, ...]), params and optimizer state: fixed inputs
+    of one update."""
     hp = train.config.hparams()
     state = train.init(key, hp)
     from purejaxppo.rollout import collect
@@ -113,9 +114,7 @@ def _fixed_batch(train, key):
                                num_steps=c.num_steps, to_env_action=train.to_env_action, obs_norm=None,
                                reward_scaler=None, gamma=hp.gamma, obs_clip=hp.obs_clip, reward_clip=hp.reward_clip)
     adv, targets = advantages(train.agent, state.params, traj, hp)
-    batch = jax.tree.map(lambda x: x.reshape((c.batch_size,) + x.shape[2:]),
-                         Batch(traj.obs, traj.action, traj.log_prob, traj.value, adv, targets, traj.dist))
-    return state.params, state.opt_state, batch, hp
+    return state.params, state.opt_state, rollout_batch(traj, adv, targets), hp
 
 
 @pytest.mark.parametrize("target_kl", [False, True])
@@ -130,10 +129,17 @@ def test_data_parallel_update_is_the_update_on_the_union_of_the_device_minibatch
     def loss(axis):
         return lambda p, mb: ppo_loss(p, train.agent.apply, mb, hp, objective=train.objective, data_axis=axis)
 
-    # D devices, each with its own shard of the batch.
-    local = jax.tree.map(lambda x: shards(x), batch)
+    def replay_loss(axis):  # what Train.update does: the agent replays the [1, M] minibatch
+        return lambda p, mb: ppo_loss(p, lambda q, o: train.agent.sequence(q, mb.carry0, o, mb.first), mb, hp,
+                                      objective=train.objective, data_axis=axis)
+
+    # D devices, each with its own envs' shard of the [T, N] batch.
+    local = batch._replace(**{f: jax.tree.map(lambda x: shards(x, axis=1), getattr(batch, f))
+                              for f in Batch._fields if f != "carry0"})
     par_params, _, par_m = jax.jit(emulate(
-        lambda b: run_epochs(loss("data"), opt, params, opt_state, b, key, hp, data_axis="data", **kw)))(local)
+        lambda b: run_epochs(replay_loss("data"), opt, params, opt_state, b, key, hp, data_axis="data", **kw)))(local)
+    # The reference shuffles each device's transitions flattened time-major ([T, N/D] -> [T * N/D]).
+    local = jax.tree.map(lambda x: x.reshape((D, -1) + x.shape[3:]), local._replace(carry0=()))
 
     # Reference, written out by hand on one device: minibatch j of an epoch is the union of the devices'
     # j-th local minibatches (each device shuffles its shard with its own key).

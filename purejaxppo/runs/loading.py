@@ -64,7 +64,7 @@ def load_run(run: str | os.PathLike) -> LoadedRun:
 
 
 def load_policy(run: str | os.PathLike, seed_index: int = 0) -> Callable:
-    """A jitted `act(obs, key=None, deterministic=True)` for the policy of one seed of a run.
+    """A jitted `act(obs, key=None, deterministic=True, done=None)` for the policy of one seed of a run.
 
     obs: one observation or a batch (every leaf `[*leaf_shape]` or
     `[B, *leaf_shape]`; raw, as the env returns it: the run's observation
@@ -72,11 +72,24 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> Callable:
     for Box spaces training's transform: clipped to the box, or tanh-squashed),
     unbatched for an unbatched obs. `deterministic=False` samples and needs
     `key`. It acts through `purejaxppo.agent.make_policy`, as evaluation and
-    rendering do. Attributes: `acting` (ActingState: params and obs
-    normalizer), `params`, `obs_norm`, `config`, `action_spec`, `network`,
-    `agent`, `obs_spec`, `obs_shape` (single-array observations).
+    rendering do.
+
+    Recurrent policies (network='gru'/'lstm'): `act` is stateful. It keeps the
+    hidden state of the B envs it is acting in (`act.carry`) from call to call,
+    starting from the initial carry. Pass `done` (bool, `[B]` or a scalar for
+    one obs) to mark envs whose previous step ended an episode: their hidden
+    state is reset before they see this observation, as in training. Call
+    `act.reset()` to forget every hidden state (e.g. before a new batch of
+    episodes); a call with a different batch size than the carried state
+    needs one. For a feed-forward policy the carry is empty and all of this is
+    a no-op. The pure form is `act.step(carry, obs, done=None, key=None,
+    deterministic=True) -> (carry, action)` with `act.initial_carry(B)`.
+
+    Attributes: `acting` (ActingState: params and obs normalizer), `params`,
+    `obs_norm`, `config`, `action_spec`, `network`, `agent`, `obs_spec`,
+    `obs_shape` (single-array observations), `recurrent`, `carry`.
     """
-    from purejaxppo.agent import ActingState, make_policy
+    from purejaxppo.agent import ActingState, is_recurrent, make_policy
     from purejaxppo.spaces import is_array_spec
 
     run = load_run(run)
@@ -84,22 +97,20 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> Callable:
         raise RunError(f"seed_index {seed_index} out of range: the run has {run.num_seeds} seed(s)")
     acting = jax.tree.map(lambda x: x[seed_index], ActingState(run.state.params, run.state.obs_norm))
     train = run.train
+    agent = train.agent
     spec = train.obs_spec
-    policy = make_policy(train.agent, train.to_env_action)
+    policy = make_policy(agent, train.to_env_action)
     obs_clip = jnp.float32(run.config.obs_clip)
 
-    def _act(acting, obs, key, deterministic: bool, single: bool):
+    def _act(acting, carry, obs, done, key, deterministic: bool, single: bool):
         batch = jax.tree.map(lambda x: x[None], obs) if single else obs
-        n = jax.tree.leaves(batch)[0].shape[0]
         floats = jax.tree.map(lambda x: x.astype(jnp.float32), batch)
-        _, a = policy(acting, train.agent.initial_carry(n), floats, jnp.zeros((n,), bool), key, deterministic,
-                      obs_clip)
-        return a[0] if single else a
+        carry, a = policy(acting, carry, floats, done, key, deterministic, obs_clip)
+        return carry, (a[0] if single else a)
 
-    _act_jit = jax.jit(_act, static_argnums=(3, 4))
+    _act_jit = jax.jit(_act, static_argnums=(5, 6))
 
-    def act(obs, key=None, deterministic: bool = True):
-        obs = jax.tree.map(jnp.asarray, obs)
+    def _check_obs(obs):
         try:
             ranks = jax.tree.map(lambda o, s: o.ndim - len(s.shape), obs, spec)
             ok = all(r in (0, 1) for r in jax.tree.leaves(ranks)) and len(set(jax.tree.leaves(ranks))) == 1 and all(
@@ -110,15 +121,48 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> Callable:
             want = tuple(spec.shape) if is_array_spec(spec) else jax.tree.map(lambda s: tuple(s.shape), spec)
             got = jax.tree.map(lambda o: tuple(o.shape), obs)
             raise ValueError(f"act: obs must have shape {want} or a batch [B, ...] of it, got {got}")
+        single = jax.tree.leaves(ranks)[0] == 0
+        return single, 1 if single else jax.tree.leaves(obs)[0].shape[0]
+
+    def _done(done, n):
+        if done is None:
+            return jnp.zeros((n,), bool)
+        done = jnp.asarray(done)
+        if done.size != n:
+            raise ValueError(f"act: done must hold one flag per observation ({n}), got shape {done.shape}")
+        return done.reshape((n,)).astype(bool)
+
+    def step(carry, obs, done=None, key=None, deterministic: bool = True):
+        """Pure: `(carry, action)` for obs (one or a batch `[B]`) from `carry` (`act.initial_carry(B)`)."""
+        obs = jax.tree.map(jnp.asarray, obs)
+        single, n = _check_obs(obs)
         if not deterministic and key is None:
             raise ValueError("act: deterministic=False samples an action and needs key=jax.random.key(...)")
         if key is None:
             key = jax.random.key(0)  # unused by the mode
-        single = jax.tree.leaves(ranks)[0] == 0
-        return _act_jit(acting, obs, key, bool(deterministic), bool(single))
+        return _act_jit(acting, carry, obs, _done(done, n), key, bool(deterministic), bool(single))
 
+    def act(obs, key=None, deterministic: bool = True, done=None):
+        obs = jax.tree.map(jnp.asarray, obs)
+        _, n = _check_obs(obs)
+        if act.carry is None:
+            act.carry = agent.initial_carry(n)
+        else:
+            carried = jax.tree.leaves(act.carry)
+            if carried and carried[0].shape[0] != n:
+                raise ValueError(f"act: got {n} observation(s) but the carried hidden state is for "
+                                 f"{carried[0].shape[0]} env(s); call act.reset() before acting in a new batch of envs")
+        act.carry, action = step(act.carry, obs, done, key, deterministic)
+        return action
+
+    def reset():
+        """Forget the carried hidden state: the next call starts every env from the initial carry."""
+        act.carry = None
+
+    act.step, act.reset, act.initial_carry, act.carry = step, reset, agent.initial_carry, None
+    act.recurrent = is_recurrent(agent)
     act.acting, act.params, act.obs_norm, act.config = acting, acting.params, acting.obs_norm, run.config
-    act.action_spec, act.network, act.agent, act.obs_spec = train.action_spec, train.network, train.agent, spec
+    act.action_spec, act.network, act.agent, act.obs_spec = train.action_spec, train.network, agent, spec
     act.obs_shape = tuple(spec.shape) if is_array_spec(spec) else None
     return act
 
