@@ -1,5 +1,5 @@
-"""Feed-forward training is bit-identical to the stored golden run (tests/golden.py; written before the
-agent/objective refactor): every metric of every update and a SHA-256 of every final parameter array."""
+"""Training (feed-forward and GRU) is bit-identical to the stored golden run (tests/golden.py): every metric
+of every update and a SHA-256 of every final parameter array."""
 
 import numpy as np
 import pytest
