@@ -8,6 +8,7 @@ vmap-emulated data axis of tests/test_parallel.py for the data axis.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import jax
 import numpy as np
 import pytest
 
+from purejaxppo.cli import main
 from purejaxppo.distributed import ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID, free_port
 from purejaxppo.train import make_train
 from tests.distributed_configs import DATA_CONFIG, NUM_SEEDS, SEED_CONFIG
@@ -89,9 +91,14 @@ def test_data_axis_over_processes_stays_in_lockstep_and_matches_the_emulation(tw
 
 
 # ------------------------------------------------------------------ the CLI: launcher, leader, resume across topologies
+# Multi-process runs go through `python -m purejaxppo train --processes 2` (the launcher); single-process runs and
+# resumes call the CLI's `main` in this process, where runs of the same settings share one compiled chunk program
+# (purejaxppo.runs.chunks): each single-process program is compiled once, not once per subprocess. One 2-process
+# run stopped by Ctrl-C (the `ctrl_c_run` fixture) serves both the Ctrl-C test and the resume-across-topologies test.
 
 TINY = ["--seeds", "4", "--set", "num_envs=4", "--set", "num_steps=16", "--set", "total_timesteps=1024",
         "--set", "num_minibatches=2", "--set", "log_every=2", "--checkpoint-every", "4", "--progress", "off"]
+LONG = [a if a != "total_timesteps=1024" else "total_timesteps=10000000" for a in TINY]  # runs until stopped
 
 
 def cli(*args, timeout=TIMEOUT_S):
@@ -99,53 +106,74 @@ def cli(*args, timeout=TIMEOUT_S):
                           capture_output=True, timeout=timeout)
 
 
+def cli_here(*args) -> int:
+    """`purejaxppo train ARGS` as one process: this one."""
+    return main(["train", *map(str, args)])
+
+
 def rows(run_dir):
     return {(r["update"], r["seed"]): r for r in map(json.loads, (Path(run_dir) / "metrics.jsonl").read_text().splitlines())}
 
 
-def test_cli_two_processes_then_resume_on_other_topologies(tmp_path):
-    ref = cli(*TINY, "--out", str(tmp_path / "ref"))
-    assert ref.returncode == 0, ref.stderr
-    # Seed axis over 2 processes, stopped half way, finished by 1 process.
-    a = cli(*TINY, "--processes", "2", "--out", str(tmp_path / "a"), "--stop-after", "8")
-    assert a.returncode == 0, a.stdout + a.stderr
-    assert "on a mesh of seed=2 x data=1 devices (2 process(es))" in a.stdout
-    info = json.loads((tmp_path / "a" / "run.json").read_text())
-    assert info["processes"] == 2 and info["mesh"] == {"seed": 2, "data": 1} and info["status"] == "stopped"
-    b = cli("--resume", str(tmp_path / "a"))
-    assert b.returncode == 0, b.stderr
-    # Data axis over 2 processes, stopped half way, finished as a seed-sharded 2-process run.
-    c = cli(*TINY, "--processes", "2", "--mesh", "data=2", "--out", str(tmp_path / "c"), "--stop-after", "8")
-    assert c.returncode == 0, c.stdout + c.stderr
-    d = cli("--resume", str(tmp_path / "c"), "--processes", "2", "--mesh", "seed=2")
-    assert d.returncode == 0, d.stdout + d.stderr
+def run_info(run_dir):
+    return json.loads((Path(run_dir) / "run.json").read_text())
 
-    want, got_a, got_c = rows(tmp_path / "ref"), rows(tmp_path / "a"), rows(tmp_path / "c")
+
+def test_cli_two_processes_then_resume_on_other_topologies(ctrl_c_run, tmp_path, capsys):
+    # Seed axis over 2 processes (launched with --processes 2), stopped by Ctrl-C after a checkpoint at update u
+    # (how it stopped is test_launcher_stops_every_worker[ctrl-c]'s business; here it is a run to continue)...
+    run, _, out, _ = ctrl_c_run
+    assert "on a mesh of seed=2 x data=1 devices (2 process(es))" in out, out[-2000:]
+    info = run_info(run)
+    assert info["processes"] == 2 and info["mesh"] == {"seed": 2, "data": 1}
+    u = max(int(p.stem.split("-")[1]) for p in (run / "checkpoints").glob("ckpt-*.msgpack"))
+    end = u + 8
+    # ...the same run without interruption, on 1 process (this one)...
+    assert cli_here(*LONG, "--out", tmp_path / "ref", "--stop-after", end) == 0, capsys.readouterr().err
+    # ...and (copies of) its folder continued on two other topologies: 1 process, and data=2 over 2 processes.
+    a, c = shutil.copytree(run, tmp_path / "a"), shutil.copytree(run, tmp_path / "c")
+    assert cli_here("--resume", a, "--stop-after", end, "--progress", "off") == 0, capsys.readouterr().err
+    d = cli("--resume", str(c), "--processes", "2", "--mesh", "data=2", "--stop-after", str(u + 4))
+    assert d.returncode == 0, d.stdout + d.stderr
+    assert "on a mesh of seed=1 x data=2 devices (2 process(es))" in d.stdout
+    info = run_info(c)
+    assert info["processes"] == 2 and info["mesh"] == {"seed": 1, "data": 2} and info["status"] == "stopped"
+    assert max(update for update, _ in rows(c)) == u + 4
+    # The data-parallel run's own checkpoint, continued on 1 process.
+    assert cli_here("--resume", c, "--stop-after", end, "--progress", "off") == 0, capsys.readouterr().err
+
+    want, got_a, got_c = rows(tmp_path / "ref"), rows(a), rows(c)
+    assert max(update for update, _ in want) == end
     assert set(got_a) == set(want) and set(got_c) == set(want)  # one writer: no row twice, none missing
     for k in ("episode_return", "value_loss", "policy_loss", "approx_kl", "explained_variance"):
         np.testing.assert_allclose([got_a[u][k] for u in sorted(want)], [want[u][k] for u in sorted(want)],
                                    rtol=1e-5, atol=1e-5, err_msg=k)
-    # The data-parallel half draws its own random numbers per device (a different run of the same algorithm),
-    # but its second half continued from its own checkpoint: the rows are there and finite.
+    # The data-parallel part draws its own random numbers per device (a different run of the same algorithm),
+    # but continued from the seed-parallel checkpoint and was continued from its own: the rows are there and finite.
     assert all(np.isfinite(got_c[u]["value_loss"]) for u in got_c)
-    assert json.loads((tmp_path / "c" / "run.json").read_text())["mesh"] == {"seed": 2, "data": 1}
+    assert run_info(a)["status"] == run_info(c)["status"] == run_info(tmp_path / "ref")["status"] == "stopped"
 
 
-def test_cli_bad_mesh_and_process_counts_are_one_line_errors(tmp_path):
+def test_cli_bad_mesh_and_process_counts_are_one_line_errors(tmp_path, capsys):
+    def one_line(rc, err, args, msg):
+        assert rc == 2, (args, err)
+        lines = [ln for ln in err.splitlines() if ln.startswith("purejaxppo: error:")]
+        assert len(lines) == 1 and msg in lines[0], (args, err)
+
+    # Rejected before any worker starts: this process is the CLI.
     for args, msg in [(["--mesh", "seed=3"], "needs 3 devices but 1 are available"),
-                      (["--processes", "2", "--mesh", "seed=2", "--seeds", "3"], "--seeds 3 is not divisible by the seed axis (2)"),
-                      (["--processes", "2", "--mesh", "data=2", "--set", "num_envs=3"],
-                       "num_envs: 3 is not divisible by the data axis (2)"),
                       (["--mesh", "seeds=2"], "--mesh: 'seeds=2' is not AXIS=SIZE"),
                       (["--processes", "64"], "start at most")]:
+        rc = cli_here(*TINY, "--out", tmp_path / "x", *args)
+        one_line(rc, capsys.readouterr().err, args, msg)
+    # Rejected by the workers of a 2-process run: the launcher reports one of them, once.
+    for args, msg in [(["--processes", "2", "--mesh", "seed=2", "--seeds", "3"], "--seeds 3 is not divisible by the seed axis (2)"),
+                      (["--processes", "2", "--mesh", "data=2", "--set", "num_envs=3"],
+                       "num_envs: 3 is not divisible by the data axis (2)"),
+                      (["--processes", "2", "--mesh", "seed=1"], "must use every device")]:
         r = cli(*TINY, "--out", str(tmp_path / "x"), *args, timeout=120)
-        assert r.returncode == 2, (args, r.stdout, r.stderr)
-        err = [ln for ln in r.stderr.splitlines() if ln.startswith("purejaxppo: error:")]
-        assert len(err) == 1 and msg in err[0], (args, r.stderr)
-    # The mesh must use every device of a multi-process run.
-    r = cli(*TINY, "--out", str(tmp_path / "y"), "--processes", "2", "--mesh", "seed=1", timeout=120)
-    assert r.returncode == 2 and "must use every device" in r.stderr, r.stderr
-    assert not (tmp_path / "y").exists() or not any((tmp_path / "y").iterdir())
+        one_line(r.returncode, r.stderr, args, msg)
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
 
 
 def _workers_of(launcher: subprocess.Popen) -> dict[int, int]:
@@ -167,15 +195,16 @@ def _workers_of(launcher: subprocess.Popen) -> dict[int, int]:
     return found
 
 
-@pytest.mark.parametrize("how", ["worker-killed", "ctrl-c"])
-def test_launcher_stops_every_worker(tmp_path, how):
-    long = [a if a != "total_timesteps=1024" else "total_timesteps=10000000" for a in TINY]
-    p = subprocess.Popen([sys.executable, "-m", "purejaxppo", "train", *long, "--processes", "2",
-                          "--out", str(tmp_path / "run")], cwd=ROOT, env=_env(), text=True,
+def launch_and_stop(run_dir: Path, how: str):
+    """`train --processes 2` of a long run, stopped once its first checkpoint exists: worker 1 killed
+    ("worker-killed") or Ctrl-C to the launcher ("ctrl-c"). Returns (the launcher's exit status, its output,
+    the pids of its workers that were left behind)."""
+    p = subprocess.Popen([sys.executable, "-m", "purejaxppo", "train", *LONG, "--processes", "2",
+                          "--out", str(run_dir)], cwd=ROOT, env=_env(), text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
-        while not list((tmp_path / "run" / "checkpoints").glob("ckpt-*")) and time.monotonic() < deadline:
+        while not list((run_dir / "checkpoints").glob("ckpt-*")) and time.monotonic() < deadline:
             assert p.poll() is None, p.stdout.read()
             time.sleep(0.5)
         workers = _workers_of(p)
@@ -189,10 +218,31 @@ def test_launcher_stops_every_worker(tmp_path, how):
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
-    assert p.returncode == (130 if how == "ctrl-c" else 128 + signal.SIGKILL), out[-2000:]
-    for pid in workers.values():  # no worker left behind
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    left = [pid for pid in workers.values()
+            if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
+    return p.returncode, out, left
+
+
+@pytest.fixture(scope="module")
+def ctrl_c_run(tmp_path_factory):
+    """(run folder, launcher exit status, output, workers left behind) of one 2-process run stopped by Ctrl-C
+    after its first checkpoint: test_launcher_stops_every_worker[ctrl-c] checks how it stopped, and
+    test_cli_two_processes_then_resume_on_other_topologies continues copies of its folder."""
+    run = tmp_path_factory.mktemp("ctrl_c") / "run"
+    return (run, *launch_and_stop(run, "ctrl-c"))
+
+
+@pytest.mark.parametrize("how", ["worker-killed", "ctrl-c"])
+def test_launcher_stops_every_worker(tmp_path, how, request):
+    if how == "ctrl-c":
+        run, rc, out, left = request.getfixturevalue("ctrl_c_run")
+        run = shutil.copytree(run, tmp_path / "run")  # the shared run's folder stays as it stopped
+    else:
+        run = tmp_path / "run"
+        rc, out, left = launch_and_stop(run, how)
+    assert rc == (130 if how == "ctrl-c" else 128 + signal.SIGKILL), out[-2000:]
+    assert not left, left  # no worker left behind
     if how == "ctrl-c":
         assert "continue with: purejaxppo train --resume" in out
-    r = cli("--resume", str(tmp_path / "run"), "--stop-after", "8", timeout=240)  # the newest checkpoint is intact
-    assert r.returncode == 0, r.stderr
+    # The newest checkpoint is intact: the run resumes (in this process).
+    assert cli_here("--resume", run, "--stop-after", "8", "--progress", "off") == 0

@@ -51,17 +51,24 @@ def test_cartpole_kl_adaptive_solves_within_5e5_steps():
 @pytest.mark.slow
 def test_cartpole_learns_as_well_on_two_data_parallel_devices():
     # The data axis emulated with vmap(axis_name="data") (tests/test_parallel.py; the same per-device program
-    # that runs on a mesh): 8 seeds, same budget and hyperparameters as the 1-device run.
+    # that runs on a mesh): 4 seeds, same budget and hyperparameters as the 1-device run. The budget is cut to
+    # 1.5e5 steps (with lr annealed over it): short of solving (500), but far from a policy that does not learn
+    # (CartPole's random policy scores ~22, as do these runs over their first updates); returns here are still
+    # rising, so a slower learner on 2 devices would show, which it would not at the 500 ceiling.
     import dataclasses
 
     import jax.numpy as jnp
 
-    cfg = PPOConfig.from_yaml(CONFIGS / "cartpole.yaml")
-    keys = jax.random.split(jax.random.key(0), 8)
-    one = np.asarray(jax.jit(jax.vmap(make_train(cfg)))(keys).metrics["episode_return"])[:, -10:].mean(axis=1)
+    cfg = PPOConfig.from_yaml(CONFIGS / "cartpole.yaml").replace(total_timesteps=150_000)
+    keys = jax.random.split(jax.random.key(0), 4)
+    one = np.asarray(jax.jit(jax.vmap(make_train(cfg)))(keys).metrics["episode_return"])
     per_device = dataclasses.replace(make_train(cfg), data_axis="data", data_shards=2)
     two_fn = jax.jit(jax.vmap(lambda k: jax.vmap(lambda _: per_device(k), axis_name="data")(jnp.arange(2))))
-    two = np.asarray(two_fn(keys).metrics["episode_return"])[:, 0, -10:].mean(axis=1)
-    print(f"final returns, 1 device: {np.round(one, 1)}; 2 devices: {np.round(two, 1)}")
-    assert np.median(one) >= 450 and np.median(two) >= 450, (one, two)
-    assert np.mean(two) >= np.mean(one) - 25, (one.mean(), two.mean())
+    two = np.asarray(two_fn(keys).metrics["episode_return"])[:, 0]
+    start = np.concatenate([one[:, 1:4].mean(axis=1), two[:, 1:4].mean(axis=1)])
+    one, two = one[:, -10:].mean(axis=1), two[:, -10:].mean(axis=1)
+    print(f"start returns {np.round(start, 1)}; final returns, 1 device: {np.round(one, 1)}; "
+          f"2 devices: {np.round(two, 1)}")
+    assert np.all(start < 50), start
+    assert np.min(one) >= 150 and np.min(two) >= 150, (one, two)  # every seed of both learned
+    assert np.mean(two) >= 0.75 * np.mean(one), (one.mean(), two.mean())
