@@ -174,13 +174,18 @@ def launch(worker_argv: Sequence[str], processes: int, *, env: dict | None = Non
             return rc if rc > 0 else 128 - rc  # a signal -N -> 128 + N
         return 0
     except KeyboardInterrupt:
-        for p in procs:  # workers are in their own sessions: pass the interrupt on, let them checkpoint
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGINT)
-                except ProcessLookupError:
-                    pass
-        _stop(procs, grace_s=30.0)
+        # Workers are in their own sessions: pass the interrupt to the leader (worker 0) alone. It stops every
+        # worker at the next chunk boundary, where none is inside a collective (purejaxppo.runs.loop).
+        if procs and procs[0].poll() is None:
+            try:
+                os.killpg(procs[0].pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+            try:
+                procs[0].wait(timeout=60.0)
+            except subprocess.TimeoutExpired:
+                pass
+        _stop(procs, grace_s=15.0)
         return 130
     finally:
         _stop(procs, grace_s=5.0)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -160,6 +162,34 @@ def _resume_start(config, overrides, num_seeds, checkpoint_every, run_dir, resum
 
 
 # ------------------------------------------------------------------------ train_run
+
+
+class _DeferredInterrupt:
+    """The leader of a multi-process run takes Ctrl-C at the next chunk boundary, where every follower waits
+    for the leader's plan: it tells them the run is over (plan 0), then raises KeyboardInterrupt. An interrupt
+    taken anywhere else could leave one process inside a collective the other never joins. Only the leader
+    gets the signal (the launcher passes Ctrl-C to worker 0 alone). Single-process runs stop at once as before.
+    """
+
+    def __init__(self, active: bool, say: Callable[[str], None]):
+        self.requested, self.say, self.old = False, say, None
+        if active and threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self._note)
+
+    def _note(self, signum, frame):
+        if not self.requested:
+            self.say("interrupt: stopping every process after this chunk (its checkpoint is kept)")
+        self.requested = True
+
+    def check(self, peers: Peers) -> None:
+        if self.requested:
+            peers.plan(0)
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+            self.old = None
 
 
 def train_run(
@@ -350,11 +380,13 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
     run = _Progress(state, start, np.flatnonzero(np.asarray(st.state.diverged)).tolist(), np.asarray(st.state.diverged),
                     host=st.state, mesh=mesh)
     status, error = "interrupted", None
+    interrupt = _DeferredInterrupt(peers.count > 1, say)
     try:
         if reporter is not None:
             reporter.start()
         while run.done < target and not (run.diverged_seeds and on_diverge == "stop"):
             n = min(chunk_len, target - run.done)
+            interrupt.check(peers)
             peers.plan(n)
             metrics, ran = _run_chunk(compiled, relay, run, hp, n, stop_flag)
             path = _save_chunk(run, metrics, ran, writers, manager, st, chunk_len, run_dir)
@@ -375,12 +407,14 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
         peers.plan(0)
         status = "diverged" if run.diverged_seeds else "finished" if run.done >= num_updates else "stopped"
     except KeyboardInterrupt:
+        interrupt.restore()
         found = manager.list()
         raise RunInterrupted(run_dir, found[-1][1] if found else None, found[-1][0] if found else None) from None
     except BaseException as e:
         status, error = "failed", " ".join(str(e).split())[:500] or type(e).__name__
         raise
     finally:
+        interrupt.restore()
         _close(relay, reporter, writers, log)
         wall = time.perf_counter() - t_start
         sps = (run.done - start) * config.batch_size * num_seeds / run.run_s if run.run_s > 0 else 0.0
