@@ -338,3 +338,15 @@ def test_recurrent_run_resumes_bit_identically_and_acts_statefully(tmp_path, cap
         act(obs[0])
     act.reset()
     assert act(obs[0]).shape == () and jax.tree.leaves(act.carry)[0].shape == (1, 16)
+
+
+@pytest.mark.parametrize("name", ["cartpole_masked_gru", "pendulum_masked_gru", "memorychain_gru"])
+def test_shipped_recurrent_configs_build_and_trace(name):
+    import pathlib
+
+    cfg = PPOConfig.from_yaml(pathlib.Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml")
+    assert cfg.network in ("gru", "lstm")
+    train = make_train(cfg.replace(total_timesteps=cfg.batch_size))  # one update, traced only
+    out = jax.eval_shape(train, jax.random.key(0))
+    assert out.metrics["episode_return"].shape == (1,)
+    assert jax.tree.leaves(out.state.env.agent_carry)[0].shape == (cfg.num_envs, cfg.rnn_size)
