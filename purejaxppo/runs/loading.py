@@ -133,9 +133,15 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> Callable:
         return done.reshape((n,)).astype(bool)
 
     def step(carry, obs, done=None, key=None, deterministic: bool = True):
-        """Pure: `(carry, action)` for obs (one or a batch `[B]`) from `carry` (`act.initial_carry(B)`)."""
+        """Pure: `(carry, action)` for obs (one or a batch `[B]`) from `carry` (`act.initial_carry(B)`; None
+        starts from it)."""
         obs = jax.tree.map(jnp.asarray, obs)
         single, n = _check_obs(obs)
+        carry = agent.initial_carry(n) if carry is None else carry
+        carried = jax.tree.leaves(carry)
+        if carried and carried[0].shape[0] != n:
+            raise ValueError(f"act: got {n} observation(s) but the carried hidden state is for {carried[0].shape[0]} "
+                             "env(s); call act.reset() before acting in a new batch of envs")
         if not deterministic and key is None:
             raise ValueError("act: deterministic=False samples an action and needs key=jax.random.key(...)")
         if key is None:
@@ -143,15 +149,6 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> Callable:
         return _act_jit(acting, carry, obs, _done(done, n), key, bool(deterministic), bool(single))
 
     def act(obs, key=None, deterministic: bool = True, done=None):
-        obs = jax.tree.map(jnp.asarray, obs)
-        _, n = _check_obs(obs)
-        if act.carry is None:
-            act.carry = agent.initial_carry(n)
-        else:
-            carried = jax.tree.leaves(act.carry)
-            if carried and carried[0].shape[0] != n:
-                raise ValueError(f"act: got {n} observation(s) but the carried hidden state is for "
-                                 f"{carried[0].shape[0]} env(s); call act.reset() before acting in a new batch of envs")
         act.carry, action = step(act.carry, obs, done, key, deterministic)
         return action
 
