@@ -1,10 +1,13 @@
-"""Command line: `purejaxppo {train,eval,render,plot}` (also `python -m purejaxppo ...`).
+"""Command line: `purejaxppo {train,eval,render,plot,sweep,report}` (also `python -m purejaxppo ...`).
 
     purejaxppo train [--config FILE] [--seeds N] [--set FIELD=VALUE ...] [--out runs/NAME] [--processes N] [--mesh seed=S,data=D]
                      [--checkpoint-every N] [--resume runs/NAME] [--overwrite] [--stop-after N]
     purejaxppo eval runs/NAME [--episodes 100] [--deterministic]
     purejaxppo render runs/NAME --out episode.gif
     purejaxppo plot runs/NAME [runs/OTHER ...] [--out plot.png]
+    purejaxppo sweep [SWEEP.yaml] [--config FILE] --seeds 8 --grid FIELD=V1,V2 [--random N --range FIELD=log:LO:HI]
+                     [--set FIELD=VALUE ...] [--out runs/NAME] [--resume runs/NAME] [--stop-after N]
+    purejaxppo report runs/NAME
 
 User errors (bad config key or value, unknown env, existing or busy output
 folder, missing/corrupt/mismatched checkpoint, a run that does not fit in
@@ -233,12 +236,86 @@ def cmd_plot(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------- sweep
+
+
+def cmd_sweep(args) -> int:
+    from purejaxppo.sweep.runner import sweep_run
+    from purejaxppo.sweep.spec import build_spec, parse_grid_arg, read_sweep_file
+
+    style = _progress_style(args.progress)
+    kwargs = dict(checkpoint_every=args.checkpoint_every, stop_after=args.stop_after, progress=style, mesh=args.mesh,
+                  command=["purejaxppo"] + list(args.argv), log=lambda m: print(m, flush=True),
+                  progress_file=sys.stderr if style == "bar" else sys.stdout)
+    if args.resume:
+        given = [f for f, v in (("a sweep file", args.file), ("--config", args.config), ("--grid", args.grid),
+                                ("--range", args.range), ("--set", args.set), ("--random", args.random),
+                                ("--seeds", args.seeds)) if v]
+        if given:
+            raise ValueError(f"--resume continues the sweep saved in {args.resume}; do not pass {', '.join(given)}")
+        if args.out and Path(args.out) != Path(args.resume):
+            raise ValueError("--resume continues a sweep in its own folder; do not pass a different --out")
+        result = sweep_run(None, args.resume, resume=True, **kwargs)
+    else:
+        data = read_sweep_file(args.file) if args.file else {}
+        source = args.file or "sweep"
+        config_path = args.config or data.get("config")
+        base = PPOConfig.from_yaml(config_path) if config_path else PPOConfig()
+        sets = dict(data.get("set") or {})
+        sets.update(parse_sets(args.set))
+        base = base.replace(**{k: coerce_field(k, v, source=f"{source}: set") for k, v in sets.items()})
+        grid = dict(data.get("grid") or {})
+        for g in args.grid:
+            name, values = parse_grid_arg(g)
+            grid[name] = values
+        ranges = dict(data.get("range") or {})
+        for r in args.range:
+            if "=" not in r:
+                raise ValueError(f"--range expects FIELD=log:LOW:HIGH or FIELD=LOW:HIGH, got {r!r}")
+            name, text = (p.strip() for p in r.split("=", 1))
+            ranges[name] = text
+        pick = lambda flag, key, default: flag if flag is not None else data.get(key, default)  # noqa: E731
+        spec = build_spec(base, grid=grid, ranges=ranges, random=pick(args.random, "random", 0),
+                          seeds=pick(args.seeds, "seeds", 1), seed=pick(args.seed, "seed", 0),
+                          sweep_seed=pick(args.sweep_seed, "sweep_seed", 0), score=pick(args.score, "score", "final"),
+                          reference_scores=data.get("reference_scores"),
+                          config_source=str(config_path) if config_path else None, source=source)
+        result = sweep_run(spec, args.out, overwrite=args.overwrite, **kwargs)
+    if result.status == "finished":
+        _print_sweep_summary(result)
+    else:
+        print(f"{result.sweep_dir}: stopped before every program finished; continue with: "
+              f"purejaxppo sweep --resume {result.sweep_dir}", flush=True)
+    return 0
+
+
+def _print_sweep_summary(result) -> None:
+    rep = result.report or {}
+    md = result.sweep_dir / "sweep.md"
+    best = next((c for c in rep.get("settings", []) if c.get("rank") == 1), None)
+    head = f"{result.sweep_dir}: {len(result.plan.settings)} setting(s) x {result.plan.spec.seeds} seed(s), " \
+           f"{len(result.plan.groups)} program(s), compile {result.compile_s:.1f}s, wall {result.wall_s:.1f}s"
+    print(head, flush=True)
+    if best is not None:
+        print(f"best: {best.get('label', best.get('values'))}; report: {md}", flush=True)
+
+
+def cmd_report(args) -> int:
+    from purejaxppo.sweep.report_io import make_report
+
+    if args.reps < 1:
+        raise ValueError(f"--reps must be >= 1, got {args.reps}")
+    _, paths = make_report(args.run, score=args.score, reps=args.reps)
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
 # -------------------------------------------------------------------------- main
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="purejaxppo", description="PPO end to end in JAX: train, evaluate, render, plot.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,render,plot}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,render,plot,sweep,report}")
 
     p = sub.add_parser("train", help="train (default: CartPole-v1 with the built-in defaults)",
                        description="Train vmapped seeds in jitted chunks, with checkpoints, metric logs and a live progress bar.")
@@ -300,6 +377,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stat", choices=("iqm", "mean", "median"), default="iqm", help="aggregate over seeds (default iqm)")
     p.add_argument("--title", default=None, help="plot title")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("sweep", help="compare hyperparameter settings x seeds, with a statistical report",
+                       description="Train every setting of a grid / random search x seeds: the traced hyperparameters "
+                                   "of one program vmapped together, one program per combination of static fields; "
+                                   "then write sweep.md, sweep.json and plots (README: Comparing settings).")
+    p.add_argument("file", nargs="?", help="sweep YAML file (keys: config, set, seeds, seed, grid, random, range, "
+                                           "sweep_seed, score, reference_scores); flags below override it")
+    p.add_argument("--config", help="base YAML config (default: the sweep file's, else the built-in defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a base config field")
+    p.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+                   help="values of one field (repeatable; settings are every combination)")
+    p.add_argument("--random", type=int, default=None, metavar="N", help="N random draws of the --range fields")
+    p.add_argument("--range", action="append", default=[], metavar="FIELD=[log:]LOW:HIGH",
+                   help="random-search range of a traced field: log-uniform (log:) or uniform")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per setting (default 1)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="base PRNG seed: seed s of every setting uses jax.random.split(key(SEED), seeds)[s] (default 0)")
+    p.add_argument("--sweep-seed", type=int, default=None, help="seed of the random draws (default 0)")
+    p.add_argument("--score", choices=("final", "auc"), default=None,
+                   help="what ranks the settings: final return (last 10%% of updates) or area under the curve")
+    p.add_argument("--out", help="sweep folder (default runs/sweep-<env>-<timestamp>)")
+    p.add_argument("--resume", metavar="RUN", help="continue the sweep in this folder")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an existing --out sweep")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N", help="updates per chunk and checkpoint")
+    p.add_argument("--stop-after", type=int, default=None, metavar="N",
+                   help="stop every program after N updates (checkpointed; continue with --resume)")
+    p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="auto", help="progress display")
+    p.add_argument("--mesh", metavar="seed=S,data=D", help="device mesh for every program (the runs share the seed axis)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="(re)write a finished sweep's report",
+                       description="Compute the statistics of a sweep folder and write sweep.md, sweep.json and plots.")
+    p.add_argument("run", help="sweep folder")
+    p.add_argument("--score", choices=("final", "auc"), default=None, help="what ranks the settings (default: the sweep's)")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -358,6 +471,8 @@ def _launch_workers(args) -> int:
 
 
 def _interrupted_message(e: KeyboardInterrupt) -> str:
+    if getattr(e, "sweep_dir", None) is not None:
+        return f"interrupted; every finished chunk is checkpointed; continue with: purejaxppo sweep --resume {e.sweep_dir}"
     run_dir, ck = getattr(e, "run_dir", None), getattr(e, "checkpoint", None)
     if run_dir is None:
         return "interrupted"

@@ -151,6 +151,7 @@ class ProgressReporter:
         style: str = "bar",
         desc: str | None = None,
         file=None,
+        bar_total_steps: int | None = None,
     ):
         if style not in ("bar", "lines", "off"):
             raise ValueError(f"ProgressReporter: style must be 'bar', 'lines' or 'off', got {style!r}")
@@ -173,12 +174,14 @@ class ProgressReporter:
         self.note = ""
         self._summary = ""
         self._bar = None
+        # A sweep's one bar (`bar_total_steps`): it counts the env steps of every run of every stage (`stage`).
+        self.count_all_runs = bar_total_steps is not None
         if style == "bar":
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
-                total=self.total_updates * self.steps_per_update,
-                initial=self._last_update * self.steps_per_update,
+                total=bar_total_steps if self.count_all_runs else self.total_updates * self.steps_per_update,
+                initial=0 if self.count_all_runs else self._last_update * self.steps_per_update,
                 desc=f"{desc}: " if desc else None,
                 unit=" steps",
                 unit_scale=True,
@@ -186,6 +189,23 @@ class ProgressReporter:
                 dynamic_ncols=True,
                 bar_format="{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} env steps [{elapsed}<{remaining}]{postfix}",
             )
+
+    def stage(self, total_updates: int, steps_per_update: int, num_runs: int, initial_update: int = 0,
+              desc: str | None = None, done_steps: int = 0) -> None:
+        """Point the same bar at the next program of a sweep (`bar_total_steps`): its updates, batch size and
+        runs; `done_steps` (env steps over all runs that an earlier session already did) is added to the bar."""
+        with self._lock:
+            self.total_updates, self.steps_per_update = int(total_updates), int(steps_per_update)
+            self.num_runs, self._last_update = int(num_runs), int(initial_update)
+            self._pending.clear()
+            self._last_time, self._last_eval, self.diverged, self.diverged_at = None, None, [], None
+            if desc is not None:
+                self.desc = desc
+            if self._bar is not None:
+                if desc is not None:
+                    self._bar.set_description_str(f"{desc}: ", refresh=False)
+                if done_steps:
+                    self._bar.update(done_steps)
 
     # -- timing
     def start(self) -> None:
@@ -223,7 +243,8 @@ class ProgressReporter:
         text = self._summary = self.summary(merged, sps)
         if self._bar is not None:
             self._bar.set_postfix_str(", ".join(filter(None, (text, self.note))), refresh=False)
-            self._bar.update((self._last_update - prev) * self.steps_per_update)
+            self._bar.update((self._last_update - prev) * self.steps_per_update
+                             * (self.num_runs if self.count_all_runs else 1))
             if self.diverged and not was_diverged:  # say it at once, above the bar
                 self._bar.refresh()
                 self._bar.write(f"{self.desc + ': ' if self.desc else ''}{text.split(', ')[0]} (non-finite losses "
@@ -249,7 +270,7 @@ class ProgressReporter:
         if self._last_eval is not None:
             parts.append(f"eval {self._last_eval:.1f}")
         if self.num_runs > 1:
-            parts.append(f"{self.num_runs} seeds")
+            parts.append(f"{self.num_runs} {'runs' if self.count_all_runs else 'seeds'}")
         div = merged.get("diverged")
         if div is not None and div.size and np.any(div > 0):
             self.diverged = sorted(set(self.diverged) | set(np.flatnonzero(div > 0).tolist()))

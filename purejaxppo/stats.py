@@ -300,8 +300,9 @@ def plot_curves(
 ) -> pathlib.Path:
     """Plot one line per run (aggregate over seeds) with its bootstrap CI band.
 
-    curves: {run name: `[num_seeds, T]` learning curves}; every run shares `steps`.
-    steps:  `[T]` environment steps for the x-axis.
+    curves: {run name: `[num_seeds, T]` learning curves}.
+    steps:  `[T]` environment steps for the x-axis, shared by every run, or {run name: `[T_run]` steps}
+            (runs logged at different env steps, e.g. of different batch sizes).
     path:   PNG file to write (parent directories are created).
     metric, reps, confidence, seed: passed to `curve_ci`.
 
@@ -312,10 +313,14 @@ def plot_curves(
     _check_confidence(confidence)
     if not isinstance(curves, Mapping) or len(curves) == 0:
         raise ValueError("`curves` must be a non-empty mapping of run name -> [num_seeds, T] array")
-    x = _as_array(steps, "steps", ndims=(1,))
-    bands = {}
+    per_run = isinstance(steps, Mapping)
+    if per_run and set(steps) != set(curves):
+        raise ValueError("`steps` given per run must have exactly the keys of `curves`")
+    shared = None if per_run else _as_array(steps, "steps", ndims=(1,))
+    xs, bands = {}, {}
     for name, c in curves.items():
         arr = _as_array(c, f"curves[{name!r}]", ndims=(2,))
+        x = xs[name] = _as_array(steps[name], f"steps[{name!r}]", ndims=(1,)) if per_run else shared
         if arr.shape[1] != x.shape[0]:
             raise ValueError(
                 f"`curves[{name!r}]` has T={arr.shape[1]} steps but `steps` has {x.shape[0]}"
@@ -334,8 +339,8 @@ def plot_curves(
         cmap = matplotlib.colormaps["tab20"]
         ax.set_prop_cycle(color=[cmap(i % 20) for i in range(len(bands))])
     for name, (n_seeds, point, low, high) in bands.items():
-        (line,) = ax.plot(x, point, label=f"{name} (n={n_seeds})")
-        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        (line,) = ax.plot(xs[name], point, label=f"{name} (n={n_seeds})")
+        ax.fill_between(xs[name], low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("env steps")
     ax.set_ylabel(f"{ylabel} ({metric}, {confidence:.0%} CI)")
     if title is not None:

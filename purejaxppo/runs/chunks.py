@@ -20,7 +20,7 @@ AXIS = "local_seeds"  # the vmap over seeds (on a mesh: over one device's seeds;
 
 
 def make_chunk_fn(train: Callable, chunk_len: int, reporter: Callable | None, log_every: int,
-                  mesh=None) -> Callable:
+                  mesh=None, per_run_hp: bool = False) -> Callable:
     """`chunk(states[S], hp, n, stop_on_diverge) -> (states, metrics[S, chunk_len])`, jitted, vmapped over seeds.
 
     Runs `n <= chunk_len` updates (n is traced; the remaining iterations are
@@ -35,6 +35,9 @@ def make_chunk_fn(train: Callable, chunk_len: int, reporter: Callable | None, lo
     every device of it (purejaxppo.runs.mesh.chunk_on_mesh): states are the
     mesh layout `[S, D, ...]`, `train` is the per-device Train, and the
     divergence stop and the progress report span the mesh's seed axis too.
+
+    per_run_hp: `hp` holds one value per run (`[S]` fields, a sweep group:
+    purejaxppo.runs.axis), vmapped with the states; else one `HParams` for all.
     """
     config = train.config
     update = train.update
@@ -60,8 +63,8 @@ def make_chunk_fn(train: Callable, chunk_len: int, reporter: Callable | None, lo
     if mesh is not None:
         from purejaxppo.runs.mesh import chunk_on_mesh
 
-        return chunk_on_mesh(chunk, mesh, AXIS)
-    return jax.jit(jax.vmap(chunk, in_axes=(0, None, None, None), axis_name=AXIS))
+        return chunk_on_mesh(chunk, mesh, AXIS, per_run_hp)
+    return jax.jit(jax.vmap(chunk, in_axes=(0, 0 if per_run_hp else None, None, None), axis_name=AXIS))
 
 
 def _strong(state):
@@ -89,10 +92,11 @@ _COMPILED: dict = {}
 _COMPILED_MAX = 8
 
 
-def jitted_init(train: Callable, num_seeds: int) -> Callable:
-    """`init(keys[S], hp) -> states[S]`, jitted and vmapped over seeds; one per (config, num_seeds) per process."""
-    init_key = ("init", train.config, num_seeds)
-    init_fn = _COMPILED.get(init_key) or jax.jit(jax.vmap(train.init, in_axes=(0, None)))
+def jitted_init(train: Callable, num_seeds: int, per_run_hp: bool = False) -> Callable:
+    """`init(keys[S], hp) -> states[S]`, jitted and vmapped over seeds (and over `hp` with `per_run_hp`);
+    one per (config, num_seeds, per_run_hp) per process."""
+    init_key = ("init", train.config, num_seeds, per_run_hp)
+    init_fn = _COMPILED.get(init_key) or jax.jit(jax.vmap(train.init, in_axes=(0, 0 if per_run_hp else None)))
     _COMPILED[init_key] = init_fn
     return init_fn
 
@@ -100,14 +104,18 @@ def jitted_init(train: Callable, num_seeds: int) -> Callable:
 def compiled_chunk(train: Callable, chunk_len: int, num_seeds: int, use_progress: bool, state, hp, mesh=None) -> tuple:
     """(compiled chunk program, its `_Relay` or None): from this process's cache, else lowered for `state` and
     compiled. The progress callback is compiled in iff `use_progress`; point the relay's `target` at a reporter.
-    With `mesh`, `train` is the per-device Train and `state` the global mesh-layout state."""
+    With `mesh`, `train` is the per-device Train and `state` the global mesh-layout state. `hp` with `[S]` fields
+    (one value per run, purejaxppo.runs.axis) compiles the per-run variant."""
+    from purejaxppo.runs.axis import is_batched
+
     config = train.config
-    cache_key = (config, chunk_len, num_seeds, use_progress, None if mesh is None else tuple(mesh.shape.items()),
+    per_run_hp = is_batched(hp)
+    cache_key = (config, chunk_len, num_seeds, use_progress, per_run_hp, None if mesh is None else tuple(mesh.shape.items()),
                  None if mesh is None else tuple(d.id for d in mesh.devices.flat))
     entry = _COMPILED.pop(cache_key, None)
     if entry is None:
         relay = _Relay() if use_progress else None
-        chunk_fn = make_chunk_fn(train, chunk_len, relay, config.log_every, mesh)
+        chunk_fn = make_chunk_fn(train, chunk_len, relay, config.log_every, mesh, per_run_hp)
         n, stop = jnp.int32(chunk_len), jnp.asarray(True)
         if mesh is not None:  # every input a global array, so the program runs across processes
             from purejaxppo.runs.mesh import replicated

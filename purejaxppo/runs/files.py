@@ -56,12 +56,15 @@ def _save_info(path: Path, info: dict, log) -> None:
         log(f"warning: could not update {path} ({e.strerror or e})")
 
 
-def _checkpoint_meta(config: PPOConfig, done: int, num_seeds: int, seed: int, chunk_len: int) -> dict:
-    return {
+def _checkpoint_meta(config: PPOConfig, done: int, num_seeds: int, seed: int, chunk_len: int, runs=None) -> dict:
+    meta = {
         "purejaxppo": versions()["purejaxppo"], "config": config.to_dict(), "update": done,
         "num_updates": config.num_updates, "env_steps": done * config.batch_size, "num_seeds": num_seeds,
         "seed": seed, "checkpoint_every": chunk_len, "saved": _now(),
     }
+    if runs is not None:  # a sweep group's runs (purejaxppo.runs.axis.RunAxis)
+        meta["runs"] = runs.to_json()
+    return meta
 
 
 def config_diff(old: PPOConfig, new: PPOConfig) -> dict[str, tuple[Any, Any]]:

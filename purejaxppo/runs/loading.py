@@ -181,17 +181,20 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
 
 
 def learning_curves(run_dir: str | os.PathLike, metric: str = "episode_return") -> tuple[np.ndarray, np.ndarray]:
-    """(env_steps [T], values [num_seeds, T]) of one metric from metrics.jsonl (updates where every seed has a value)."""
+    """(env_steps [T], values [num_seeds, T]) of one metric from metrics.jsonl (updates where every seed has a value).
+
+    Rows of a sweep group are keyed by their "run" (index in the state) instead of their seed."""
     rows = read_metrics(run_dir)
     if not rows:
         raise RunError(f"{run_dir}/{METRICS_FILE} is empty")
     if metric not in rows[0]:
-        known = [k for k in rows[0] if k not in ("update", "env_steps", "seed")]
+        known = [k for k in rows[0] if k not in ("update", "env_steps", "seed", "run", "setting")]
         raise RunError(f"metric {metric!r} is not in {run_dir}/{METRICS_FILE}; it has: {', '.join(known)}")
-    seeds = sorted({r["seed"] for r in rows})
+    key = "run" if "run" in rows[0] else "seed"
+    seeds = sorted({r[key] for r in rows})
     by_step: dict[int, dict[int, float]] = {}
     for r in rows:
-        by_step.setdefault(r["env_steps"], {})[r["seed"]] = r.get(metric)
+        by_step.setdefault(r["env_steps"], {})[r[key]] = r.get(metric)
     steps = [s for s in sorted(by_step) if all(by_step[s].get(k) is not None for k in seeds)]
     if not steps:
         raise RunError(f"metric {metric!r} has no value for all seeds at any logged update in {run_dir}")

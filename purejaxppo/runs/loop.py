@@ -54,7 +54,8 @@ from purejaxppo.runs.folder import (
     remove_stale_temp_files,
 )
 from purejaxppo.parallel import gather
-from purejaxppo.runs.mesh import Peers, follow_run, place_run, replicated, resolve_mesh_shape, to_canonical
+from purejaxppo.runs.axis import RunAxis
+from purejaxppo.runs.mesh import Peers, follow_run, place_hparams, place_run, replicated, resolve_mesh_shape, to_canonical
 from purejaxppo.runs.writers import JsonlWriter, TensorBoardWriter, WandbWriter, _rows
 
 ON_DIVERGE = ("stop", "continue")
@@ -108,19 +109,26 @@ class _Start:
     seed: int
     checkpoint_every: int
     run_info: dict
+    runs: RunAxis | None = None  # a sweep group's runs (num_seeds is then runs.num_runs)
+    hp: Any = None  # the traced hyperparameters: the config's, or `[S]` fields from `runs`
 
 
-def _new_start(train, num_seeds, seed, checkpoint_every, run_dir, overwrite, log) -> _Start:
+def _hparams(config: PPOConfig, runs: RunAxis | None):
+    return config.hparams() if runs is None else runs.hp()
+
+
+def _new_start(train, num_seeds, seed, checkpoint_every, run_dir, overwrite, log, runs=None) -> _Start:
     config = train.config
     if not is_empty_but_lock(run_dir):
         if not overwrite:
             raise _exists_error(run_dir)
         removed = remove_owned(run_dir)
         log(f"--overwrite: removed the previous run's files in {run_dir}: {', '.join(removed) or 'none'}")
-    keys = jax.random.split(jax.random.key(seed), num_seeds)
-    state = _strong(jitted_init(train, num_seeds)(keys, config.hparams()))
+    keys = jax.random.split(jax.random.key(seed), num_seeds) if runs is None else runs.keys(seed)
+    hp = _hparams(config, runs)
+    state = _strong(jitted_init(train, num_seeds, runs is not None)(keys, hp))
     every = checkpoint_every or default_checkpoint_every(config.num_updates)
-    return _Start(config, train, state, 0, num_seeds, seed, every, {})
+    return _Start(config, train, state, 0, num_seeds, seed, every, {}, runs, hp)
 
 
 def _resume_start(config, overrides, num_seeds, checkpoint_every, run_dir, resume, explicit_config, log) -> tuple[_Start, Path]:
@@ -139,6 +147,7 @@ def _resume_start(config, overrides, num_seeds, checkpoint_every, run_dir, resum
         saved = PPOConfig.from_dict(meta["config"], source=f"checkpoint {ck_path}")
         saved_seeds, seed = int(meta["num_seeds"]), int(meta["seed"])
         start = int(meta["update"])
+        runs = RunAxis.from_json(meta.get("runs"), source=f"checkpoint {ck_path}")
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"checkpoint {ck_path} has incomplete metadata (missing {e})") from None
     if num_seeds is not None and num_seeds != saved_seeds:
@@ -158,7 +167,8 @@ def _resume_start(config, overrides, num_seeds, checkpoint_every, run_dir, resum
         log(f"warning: resuming with changed fields {_describe_diff(behavioural)}; "
             "the result will differ from an uninterrupted run")
     every = checkpoint_every or int(meta.get("checkpoint_every") or default_checkpoint_every(config.num_updates))
-    return _Start(config, train, state, start, saved_seeds, seed, every, read_run_info(run_dir, log)), ck_path
+    return _Start(config, train, state, start, saved_seeds, seed, every, read_run_info(run_dir, log), runs,
+                  _hparams(config, runs)), ck_path
 
 
 # ------------------------------------------------------------------------ train_run
@@ -212,6 +222,8 @@ def train_run(
     progress_file=None,
     runs_root: str | os.PathLike = "runs",
     mesh: dict | str | None = None,
+    runs: RunAxis | None = None,
+    reporter: ProgressReporter | None = None,
 ) -> RunResult | None:
     """Train into a run folder (new, or continued with `resume`).
 
@@ -237,6 +249,11 @@ def train_run(
       jax.distributed (purejaxppo.distributed) every process calls train_run: process 0 (the leader) does
       everything described here; the others return None after taking part in every chunk
       (purejaxppo.runs.mesh). Checkpoints are the single-device layout: resume on any topology.
+    runs: a sweep group (purejaxppo.runs.axis.RunAxis): the state's runs are `runs.num_runs` settings x seeds,
+      each with its own key and traced hyperparameters; `num_seeds` must be None. Saved in the checkpoints,
+      so a resume takes it from there. Used by purejaxppo.sweep.
+    reporter: a ProgressReporter made by the caller (a sweep's one bar over all its programs): this run
+      points it at itself with `stage` and leaves it open.
     """
     from purejaxppo.cpu import configure as configure_cpu
 
@@ -250,7 +267,7 @@ def train_run(
     try:
         return _train_run(config, out_dir, overrides, num_seeds, seed, checkpoint_every, resume, overwrite, progress,
                           stop_after, on_diverge, tensorboard, wandb_project, command, log, progress_file, runs_root,
-                          mesh, peers)
+                          mesh, peers, runs, reporter)
     except KeyboardInterrupt:  # every process got the interrupt (the launcher passes it on)
         raise
     except BaseException:
@@ -259,7 +276,8 @@ def train_run(
 
 
 def _train_run(config, out_dir, overrides, num_seeds, seed, checkpoint_every, resume, overwrite, progress, stop_after,
-               on_diverge, tensorboard, wandb_project, command, log, progress_file, runs_root, mesh, peers):
+               on_diverge, tensorboard, wandb_project, command, log, progress_file, runs_root, mesh, peers, runs,
+               reporter):
     from purejaxppo.parallel import parse_mesh
 
     if isinstance(mesh, str):
@@ -293,6 +311,10 @@ def _train_run(config, out_dir, overrides, num_seeds, seed, checkpoint_every, re
         from purejaxppo.train import make_train
 
         config = (config or PPOConfig()).replace(**overrides)
+        if runs is not None:
+            if num_seeds is not None:
+                raise RunError("train_run: pass either num_seeds or runs (a sweep group's runs), not both")
+            num_seeds = runs.num_runs
         num_seeds = 1 if num_seeds is None else num_seeds
         new_train = make_train(config)
         check_run_fits(new_train, num_seeds)
@@ -316,7 +338,7 @@ def _train_run(config, out_dir, overrides, num_seeds, seed, checkpoint_every, re
     try:
         return _train_locked(config if resume else new_train, run_dir, overrides, num_seeds, seed, checkpoint_every, resume, overwrite,
                              progress, stop_after, on_diverge, tensorboard, wandb_project, command, log,
-                             progress_file, t_start, mesh, peers)
+                             progress_file, t_start, mesh, peers, runs, reporter)
     except BaseException:
         if claimed and is_empty_but_lock(run_dir):  # nothing was written: leave no empty folder behind
             (run_dir / ".lock").unlink(missing_ok=True)
@@ -328,13 +350,13 @@ def _train_run(config, out_dir, overrides, num_seeds, seed, checkpoint_every, re
 
 def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoint_every, resume, overwrite, progress,
                   stop_after, on_diverge, tensorboard, wandb_project, command, log, progress_file, t_start,
-                  mesh_request, peers) -> RunResult:
+                  mesh_request, peers, runs, external_reporter) -> RunResult:
     manager = CheckpointManager(run_dir / CHECKPOINT_DIR)
     if resume:
         st, ck_path = _resume_start(config_or_train, overrides, num_seeds, checkpoint_every, run_dir, resume,
                                     explicit_config=config_or_train is not None, log=log)
     else:
-        st = _new_start(config_or_train, num_seeds, seed, checkpoint_every, run_dir, overwrite, log)
+        st = _new_start(config_or_train, num_seeds, seed, checkpoint_every, run_dir, overwrite, log, runs)
     config, start, num_seeds = st.config, st.start, st.num_seeds
     num_updates, log_every = config.num_updates, config.log_every
     target = num_updates if stop_after is None else min(num_updates, stop_after)
@@ -351,18 +373,19 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
 
     chunk_len = max(1, min(st.checkpoint_every, num_updates))
     session = _open_session(st, run_dir, chunk_len, command, mesh_shape)
-    hp = config.hparams()
+    hp = st.hp
     writers = _open_writers(run_dir, config, tensorboard, wandb_project, bool(resume))
 
     use_progress = progress != "off" and log_every > 0
     header = dict(config=config.to_dict(), num_seeds=num_seeds, seed=st.seed, chunk_len=chunk_len,
-                  use_progress=use_progress, stop_on_diverge=on_diverge == "stop", mesh=mesh_shape)
+                  use_progress=use_progress, stop_on_diverge=on_diverge == "stop", mesh=mesh_shape,
+                  runs=None if st.runs is None else st.runs.to_json())
     peers.send_header(header, st.state)
     train, state, mesh = st.train, st.state, None
     stop_flag = jnp.asarray(on_diverge == "stop")
     if mesh_shape is not None:  # the same chunk on every device of the mesh (purejaxppo.runs.mesh)
         train, mesh, state = place_run(st.train, header, st.state)
-        hp, stop_flag = replicated(mesh, (hp, np.asarray(on_diverge == "stop")))
+        hp, stop_flag = place_hparams(mesh, hp), replicated(mesh, np.asarray(on_diverge == "stop"))
     t_compile = time.perf_counter()
     compiled, relay = compiled_chunk(train, chunk_len, num_seeds, use_progress, state, hp, mesh)
     compile_s = time.perf_counter() - t_compile
@@ -371,8 +394,13 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
     log(f"compiled one chunk of {chunk_len} updates x {num_seeds} seed(s){where} in {compile_s:.1f}s")
 
     # The bar starts after compiling, so its clock and steps/s cover training only.
-    reporter = ProgressReporter(num_updates, config.batch_size, num_seeds, initial_update=start, style=progress,
-                                desc=config.env, file=progress_file) if use_progress else None
+    reporter = None
+    if use_progress and external_reporter is not None:
+        reporter = external_reporter
+        reporter.stage(num_updates, config.batch_size, num_seeds, initial_update=start)
+    elif use_progress:
+        reporter = ProgressReporter(num_updates, config.batch_size, num_seeds, initial_update=start, style=progress,
+                                    desc=config.env, file=progress_file)
     if relay is not None:
         relay.target = reporter
     say = reporter.write if reporter is not None else log
@@ -415,7 +443,7 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
         raise
     finally:
         interrupt.restore()
-        _close(relay, reporter, writers, log)
+        _close(relay, reporter if reporter is not external_reporter else None, writers, log)
         wall = time.perf_counter() - t_start
         sps = (run.done - start) * config.batch_size * num_seeds / run.run_s if run.run_s > 0 else 0.0
         session.update(ended=_now(), end_update=run.done, status=status, wall_time_s=round(wall, 3),
@@ -496,13 +524,15 @@ def _save_chunk(run: _Progress, metrics: dict, ran: int, writers: list, manager:
     """The chunk's metric rows to every writer, then the checkpoint that covers them; returns its path.
     A failed write is a RunWriteError that says what is intact."""
     config = st.config
-    rows = _rows(metrics, run.done, ran, config.log_every, config.num_updates, config.batch_size, run.prev_diverged)
+    rows = _rows(metrics, run.done, ran, config.log_every, config.num_updates, config.batch_size, run.prev_diverged,
+                 None if st.runs is None else st.runs.labels)
     run.prev_diverged = np.asarray(run.host.diverged)
     try:
         for w in writers:
             w.write(rows)
         run.done += ran
-        return manager.save(run.host, _checkpoint_meta(config, run.done, st.num_seeds, st.seed, chunk_len), run.done)
+        return manager.save(run.host, _checkpoint_meta(config, run.done, st.num_seeds, st.seed, chunk_len, st.runs),
+                            run.done)
     except OSError as e:
         raise _write_error(e, run_dir, manager) from None
 

@@ -81,12 +81,21 @@ def to_canonical(state):
     return _split_env_leaves(gather(state), env_leaf, lambda x: x[:, 0])
 
 
-def chunk_on_mesh(chunk: Callable, mesh: Mesh, axis_name: str = LOCAL_SEEDS) -> Callable:
+def chunk_on_mesh(chunk: Callable, mesh: Mesh, axis_name: str = LOCAL_SEEDS, per_run_hp: bool = False) -> Callable:
     """`chunk(state, hp, n, stop)` of one seed -> the jitted program over the mesh's global state `[S, D, ...]`:
-    each device vmaps it (as `axis_name`) over its own seeds."""
-    fn = lambda state, hp, n, stop: tuple(jax.vmap(chunk, in_axes=(0, None, None, None),  # noqa: E731
+    each device vmaps it (as `axis_name`) over its own seeds. `per_run_hp`: `hp` has `[S]` fields sharded over
+    the seed axis like the runs (a sweep group), else it is replicated."""
+    fn = lambda state, hp, n, stop: tuple(jax.vmap(chunk, in_axes=(0, 0 if per_run_hp else None, None, None),  # noqa: E731
                                                    axis_name=axis_name)(state, hp, n, stop))
-    return jax.jit(shard(fn, mesh, ("state", "rep", "rep", "rep"), ("state", "seed")))
+    return jax.jit(shard(fn, mesh, ("state", "seed" if per_run_hp else "rep", "rep", "rep"), ("state", "seed")))
+
+
+def place_hparams(mesh: Mesh, hp):
+    """The run's hyperparameters as global arrays: `[S]` fields (one per run) sharded over the seed axis,
+    scalars replicated."""
+    from purejaxppo.runs.axis import is_batched
+
+    return global_array(mesh, "seed" if is_batched(hp) else "rep", hp)
 
 
 # ------------------------------------------------------------------ leader -> followers
@@ -219,9 +228,12 @@ def follow_run() -> int:
         return 1 if header.get("abort") else 0
     config = PPOConfig.from_dict(header["config"], source="the leader process")
     train = make_train(config)
+    from purejaxppo.runs.axis import RunAxis
+
     state = broadcast_state(None, _state_template(train, header["num_seeds"], header["seed"]))
     per_device, mesh, state = place_run(train, header, state)
-    hp = replicated(mesh, config.hparams())
+    runs = RunAxis.from_json(header.get("runs"), source="the leader process")
+    hp = place_hparams(mesh, config.hparams() if runs is None else runs.hp())
     stop = replicated(mesh, np.asarray(header["stop_on_diverge"]))
     compiled, _ = compiled_chunk(per_device, header["chunk_len"], header["num_seeds"], header["use_progress"],
                                  state, hp, mesh)

@@ -25,10 +25,11 @@ def _json_value(x) -> float | None:
 
 
 def _rows(metrics: dict, done: int, n: int, log_every: int, num_updates: int, batch_size: int,
-          prev_diverged: np.ndarray | None = None) -> list[dict]:
+          prev_diverged: np.ndarray | None = None, labels=None) -> list[dict]:
     """metrics.jsonl rows of a chunk of `n` updates after update `done`: every log_every-th update, the
     last one, and the update at which a seed diverged (first non-finite update; `prev_diverged` [S] are
-    the flags before the chunk)."""
+    the flags before the chunk). `labels` ([S] dicts, a sweep group's runs): each row gets "run" (the index
+    in the state) and its run's labels (e.g. "setting" and "seed" within the setting)."""
     from purejaxppo.train import METRIC_NAMES
 
     names = [k for k in METRIC_NAMES if k in metrics] + sorted(k for k in metrics if k not in METRIC_NAMES)
@@ -44,6 +45,8 @@ def _rows(metrics: dict, done: int, n: int, log_every: int, num_updates: int, ba
         j = u - done - 1
         for s in range(num_seeds):
             row = {"update": u, "env_steps": u * batch_size, "seed": s}
+            if labels is not None:
+                row = {"update": u, "env_steps": u * batch_size, "run": s, **labels[s]}
             row.update({k: _json_value(arrays[k][s, j]) for k in names})
             rows.append(row)
     return rows
