@@ -46,7 +46,9 @@ def _rows(metrics: dict, done: int, n: int, log_every: int, num_updates: int, ba
         for s in range(num_seeds):
             row = {"update": u, "env_steps": u * batch_size, "seed": s}
             if labels is not None:
-                row = {"update": u, "env_steps": u * batch_size, "run": s, **labels[s]}
+                # one key order however the labels were stored (a resumed run reads them back from JSON)
+                ordered = sorted(labels[s].items(), key=lambda kv: (kv[0] != "setting", kv[0]))
+                row = {"update": u, "env_steps": u * batch_size, "run": s, **dict(ordered)}
             row.update({k: _json_value(arrays[k][s, j]) for k in names})
             rows.append(row)
     return rows

@@ -46,8 +46,9 @@ same `seed` for every call).
 
 Ranking and flags (for the chosen `score`):
 
-* Comparison settings are ranked by the IQM point estimate, highest first (ties
-  keep the order of first appearance); rank 1 is the best. A comparison setting
+* Comparison settings are ranked by the IQM point estimate, highest first; ties
+  (e.g. every setting at an env's maximum return) are broken by the other score's
+  IQM, then by order of first appearance; rank 1 is the best. A comparison setting
   with no usable run (for K > 1: no usable run on some env) is unranked and listed
   last.
 * **P(#1 > this)**: `stats.probability_of_improvement(best, this)` on the `[n]`
@@ -101,7 +102,8 @@ DEFINITIONS = {
                   "purejaxppo.stats.bootstrap_ci",
     "matrix": "K > 1: when envs have different numbers of usable runs, every env keeps its first n_min usable runs "
               "(by seed index), n_min the smallest count",
-    "rank": "by the IQM point estimate of the chosen score, highest first; settings with no usable run are unranked",
+    "rank": "by the IQM point estimate of the chosen score, highest first (ties broken by the other score's IQM); "
+            "settings with no usable run are unranked",
     "prob_improvement_of_best": "P(#1 > this) (ties 1/2) with bootstrap CI, purejaxppo.stats.probability_of_improvement",
     "overlap": "CIs [l1, h1] and [l2, h2] overlap when l1 <= h2 and l2 <= h1 (IQM CI of the chosen score)",
     "not_distinguishable_from_best": "the IQM CI overlaps the best's (false for the best, null if unranked)",
@@ -450,9 +452,11 @@ def compute_report(
         entries.append(entry)
         matrices.append(mat)
 
-    # Ranking.
+    # Ranking: by the chosen score's IQM; ties (e.g. every setting at an env's maximum return) by the other score's.
+    other = "auc" if score == "final" else "final"
     ranked = sorted((i for i, e in enumerate(entries) if e["scores"] is not None),
-                    key=lambda i: (-entries[i]["scores"][score]["iqm"][0], entries[i]["_order"]))
+                    key=lambda i: (-entries[i]["scores"][score]["iqm"][0], -entries[i]["scores"][other]["iqm"][0],
+                                   entries[i]["_order"]))
     unranked = [i for i, e in enumerate(entries) if e["scores"] is None]
     for rank, i in enumerate(ranked, start=1):
         entries[i]["rank"] = rank
@@ -543,7 +547,7 @@ def _markdown(report: dict, title: str, images: list[str], plot_note: str | None
     else:
         para = f"This sweep compared {report['num_settings']} settings on {env_txt}, {seeds}. "
     para += (f"Varied: {varied_txt}." if varied_txt else "No field other than env was varied.")
-    para += (f" Settings are ranked by the IQM of the **{score}** score"
+    para += (f" Settings are ranked by the IQM of the **{score}** score (ties broken by the other score's IQM)"
              + (", normalized per env and aggregated over envs" if k > 1 else "")
              + f"; intervals are {pct} percentile-bootstrap CIs over seeds ({report['reps']} resamples"
              + (", stratified per env" if k > 1 else "") + ").")

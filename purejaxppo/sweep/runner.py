@@ -95,6 +95,8 @@ def _remove_owned(sweep_dir: Path) -> list[str]:
                 if g.is_dir() and g.name.startswith("g"):
                     remove_owned(g)
                     (g / ".lock").unlink(missing_ok=True)
+                    if (g / "checkpoints").is_dir():
+                        (g / "checkpoints").rmdir()
                     g.rmdir()  # fails (OSError) if a user put other files there: nothing of theirs is lost
             p.rmdir()
         else:
