@@ -13,6 +13,7 @@ Run folder::
       config.yaml        the resolved PPOConfig
       run.json           versions, device, seeds, chunking, compile/wall time, status, sessions
       metrics.jsonl      {"update", "env_steps", "seed", <every metric>} per logged update per seed
+                         (a sweep program's: {"update", "env_steps", "run", "setting", "seed", ...} per run)
       checkpoints/ckpt-00000098.msgpack   the newest two full-state checkpoints
       .lock              held (flock) while a process trains into the folder
 
@@ -24,6 +25,7 @@ Which file holds what:
 * What a run writes: `writers.py` (metrics.jsonl rows, TensorBoard, W&B), `files.py` (run.json,
   checkpoint metadata, config.yaml checks, write errors), `folder.py` (the folder itself: unique
   names, the lock, owned files, old-checkpoint heads).
+* `axis.py`: `RunAxis`, a program's runs when they are settings x seeds (purejaxppo.sweep).
 * `loading.py`: reading a run back (`load_run`, `load_policy`, `read_metrics`, `learning_curves`).
 """
 
