@@ -17,16 +17,13 @@ def load_setting_runs(sweep_dir: str | os.PathLike, metric: str = "episode_retur
     Each setting's `returns[s, t]` is `metric` of its seed s at the t-th logged update; `diverged[s]` is true
     when the run's "diverged" flag was ever on.
     """
-    import yaml
-
     from purejaxppo.runs.loading import read_metrics
     from purejaxppo.sweep.report import SettingRuns
-    from purejaxppo.sweep.runner import GROUPS_DIR, SPEC_FILE, group_state, read_spec
+    from purejaxppo.sweep.runner import GROUPS_DIR, SPEC_FILE, group_state, read_saved
     from purejaxppo.sweep.spec import plan_sweep
 
     sweep_dir = Path(sweep_dir)
-    spec = read_spec(sweep_dir)
-    saved = yaml.safe_load((sweep_dir / SPEC_FILE).read_text())
+    spec, saved = read_saved(sweep_dir)
     plan = plan_sweep(spec, check_memory=False)
     out = []
     for g in plan.groups:

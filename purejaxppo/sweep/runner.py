@@ -24,8 +24,9 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
+from purejaxppo.runs.files import _now, _save_info, _write_json
 from purejaxppo.runs.folder import RunError, RunLock, claim_new_run_dir, is_empty_but_lock
 from purejaxppo.sweep.spec import SweepPlan, SweepSpec, plan_sweep
 
@@ -52,27 +53,20 @@ class SweepInterrupted(KeyboardInterrupt):
         self.sweep_dir, self.group_dir, self.checkpoint = sweep_dir, group_dir, checkpoint
 
 
-def _now() -> str:
-    from purejaxppo.runs.files import _now as now
-
-    return now()
-
-
-def _write_json(path: Path, data: dict) -> None:
-    from purejaxppo.checkpoint import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
-
-
-def read_spec(sweep_dir: str | os.PathLike) -> SweepSpec:
-    """The spec saved in a sweep folder."""
+def read_saved(sweep_dir: str | os.PathLike) -> tuple[SweepSpec, dict]:
+    """(the spec, the whole sweep.yaml: spec, settings, groups) saved in a sweep folder."""
     import yaml
 
     path = Path(sweep_dir) / SPEC_FILE
     if not path.is_file():
         raise RunError(f"{sweep_dir} is not a sweep folder: it has no {SPEC_FILE} (start one with purejaxppo sweep)")
     data = yaml.safe_load(path.read_text())
-    return SweepSpec.from_dict(data["spec"], source=str(path))
+    return SweepSpec.from_dict(data["spec"], source=str(path)), data
+
+
+def read_spec(sweep_dir: str | os.PathLike) -> SweepSpec:
+    """The spec saved in a sweep folder."""
+    return read_saved(sweep_dir)[0]
 
 
 def _owned(sweep_dir: Path) -> list[Path]:
@@ -290,10 +284,7 @@ def _run_groups(plan, sweep_dir, resume, checkpoint_every, stop_after, progress,
         session.update(ended=_now(), status=status, wall_time_s=round(result.wall_s, 3),
                        compile_time_s=round(result.compile_s, 3))
         info["status"] = status
-        try:
-            _write_json(sweep_dir / RUN_FILE, info)
-        except OSError as e:
-            log(f"warning: could not update {sweep_dir / RUN_FILE} ({e.strerror or e})")
+        _save_info(sweep_dir / RUN_FILE, info, log)
     result.status = status
     if status == "finished" and report:
         from purejaxppo.sweep.report_io import make_report
