@@ -3,6 +3,7 @@
     python benchmarks/returns.py --envs cartpole acrobot pendulum          # full budgets, 16 seeds
     python benchmarks/returns.py --quick                                   # CPU: 8 seeds, classic control
     python benchmarks/returns.py --envs breakout_minatar --total-timesteps 2000000 --seeds 4
+    python benchmarks/returns.py --from-run runs/breakout                 # a finished `purejaxppo train` run folder
 
 Each name is a YAML in configs/ (without .yaml). For each it trains `--seeds`
 seeds in one jit(vmap(train)), scores each run by its mean episode return over
@@ -100,20 +101,63 @@ def run(name: str, seeds: int, total_timesteps: int | None, overrides: dict | No
     return cfg.env, row
 
 
-def write_table(path: pathlib.Path, rows: dict[str, str], command: str) -> None:
-    old = {}
+def from_run(run_dir: str, note: str | None = None):
+    """A row from a finished `purejaxppo train` run folder (e.g. one trained with --processes 2), its curve PNG,
+    and the run's exact command."""
+    import json
+
+    from purejaxppo.runs.loading import learning_curves
+
+    info = json.loads((pathlib.Path(run_dir) / "run.json").read_text())
+    cfg = PPOConfig.from_yaml(pathlib.Path(run_dir) / "config.yaml")
+    steps, curves = learning_curves(run_dir)
+    if info.get("status") != "finished" or len(steps) != cfg.num_updates:
+        raise SystemExit(f"{run_dir}: not a finished run with every update logged (status {info.get('status')!r}, "
+                         f"{len(steps)} of {cfg.num_updates} updates in metrics.jsonl; train with --log-every 1)")
+    sessions = info["sessions"]
+    wall = sum(s.get("wall_time_s", 0.0) for s in sessions)
+    command = " ".join(a for a in sessions[0]["command"] if a != "--distributed")
+    if info.get("processes"):
+        command = command.replace("purejaxppo train", f"purejaxppo train --processes {info['processes']}", 1)
+    dev = info["device"]
+    hardware = (f"{dev['backend']} ({dev['device_kind']}, {dev['device_count']} device(s)"
+                f"{', %d processes' % info['processes'] if info.get('processes') else ''}), "
+                f"jax {info['versions']['jax']}, {sessions[-1]['ended'][:10]}")
+    seeds = curves.shape[0]
+    png = RESULTS / f"returns_{_file_name(cfg.env)}.png"
+    stats.plot_curves({cfg.env: curves}, steps, png, metric="iqm",
+                      title=f"{cfg.env}: purejaxppo ({seeds} seeds, IQM and 95% CI)")
+    scores = final_scores(curves)
+    pt, lo, hi = stats.bootstrap_ci(scores, metric="iqm", reps=5000, seed=0)
+    budget = f"{cfg.num_updates * cfg.batch_size:,}" + (f" ({note})" if note else "")
+    row = (f"| {cfg.env} | {budget} | {seeds} | {pt:.1f} [{lo:.1f}, {hi:.1f}] | {scores.mean():.1f} | "
+           f"{REFERENCE.get(cfg.env, '—')} | {wall:.0f} | {hardware} |")
+    print(row, flush=True)
+    print(f"  per-seed scores: {np.round(scores, 1).tolist()}", flush=True)
+    return cfg.env, row, command
+
+
+def write_table(path: pathlib.Path, rows: dict[str, str], command: str, commands: dict[str, str] | None = None) -> None:
+    old, old_commands = {}, {}
     if path.exists():
         for line in path.read_text().splitlines():
             m = re.match(r"\| ([^|]+?) \| [0-9,]", line)
             if m:
                 old[m.group(1)] = line
+            m = re.match(r"- `([^`]+)`: `(.+)`$", line)
+            if m:
+                old_commands[m.group(1)] = m.group(2)
     old.update(rows)
+    old_commands.update(commands or {})
     order = list(REFERENCE) + sorted(set(old) - set(REFERENCE))
     lines = ["# purejaxppo returns", "",
              "Score of a run: mean episode return over its last 10% of updates. IQM over seeds with a 95% "
              "percentile-bootstrap CI (`purejaxppo.stats`). Budgets marked (reduced) are below the budget the config "
              "is meant for. Produced by `benchmarks/returns.py`; the last command was:", "", f"    {command}", "",
              *HEADER, *[old[e] for e in order if e in old], "", *NOTES, ""]
+    if old_commands:
+        lines += ["Commands of the rows trained as run folders (`--from-run`):", "",
+                  *[f"- `{e}`: `{old_commands[e]}`" for e in order if e in old_commands], ""]
     lines += [f"![{e}](returns_{_file_name(e)}.png)" for e in order if e in old]
     path.write_text("\n".join(lines) + "\n")
 
@@ -126,8 +170,18 @@ def main():
     p.add_argument("--total-timesteps", type=int, default=None, help="override the budget (row marked reduced)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a config field for a smaller CPU run (row marked reduced, with the overrides)")
+    p.add_argument("--from-run", nargs="+", default=None, metavar="RUN",
+                   help="make the rows from finished `purejaxppo train --log-every 1` run folders instead of training")
+    p.add_argument("--note", default=None, help="with --from-run: a note for the budget column (e.g. 'reduced')")
     p.add_argument("--out", default=str(RESULTS / "returns.md"))
     args = p.parse_args()
+    if args.from_run:
+        rows, commands = {}, {}
+        for run_dir in args.from_run:
+            env, row, command = from_run(run_dir, args.note)
+            rows[env], commands[env] = row, command
+        write_table(pathlib.Path(args.out), rows, "python benchmarks/returns.py " + " ".join(sys.argv[1:]), commands)
+        return
     overrides = parse_sets(args.set)
     seeds = args.seeds or (8 if args.quick else 16)
     RESULTS.mkdir(parents=True, exist_ok=True)

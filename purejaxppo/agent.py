@@ -34,6 +34,14 @@ carry is replaced by the initial carry before the first observation of the
 new episode is seen. The carry that saw an episode's last observation is kept
 for the time-limit bootstrap (purejaxppo.train.advantages).
 
+Action masks: when the observation is a dict with the key "action_mask"
+(purejaxppo.spaces.ACTION_MASK_KEY; bool `[B, A]`, True = legal), both agents
+restrict the network's distribution to the legal actions
+(`apply_action_mask`: `dist.masked(mask)`, which Categorical and
+MultiCategorical implement) in `step` and in `sequence`, so sampling,
+log-probs, entropy and KL during the rollout and the update all see the same
+masked policy. The network itself also sees the mask as an input feature.
+
 `ActingState(params, obs_norm)` is everything a trained policy needs besides
 its carry: the network parameters and the observation normalizer's frozen
 statistics (None when normalization is off). `make_policy` turns an agent into
@@ -49,6 +57,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from purejaxppo.normalization import normalize_obs
+from purejaxppo.spaces import ACTION_MASK_KEY
 
 
 @runtime_checkable
@@ -62,6 +71,29 @@ class Agent(Protocol):
     def step(self, params: Any, carry: Any, obs: Any, done: jax.Array | None) -> tuple[Any, Any, jax.Array]: ...
 
     def sequence(self, params: Any, carry: Any, obs: Any, done: jax.Array | None) -> tuple[Any, jax.Array]: ...
+
+
+def apply_action_mask(dist: Any, obs: Any) -> Any:
+    """`dist` restricted to the legal actions of `obs["action_mask"]` when the observation carries one, else `dist`.
+
+    The mask's shape must equal the logits' (`[..., num_actions]`, or
+    `[..., sum(nvec)]` for a multi-discrete space); a distribution without a
+    `masked` method (a Gaussian) cannot take one: both are ValueErrors at
+    trace time.
+    """
+    if not (isinstance(obs, dict) and ACTION_MASK_KEY in obs):
+        return dist
+    mask = obs[ACTION_MASK_KEY]
+    masked = getattr(dist, "masked", None)
+    if not callable(masked):
+        raise ValueError(f"the env's observation has an {ACTION_MASK_KEY!r}, but the policy's distribution "
+                         f"{type(dist).__name__} cannot be masked (only Categorical and MultiCategorical can)")
+    logits = getattr(dist, "logits", None)
+    if logits is not None and tuple(mask.shape) != tuple(logits.shape):
+        raise ValueError(f"the env's obs[{ACTION_MASK_KEY!r}] has shape {tuple(mask.shape)} but the policy has "
+                         f"logits of shape {tuple(logits.shape)}: the mask must hold one bool per action "
+                         "(per sub-action choice, concatenated, for a MultiDiscrete space)")
+    return masked(mask)
 
 
 class FeedForwardAgent:
@@ -82,7 +114,7 @@ class FeedForwardAgent:
 
     def step(self, params, carry, obs, done=None):
         dist, value = self.module.apply(params, obs)
-        return carry, dist, value
+        return carry, apply_action_mask(dist, obs), value
 
     def sequence(self, params, carry, obs, done=None):
         leaf = jax.tree.leaves(obs)[0]
@@ -90,7 +122,7 @@ class FeedForwardAgent:
         flat = jax.tree.map(lambda x: x.reshape((t * b,) + x.shape[2:]), obs)
         dist, value = self.module.apply(params, flat)
         unflat = lambda x: x.reshape((t, b) + x.shape[1:])  # noqa: E731
-        return jax.tree.map(unflat, dist), unflat(value)
+        return apply_action_mask(jax.tree.map(unflat, dist), obs), unflat(value)
 
     def __repr__(self) -> str:
         return f"FeedForwardAgent({type(self.module).__name__})"
@@ -117,7 +149,7 @@ class RecurrentAgent:
             carry = reset_carry(self, carry, done)
         carry, y = self.module.apply(params, carry, self.module.apply(params, obs, method="embed"), method="core")
         dist, value = self.module.apply(params, y, method="heads")
-        return carry, dist, value
+        return carry, apply_action_mask(dist, obs), value
 
     def sequence(self, params, carry, obs, done=None):
         leaf = jax.tree.leaves(obs)[0]
@@ -135,7 +167,7 @@ class RecurrentAgent:
 
         _, y = jax.lax.scan(cell_step, carry, (x, first))
         dist, value = self.module.apply(params, jax.tree.map(flat, y), method="heads")
-        return jax.tree.map(unflat, dist), unflat(value)
+        return apply_action_mask(jax.tree.map(unflat, dist), obs), unflat(value)
 
     def __repr__(self) -> str:
         return f"RecurrentAgent({type(self.module).__name__})"

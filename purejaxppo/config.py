@@ -92,7 +92,7 @@ class PPOConfig:
     """
 
     # --- environment and budget (static) ---
-    env: str = _field("CartPole-v1", "gymnax environment id, 'masked/<id>' (velocities masked out: masked/CartPole-v1, masked/Pendulum-v1, ...; for recurrent policies), or 'brax/<name>[@<backend>]' with the .[brax] extra (ignored when an env object is passed to make_train).")
+    env: str = _field("CartPole-v1", "gymnax environment id, 'masked/<id>' (velocities masked out: masked/CartPole-v1, masked/Pendulum-v1, ...; for recurrent policies), 'brax/<name>[@<backend>]' with the .[brax] extra, or another library's env by prefix: 'playground/<name>', 'craftax/<name>', 'jumanji/<name>', 'xminigrid/<name>', 'navix/<name>', each with the extra of that name (README: Environments) (ignored when an env object is passed to make_train).")
     total_timesteps: int = _field(500_000, "Total environment steps over all parallel envs; num_updates = total_timesteps // (num_envs * num_steps).")
     num_envs: int = _field(4, "N: number of parallel environments (actors).")
     num_steps: int = _field(128, "T: steps each env takes per update (rollout length).")

@@ -10,6 +10,9 @@ It is never sampled nor the mode (unless every entry is masked), has log-prob
 `-inf`, and contributes exactly 0 to the entropy and the KL — no NaN from
 `0 * -inf` in any method or gradient (-inf logits are raised to the lowest
 finite float before those products; finite logits are untouched).
+`MultiCategorical` is a product of independent Categoricals (a multi-discrete
+action space), with the same masking rules per sub-action. `masked(mask)`
+returns the distribution with the illegal actions' logits set to `-inf`.
 """
 
 from __future__ import annotations
@@ -102,6 +105,73 @@ class Categorical:
         """Exact KL(self || other), `[...]`; actions masked in self add 0."""
         lp, lq = self._finite_log_probs, other._finite_log_probs
         return jnp.sum(jnp.exp(lp) * (lp - lq), axis=-1)
+
+    def masked(self, mask: jax.Array) -> "Categorical":
+        """This distribution restricted to the legal actions: mask bool `[..., A]` (mask_logits)."""
+        return self.replace(logits=mask_logits(self.logits, mask))
+
+
+def mask_logits(logits: jax.Array, mask: jax.Array) -> jax.Array:
+    """logits `[..., A]` with the entries where `mask` `[..., A]` is False set to -inf.
+
+    A row with no legal action at all keeps its logits (a uniform fallback
+    instead of NaN); envs should never produce one.
+    """
+    mask = jnp.asarray(mask, bool)
+    mask = jnp.logical_or(mask, jnp.logical_not(jnp.any(mask, axis=-1, keepdims=True)))
+    return jnp.where(mask, logits, -jnp.inf)
+
+
+@struct.dataclass
+class MultiCategorical:
+    """K independent Categoricals, one per sub-action of a multi-discrete space.
+
+    logits: `[..., sum(nvec)]`, the sub-actions' logits concatenated; nvec: static
+    tuple of the K sizes. Actions are int32 `[..., K]`; log-prob, entropy and KL
+    are sums over the K sub-actions. A mask `[..., sum(nvec)]` masks each
+    sub-action's choices (a sub-action with none legal falls back to uniform).
+    """
+
+    logits: jax.Array
+    nvec: tuple = struct.field(pytree_node=False, default=())
+
+    def _parts(self) -> list[Categorical]:
+        bounds = np.cumsum((0,) + tuple(self.nvec))
+        return [Categorical(self.logits[..., lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+    def masked(self, mask: jax.Array) -> "MultiCategorical":
+        bounds = np.cumsum((0,) + tuple(self.nvec))
+        parts = [mask_logits(self.logits[..., lo:hi], mask[..., lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        return self.replace(logits=jnp.concatenate(parts, axis=-1))
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """int32 `[..., K]`."""
+        return self.sample_from_noise(self.noise(key, self.noise_shape, self.logits.dtype))
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        return tuple(self.logits.shape)
+
+    noise = staticmethod(Categorical.noise)
+
+    def sample_from_noise(self, noise: jax.Array) -> jax.Array:
+        """Gumbel-max per sub-action; noise standard Gumbel `[..., sum(nvec)]` -> int32 `[..., K]`."""
+        bounds = np.cumsum((0,) + tuple(self.nvec))
+        return jnp.stack([part.sample_from_noise(noise[..., lo:hi])
+                          for part, lo, hi in zip(self._parts(), bounds[:-1], bounds[1:])], axis=-1)
+
+    def mode(self) -> jax.Array:
+        return jnp.stack([part.mode() for part in self._parts()], axis=-1)
+
+    def log_prob(self, action: jax.Array) -> jax.Array:
+        """action: int `[..., K]` -> `[...]`."""
+        return sum(part.log_prob(action[..., k]) for k, part in enumerate(self._parts()))
+
+    def entropy(self) -> jax.Array:
+        return sum(part.entropy() for part in self._parts())
+
+    def kl(self, other: "MultiCategorical") -> jax.Array:
+        return sum(p.kl(q) for p, q in zip(self._parts(), other._parts()))
 
 
 @struct.dataclass

@@ -31,7 +31,15 @@ def make_env(name: str) -> tuple[Any, Any]:
     * `"masked/<id>"` (e.g. `"masked/CartPole-v1"`, `"masked/Pendulum-v1"`): the
       gymnax task with its velocities masked out of the observation, a
       partially observed task for recurrent policies (purejaxppo.wrappers).
+    * `"playground/<name>"`, `"craftax/<name>"`, `"jumanji/<name>"`,
+      `"xminigrid/<name>"`, `"navix/<name>"`: another library's env behind an
+      adapter to this API (purejaxppo.adapters; each library an optional extra
+      of the same name, e.g. `pip install -e '.[craftax]'`).
     """
+    from purejaxppo.adapters import adapter_for, make_adapted_env
+
+    if adapter_for(name) is not None:
+        return make_adapted_env(name)
     if name.startswith("masked/"):
         from purejaxppo.wrappers import make_masked_env
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxppo.config import PPOConfig
-from purejaxppo.distributions import Categorical, DiagGaussian, TanhGaussian
+from purejaxppo.distributions import Categorical, DiagGaussian, MultiCategorical, TanhGaussian
 from purejaxppo.spaces import ActionSpec  # noqa: F401 (re-exported: purejaxppo.networks.ActionSpec)
 
 _ACTIVATIONS: dict[str, Callable] = {
@@ -74,6 +74,28 @@ class ConvTorso(nn.Module):
         return x.reshape(x.shape[0], -1)
 
 
+def is_image_leaf(x) -> bool:
+    """Whether a batched observation leaf `[B, H, W, C]` is an image (what the conv layers take)."""
+    return x.ndim == 4 and x.shape[1] > 1 and x.shape[2] > 1
+
+
+class ObsEncoder(nn.Module):
+    """A pytree of observation leaves `[B, ...]` -> features `[B, F]`: each image leaf `[B, H, W, C]` through its own
+    conv torso (`channels`), every other leaf (vectors, an action mask) flattened; all concatenated in pytree order."""
+
+    channels: Sequence[int] = (16,)
+
+    @nn.compact
+    def __call__(self, obs) -> jax.Array:
+        feats = []
+        for i, leaf in enumerate(jax.tree.leaves(obs)):
+            if is_image_leaf(leaf):
+                feats.append(ConvTorso(self.channels, name=f"conv_{i}")(leaf.astype(jnp.float32)))
+            else:
+                feats.append(leaf.reshape(leaf.shape[0], -1).astype(jnp.float32))
+        return feats[0] if len(feats) == 1 else jnp.concatenate(feats, axis=-1)
+
+
 def _policy_head(mod: nn.Module, head: jax.Array, spec: ActionSpec, batch: int, init_log_std: float, squash: bool):
     """Turn the actor's output `[B, size]` into the action distribution (a compact module's own log_std)."""
     log_std = None if spec.discrete else mod.param("log_std", nn.initializers.constant(init_log_std), (spec.size,))
@@ -83,7 +105,7 @@ def _policy_head(mod: nn.Module, head: jax.Array, spec: ActionSpec, batch: int, 
 def _distribution(head: jax.Array, spec: ActionSpec, batch: int, log_std: jax.Array | None, squash: bool):
     """The action distribution of the actor's output `[B, size]` (and the state-independent log_std `[size]`)."""
     if spec.discrete:
-        return Categorical(logits=head)
+        return MultiCategorical(logits=head, nvec=tuple(spec.nvec)) if spec.nvec else Categorical(logits=head)
     mean = head.reshape((batch,) + tuple(spec.shape))
     log_std = jnp.broadcast_to(log_std.reshape(spec.shape), mean.shape)
     if squash:
@@ -116,6 +138,8 @@ class ActorCritic(nn.Module):
 class ConvActorCritic(nn.Module):
     """CNN for image observations `[B, H, W, C]` (e.g. MinAtar), then actor/critic MLPs.
 
+    A pytree observation goes through `ObsEncoder`: its image leaves through
+    conv layers, the other leaves flattened, all concatenated.
     shared_torso: one conv torso feeds both heads; otherwise each has its own.
     """
 
@@ -129,17 +153,23 @@ class ConvActorCritic(nn.Module):
     shared_torso: bool = False
 
     @nn.compact
-    def __call__(self, obs: jax.Array):
-        x = obs.astype(jnp.float32)
+    def __call__(self, obs):
         spec = self.action_spec
-        if self.shared_torso:
-            xa = xc = ConvTorso(self.channels, name="torso")(x)
+        if isinstance(obs, jax.Array) or hasattr(obs, "ndim"):
+            x = obs.astype(jnp.float32)
+            torso = lambda name: ConvTorso(self.channels, name=name)  # noqa: E731
         else:
-            xa = ConvTorso(self.channels, name="actor_torso")(x)
-            xc = ConvTorso(self.channels, name="critic_torso")(x)
+            x = obs
+            torso = lambda name: ObsEncoder(self.channels, name=name)  # noqa: E731
+        if self.shared_torso:
+            xa = xc = torso("torso")(x)
+        else:
+            xa = torso("actor_torso")(x)
+            xc = torso("critic_torso")(x)
         head = MLP(self.actor_hidden, spec.size, 0.01, self.activation, name="actor")(xa)
         value = MLP(self.critic_hidden, 1, 1.0, self.activation, name="critic")(xc)[:, 0]
-        return _policy_head(self, head, spec, obs.shape[0], self.init_log_std, self.squash), value
+        batch = jax.tree.leaves(obs)[0].shape[0]
+        return _policy_head(self, head, spec, batch, self.init_log_std, self.squash), value
 
 
 class Torso(nn.Module):
@@ -152,8 +182,10 @@ class Torso(nn.Module):
 
     @nn.compact
     def __call__(self, obs) -> jax.Array:
-        if self.cnn_channels is not None:
+        if self.cnn_channels is not None and hasattr(obs, "ndim"):
             x = ConvTorso(self.cnn_channels)(obs.astype(jnp.float32))
+        elif self.cnn_channels is not None:
+            x = ObsEncoder(self.cnn_channels)(obs)
         else:
             x = flatten_obs(obs)
         act = _ACTIVATIONS[self.activation]
@@ -265,8 +297,10 @@ def make_network(
 
     obs_spec: the observation spec (a `jax.ShapeDtypeStruct`, or a pytree of
     them; a plain shape tuple is accepted too). `network='auto'` picks the CNN
-    for a single rank-3 observation `[H, W, C]`; pytree observations go to the
-    MLP (leaves flattened and concatenated). The older call
+    for an image observation `[H, W, C]`, or for a pytree observation with an
+    image leaf (image leaves through conv layers, the other leaves flattened:
+    `ObsEncoder`); other pytree observations go to the MLP (leaves flattened
+    and concatenated). The older call
     `make_network(config, obs_shape, action_spec)` still works.
     """
     if isinstance(obs_spec, PPOConfig):  # make_network(config, obs_shape, action_spec)
@@ -275,9 +309,10 @@ def make_network(
     if isinstance(obs_spec, tuple) and all(isinstance(d, int) for d in obs_spec):
         obs_spec = jax.ShapeDtypeStruct(obs_spec, jnp.float32)
     single = isinstance(obs_spec, jax.ShapeDtypeStruct)
+    image = any(len(s.shape) == 3 and s.shape[0] > 1 and s.shape[1] > 1 for s in jax.tree.leaves(obs_spec))
     kind = network
     if kind == "auto":
-        kind = "cnn" if single and len(obs_spec.shape) == 3 else "mlp"
+        kind = "cnn" if image else "mlp"
     common = dict(
         action_spec=action_spec,
         actor_hidden=tuple(actor_hidden),
@@ -287,13 +322,13 @@ def make_network(
         squash=action_handling == "tanh" and not action_spec.discrete,
     )
     if kind in ("gru", "lstm"):
-        image = single and len(obs_spec.shape) == 3
         return RecurrentActorCritic(cell=kind, rnn_size=rnn_size, torso_hidden=tuple(rnn_torso),
                                     shared_core=rnn_shared_core, cnn_channels=tuple(cnn_channels) if image else None,
                                     **common)
     if kind == "cnn":
-        if not single or len(obs_spec.shape) != 3:
-            shape = obs_spec.shape if single else "a pytree"
-            raise ValueError(f"PPOConfig.network: 'cnn' needs image observations [H, W, C], got {shape}; use 'mlp'")
+        if not image:
+            shape = obs_spec.shape if single else "a pytree without an image leaf"
+            raise ValueError(f"PPOConfig.network: 'cnn' needs image observations [H, W, C] (or a pytree with an "
+                             f"image leaf), got {shape}; use 'mlp'")
         return ConvActorCritic(channels=tuple(cnn_channels), shared_torso=cnn_shared_torso, **common)
     return ActorCritic(**common)

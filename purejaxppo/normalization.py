@@ -90,21 +90,25 @@ class RewardScaler:
 # ------------------------------------------------------------------ observations (pytrees of arrays)
 
 def _is_rms(x) -> bool:
-    return isinstance(x, RunningMeanStd)
+    return x is None or isinstance(x, RunningMeanStd)
 
 
 def create_obs_norm(obs_spec) -> "RunningMeanStd | object":
-    """One RunningMeanStd per observation leaf, shaped like the obs spec (a single one for array observations)."""
-    return jax.tree.map(lambda s: RunningMeanStd.create(tuple(s.shape)), obs_spec)
+    """One RunningMeanStd per observation leaf, shaped like the obs spec (a single one for array observations).
+
+    Bool leaves (an action mask) are not normalized: their entry is None.
+    """
+    return jax.tree.map(lambda s: None if jnp.dtype(s.dtype) == jnp.bool_ else RunningMeanStd.create(tuple(s.shape)),
+                        obs_spec)
 
 
 def update_obs_norm(obs_norm, obs, axis: collectives.Axis = None):
     """Merge a batch of raw observations (leaves `[B, ...]`, of every device on `axis`) into the per-leaf statistics."""
-    return jax.tree.map(lambda n, o: n.update(o, axis), obs_norm, obs, is_leaf=_is_rms)
+    return jax.tree.map(lambda n, o: None if n is None else n.update(o, axis), obs_norm, obs, is_leaf=_is_rms)
 
 
 def normalize_obs(obs_norm, obs, clip):
     """Normalize every observation leaf with its statistics (identity when obs_norm is None)."""
     if obs_norm is None:
         return obs
-    return jax.tree.map(lambda n, o: n.normalize(o, clip), obs_norm, obs, is_leaf=_is_rms)
+    return jax.tree.map(lambda n, o: o if n is None else n.normalize(o, clip), obs_norm, obs, is_leaf=_is_rms)

@@ -81,8 +81,8 @@ def estimate_memory(config, obs_spec, action_spec, num_seeds: int = 1,
     n, t = int(config.num_envs), int(config.num_steps)
     obs = obs_size(obs_spec) * _F32
     image = is_array_spec(obs_spec) and len(obs_spec.shape) == 3
-    if action_spec.discrete:
-        act, dist = _F32, int(action_spec.num_actions) * _F32
+    if action_spec.discrete:  # one int per (sub-)action, one logit per choice
+        act, dist = max(1, len(action_spec.shape)) * _F32, int(action_spec.num_actions) * _F32
     else:
         size = int(math.prod(action_spec.shape))
         act, dist = size * _F32, 2 * size * _F32

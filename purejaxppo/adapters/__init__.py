@@ -1,0 +1,107 @@
+"""Adapters from other JAX environment libraries to the gymnax 1.0 API, each an optional extra.
+
+Every adapter module here turns one library's environments into objects with
+the API `purejaxppo.envs` documents:
+
+    reset(key, params) -> (obs, state)
+    step(key, state, action, params) -> (obs, state, reward, terminated, truncated, info)
+
+with auto-reset inside `step`, `info["final_observation"]` (the observation the
+step reached, before the reset), `terminated` (the task's own end: no
+bootstrap) and `truncated` (a time limit: bootstrap from V(final observation))
+never both True, plus `observation_space(params)`, `action_space(params)`,
+`default_params` and `name`. Illegal actions, where a library has them, are a
+bool `obs["action_mask"]` (purejaxppo.spaces.ACTION_MASK_KEY).
+
+`make_env("<prefix>/<name>")` selects one by name; the library is imported only
+then, and a missing one raises an ImportError naming the extra to install.
+This package's core never imports any of these libraries.
+
+    prefix        extra          module
+    playground/   playground     purejaxppo.adapters.playground   (MuJoCo Playground)
+    craftax/      craftax        purejaxppo.adapters.craftax
+    jumanji/      jumanji        purejaxppo.adapters.jumanji
+    xminigrid/    xminigrid      purejaxppo.adapters.xminigrid    (XLand-MiniGrid)
+    navix/        navix          purejaxppo.adapters.navix
+
+(`brax/` and `masked/` are in purejaxppo.brax_env and purejaxppo.wrappers.)
+The helpers below are what the adapters share.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any, Iterable
+
+import jax
+import jax.numpy as jnp
+
+#: name prefix -> (module under purejaxppo.adapters, pip extra)
+ADAPTERS: dict[str, tuple[str, str]] = {
+    "playground/": ("playground", "playground"),
+    "craftax/": ("craftax", "craftax"),
+    "jumanji/": ("jumanji", "jumanji"),
+    "xminigrid/": ("xminigrid", "xminigrid"),
+    "navix/": ("navix", "navix"),
+}
+
+
+def adapter_for(name: str) -> tuple[str, str, str] | None:
+    """(prefix, module, extra) of the adapter an env name selects, or None for other names."""
+    for prefix, (module, extra) in ADAPTERS.items():
+        if name.startswith(prefix):
+            return prefix, module, extra
+    return None
+
+
+def make_adapted_env(name: str) -> tuple[Any, Any]:
+    """`'<prefix>/<env name>'` -> (env with the gymnax API, its default params), via the prefix's adapter module."""
+    found = adapter_for(name)
+    if found is None:
+        raise ValueError(f"PPOConfig.env: {name!r} names no adapter; prefixes: {', '.join(ADAPTERS)}")
+    prefix, module, _ = found
+    mod = importlib.import_module(f"purejaxppo.adapters.{module}")
+    return mod.make(name[len(prefix):])
+
+
+def import_library(module: str, *, extra: str, prefix: str, what: str):
+    """Import an adapter's library, or an ImportError that names the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"PPOConfig.env: {what} environments ('{prefix}<name>') need the optional package {module.split('.')[0]!r}, "
+            f"which could not be imported ({err}). Install it with: pip install -e '.[{extra}]'"
+        ) from err
+
+
+def unknown_env_error(prefix: str, name: str, known: Iterable[str], what: str) -> ValueError:
+    """ValueError for an unknown env name: close matches first, then the library's own names."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(prefix + c) for c in close)}?" if close else ""
+    return ValueError(f"PPOConfig.env: unknown {what} environment {name!r} in {prefix + name!r}.{hint} "
+                      f"{what} environments: {', '.join(known)}.")
+
+
+def raw_key(key: jax.Array) -> jax.Array:
+    """An old-style uint32[2] key (what most env libraries expect) from a typed `jax.random.key` or a raw one."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    return key
+
+
+def cast_like(tree: Any, like: Any) -> Any:
+    """`tree` with every leaf cast to the dtype (and weak type) of the matching leaf of `like`.
+
+    Libraries whose reset and step return states of different dtypes (e.g. an
+    int32 counter after reset, weakly typed after step) make `lax.scan`
+    recompile or fail; adapters cast the stepped state to the reset state's.
+    """
+    return jax.tree.map(lambda x, ref: jnp.asarray(x, ref.dtype) if hasattr(ref, "dtype") else x, tree, like)
+
+
+def where_done(done: jax.Array, if_done: Any, otherwise: Any) -> Any:
+    """Per-env select of two pytrees of the same structure (scalar `done` for one env), keeping `otherwise`'s dtypes."""
+    return jax.tree.map(lambda a, b: jnp.where(done, a, b).astype(jnp.result_type(b)), if_done, otherwise)
