@@ -93,13 +93,20 @@ def raw_key(key: jax.Array) -> jax.Array:
 
 
 def cast_like(tree: Any, like: Any) -> Any:
-    """`tree` with every leaf cast to the dtype (and weak type) of the matching leaf of `like`.
+    """`tree` with every leaf a strongly typed array of the dtype of the matching leaf of `like`.
 
-    Libraries whose reset and step return states of different dtypes (e.g. an
-    int32 counter after reset, weakly typed after step) make `lax.scan`
-    recompile or fail; adapters cast the stepped state to the reset state's.
+    Libraries whose reset and step return states of different dtypes or weak
+    types (e.g. an int32 counter after reset, a weakly typed one after step, a
+    Python float in a reset state) make `lax.scan` recompile or fail; adapters
+    cast both the reset and the stepped state to one fixed set of dtypes.
+    A Python scalar in `like` stands for its default JAX dtype (float32, int32).
     """
-    return jax.tree.map(lambda x, ref: jnp.asarray(x, ref.dtype) if hasattr(ref, "dtype") else x, tree, like)
+    return jax.tree.map(lambda x, ref: jnp.asarray(x, jnp.asarray(ref).dtype), tree, like)
+
+
+def strong(tree: Any) -> Any:
+    """Every leaf a strongly typed array of its own (default) dtype: no weak types or Python scalars in a scan carry."""
+    return cast_like(tree, tree)
 
 
 def where_done(done: jax.Array, if_done: Any, otherwise: Any) -> Any:
