@@ -48,6 +48,11 @@ REFERENCE = {
     "Asterix-MinAtar": "15 (gymnax) @ 1e7",
     "Freeway-MinAtar": "58 (gymnax) @ 1e7",
     "SpaceInvaders-MinAtar": "131 (gymnax) @ 1e7",
+    "playground/CartpoleBalance": "reward tops out at 1000; Playground's Brax PPO at 6e7 steps (curves only, arXiv 2502.08844)",
+    "craftax/Craftax-Classic-Symbolic-v1": "Crafter PPO @ 1e6 (pixels): reward 4.2 ± 1.2 (danijar/crafter scoreboard)",
+    "jumanji/Knapsack-v1": "random legal ~13.1, greedy ~20.02, optimum ~20.08 (2000 sampled instances)",
+    "xminigrid/MiniGrid-Empty-8x8": "optimum 0.961 (11 steps)",
+    "navix/Navix-Empty-8x8-v0": "optimum 1.0",
 }
 NOTES = [
     "MinAtar on CPU: the CNN configs are compute-heavy for this CPU (about 15 MFLOP of matmuls and convolutions per env step). Measured 2026-11-21 on the 2-core CPU: Breakout-MinAtar "

@@ -89,7 +89,7 @@ def test_state_dtypes_fixed(empty):
     assert desc(after_reset) == desc(after_step)
 
 
-@pytest.mark.parametrize("network", ["mlp", "gru"])
+@pytest.mark.parametrize("network", ["gru"])  # one network per adapter keeps CI short: xminigrid gru, navix mlp
 def test_make_train_by_name(network):
     cfg = PPOConfig(env="xminigrid/MiniGrid-DoorKey-5x5", network=network, num_envs=4, num_steps=8,
                     num_minibatches=2, update_epochs=1, total_timesteps=64, actor_hidden=(16,), critic_hidden=(16,),

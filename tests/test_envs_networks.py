@@ -14,7 +14,9 @@ from purejaxppo.distributions import Categorical, TanhGaussian
 from purejaxppo.networks import ActionSpec, ConvActorCritic, make_network
 
 NEEDS_DOWNLOAD = {"MNISTBandit-bsuite"}  # fetches MNIST over the network when made
-TINY = dict(num_envs=2, num_steps=8, num_minibatches=1, update_epochs=1, total_timesteps=2 * 8 * 2)
+# network="mlp": every env's dynamics and spaces are what this checks; the CNN that 'auto' picks for MinAtar costs
+# ~15 s of compile per env and is tested on its own (test_cnn_chosen_for_minatar..., tests/test_golden.py breakout_cnn).
+TINY = dict(num_envs=2, num_steps=8, num_minibatches=1, update_epochs=1, total_timesteps=2 * 8 * 2, network="mlp")
 
 
 @pytest.mark.parametrize("name", [n for n in gymnax.registered_envs if n not in NEEDS_DOWNLOAD])
