@@ -55,6 +55,18 @@ REFERENCE = {
     "navix/Navix-Empty-8x8-v0": "optimum 1.0",
 }
 NOTES = [
+    "playground/CartpoleBalance (extra `playground`, MJX on CPU): 8 seeds of configs/playground_cartpole_balance.yaml "
+    "(Playground's dm_control PPO settings scaled to a CPU: 256 envs, 64x64 networks) at 5e6 steps, one process, "
+    "47.8k env-steps/s, 915 s wall. Only 1 of 8 seeds got near the 1000 ceiling (per-seed scores 552, 477, 447, 606, "
+    "322, 955, 526, 292); a zero-action policy scores ~695 here, so this CPU-scaled config is not yet a result to "
+    "compare with Playground's (a single-seed probe that reached 999 was a lucky seed). Not yet tuned further.",
+    "",
+    "MinAtar MLP configs (`configs/*_minatar_mlp.yaml`, gymnax-blines' setup: 2 x 256 ReLU, gamma 0.999, constant "
+    "lr 5e-4): on this 2-core CPU they train at ~16k env-steps/s for 8 seeds (2 processes), against ~500 for 4 vmapped "
+    "seeds with the CNN, so the MLP is the network that reaches the 1e7 budget here; one game x 8 seeds is still about "
+    "85 min. A PureJaxRL-like 2 x 64 unit, gamma 0.99 setup plateaued at Breakout 6-7 for all 8 seeds (1e6 to 7.7e6 "
+    "steps: a deterministic paddle loop).",
+    "",
     "MinAtar on CPU: the CNN configs are compute-heavy for this CPU (about 15 MFLOP of matmuls and convolutions per env step). Measured 2026-11-21 on the 2-core CPU: Breakout-MinAtar "
     "trained at about 1,200 env-steps/s for one seed (`jit(train)`), and at about 500 env-steps/s in total for 4 "
     "vmapped seeds (vmap turns the convolutions into grouped convolutions, which XLA:CPU runs slowly). Its 1e7-step "
@@ -122,11 +134,11 @@ def from_run(run_dir: str, note: str | None = None):
     sessions = info["sessions"]
     wall = sum(s.get("wall_time_s", 0.0) for s in sessions)
     command = " ".join(a for a in sessions[0]["command"] if a != "--distributed")
-    if info.get("processes"):
+    if (info.get("processes") or 1) > 1:
         command = command.replace("purejaxppo train", f"purejaxppo train --processes {info['processes']}", 1)
     dev = info["device"]
     hardware = (f"{dev['backend']} ({dev['device_kind']}, {dev['device_count']} device(s)"
-                f"{', %d processes' % info['processes'] if info.get('processes') else ''}), "
+                f"{', %d processes' % info['processes'] if (info.get('processes') or 1) > 1 else ''}), "
                 f"jax {info['versions']['jax']}, {sessions[-1]['ended'][:10]}")
     seeds = curves.shape[0]
     png = RESULTS / f"returns_{_file_name(cfg.env)}.png"
