@@ -12,6 +12,7 @@ pytest.importorskip("navix")
 from purejaxppo import PPOConfig, make_train  # noqa: E402
 from purejaxppo.adapters import navix as adapter  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402
+from tests.env_rollouts import scripted_rollout_fn as _rollout_fn  # noqa: E402
 
 EMPTY = "navix/Navix-Empty-5x5-v0"
 # Navix-Empty-5x5-v0: the agent starts at (1, 1) facing east, the goal is at (3, 3).
@@ -20,27 +21,6 @@ EMPTY = "navix/Navix-Empty-5x5-v0"
 # episode's 6th step (the limit's own step), then a turn.
 TO_GOAL = [2, 2, 1, 2, 2, 3, 2, 2, 1, 2, 2, 1]
 TURN = [1] * 12  # never terminates
-
-
-def _rollout_fn(env, params, num_envs=2):
-    """Jitted `(key, actions[T]) -> (obs0, (obs, reward, term, trunc, final_obs))` scanning `env.step`."""
-    reset = jax.vmap(env.reset, in_axes=(0, None))
-    step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-
-    def run(key, actions):
-        k0, k1 = jax.random.split(key)
-        obs0, state = reset(jax.random.split(k0, num_envs), params)
-
-        def body(state, xs):
-            k, a = xs
-            obs, state, reward, term, trunc, info = step(jax.random.split(k, num_envs), state,
-                                                         jnp.full((num_envs,), a), params)
-            return state, (obs, reward, term, trunc, info["final_observation"])
-
-        _, out = jax.lax.scan(body, state, (jax.random.split(k1, actions.shape[0]), actions))
-        return obs0, out
-
-    return run
 
 
 @pytest.fixture(scope="module")
