@@ -426,7 +426,9 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
                 say(f"checkpoint {path.name}: update {run.done}/{num_updates}, return {ret.mean():.1f}"
                     + (f" [{ret.min():.1f}, {ret.max():.1f}]" if num_seeds > 1 else "")
                     + (f", DIVERGED seeds {np.flatnonzero(diverged).tolist()}" if diverged.any() else ""))
-            session.update(end_update=run.done)
+            # Wall time so far, so a session killed without cleanup (SIGKILL, a lost node) still counts up to
+            # its last checkpoint; the finally below overwrites it with the session's full time.
+            session.update(end_update=run.done, wall_time_s=round(time.perf_counter() - t_start, 3))
             st.run_info.update(status="running", last_checkpoint=path.name)
             try:
                 _write_json(run_dir / RUN_FILE, st.run_info)
