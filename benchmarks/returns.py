@@ -65,11 +65,20 @@ NOTES = [
     "ceiling. The config file lists the probes that chose entropy 1e-2 and lr annealing: with entropy 1e-3 only 1 "
     "of 8 (constant lr) or 2 of 4 (annealed) seeds escaped the spinning optimum.",
     "",
-    "MinAtar MLP configs (`configs/*_minatar_mlp.yaml`, gymnax-blines' setup: 2 x 256 ReLU, gamma 0.999, constant "
-    "lr 5e-4): on this 2-core CPU they train at ~16k env-steps/s for 8 seeds (2 processes), against ~500 for 4 vmapped "
-    "seeds with the CNN, so the MLP is the network that reaches the 1e7 budget here; one game x 8 seeds is still about "
-    "85 min. A PureJaxRL-like 2 x 64 unit, gamma 0.99 setup plateaued at Breakout 6-7 for all 8 seeds (1e6 to 7.7e6 "
-    "steps: a deterministic paddle loop).",
+    "MinAtar: which network, and why. The rows come from the MLP configs (`configs/*_minatar_mlp.yaml`, "
+    "gymnax-blines' setup, which gymnax's published 28 / 131 / 15 / 58 come from: 2 x 256 ReLU on the flattened "
+    "10x10xC observation, gamma 0.999, constant lr 5e-4, 64 envs x 128 steps, 4 epochs x 8 minibatches). On this "
+    "2-core CPU the MLP trains 8 seeds at ~14-16k env-steps/s in total (`--processes 2 --mesh seed=2`, one process "
+    "per core), the CNN at ~500 for 4 vmapped seeds, so only the MLP reaches 1e7 steps x 8 seeds here (about 85 min "
+    "a game uncontended). A PureJaxRL-like 2 x 64 unit, gamma 0.99 setup was 4x faster but plateaued at Breakout "
+    "6-7 for all 8 seeds (1e6 to 7.7e6 steps: a deterministic paddle loop).",
+    "",
+    "Breakout-MinAtar at 1e7: per-seed scores 25.6, 31.1, 38.6, 26.8, 55.1, 23.8, 64.1, 26.3 (IQM 30.7 against "
+    "gymnax's 28; PureJaxRL's CNN curve ends near 40). Trained in two sittings (the first was killed at the end of a "
+    "work session and resumed from its update-122 checkpoint); its wall time is 746 s (estimated for the killed "
+    "sitting up to that checkpoint: 789 s x 122/129) + 7093 s, of which ~45 min shared the 2 cores with the "
+    "Playground run and its probes (10.2k env-steps/s over the second sitting, 14-16k when alone). "
+    "SpaceInvaders, Asterix and Freeway at 1e7 are still to run.",
     "",
     "MinAtar on CPU: the CNN configs are compute-heavy for this CPU (about 15 MFLOP of matmuls and convolutions per env step). Measured 2026-11-21 on the 2-core CPU: Breakout-MinAtar "
     "trained at about 1,200 env-steps/s for one seed (`jit(train)`), and at about 500 env-steps/s in total for 4 "
