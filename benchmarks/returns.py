@@ -50,6 +50,7 @@ REFERENCE = {
     "SpaceInvaders-MinAtar": "131 (gymnax) @ 1e7",
     "playground/CartpoleBalance": "reward tops out at 1000; Playground's Brax PPO at 6e7 steps (curves only, arXiv 2502.08844)",
     "craftax/Craftax-Classic-Symbolic-v1": "Crafter PPO @ 1e6 (pixels): reward 4.2 ± 1.2 (danijar/crafter scoreboard)",
+    "craftax/Craftax-Symbolic-v1": "PPO 2.2% of max 226 (~5.0) @ 1e6 (Craftax paper's Craftax-1M; README scoreboard)",
     "jumanji/Knapsack-v1": "random legal ~13.1, greedy ~20.02, optimum ~20.08 (2000 sampled instances)",
     "xminigrid/MiniGrid-Empty-8x8": "optimum 0.961 (11 steps)",
     "navix/Navix-Empty-8x8-v0": "optimum 1.0",
