@@ -147,11 +147,12 @@ def from_run(run_dir: str, note: str | None = None):
     sessions = info["sessions"]
     wall = sum(s.get("wall_time_s", 0.0) for s in sessions)
     command = " ".join(a for a in sessions[0]["command"] if a != "--distributed")
-    if (info.get("processes") or 1) > 1:
-        command = command.replace("purejaxppo train", f"purejaxppo train --processes {info['processes']}", 1)
+    processes = info.get("processes") or 1
+    if processes > 1:
+        command = command.replace("purejaxppo train", f"purejaxppo train --processes {processes}", 1)
     dev = info["device"]
     hardware = (f"{dev['backend']} ({dev['device_kind']}, {dev['device_count']} device(s)"
-                f"{', %d processes' % info['processes'] if (info.get('processes') or 1) > 1 else ''}), "
+                f"{f', {processes} processes' if processes > 1 else ''}), "
                 f"jax {info['versions']['jax']}, {sessions[-1]['ended'][:10]}")
     seeds = curves.shape[0]
     png = RESULTS / f"returns_{_file_name(cfg.env)}.png"

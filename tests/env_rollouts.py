@@ -5,8 +5,8 @@ import jax.numpy as jnp
 
 
 def scripted_rollout_fn(env, params, num_envs=2):
-    """Jitted `(key, actions[T]) -> (obs0, (obs, reward, term, trunc, final_obs))` scanning `env.step` over
-    `num_envs` envs that all take `actions[t]` at step t."""
+    """A jittable `(key, actions[T]) -> (obs0, (obs, reward, term, trunc, final_obs))` scanning `env.step` over
+    `num_envs` envs that all take `actions[t]` at step t (callers jit it, or `jax.eval_shape` it)."""
     reset = jax.vmap(env.reset, in_axes=(0, None))
     step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
