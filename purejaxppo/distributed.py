@@ -114,13 +114,21 @@ def _stop(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
             p.wait()
 
 
+def _tail(log_file, lines: int = 20) -> list[str]:
+    """The last `lines` lines a worker wrote to its (temporary) log file."""
+    log_file.seek(0)
+    return log_file.read().decode(errors="replace").strip().splitlines()[-lines:] or ["(no output)"]
+
+
 def launch(worker_argv: Sequence[str], processes: int, *, env: dict | None = None,
            log=lambda msg: print(msg, file=sys.stderr, flush=True)) -> int:
     """Run `python -m purejaxppo <worker_argv>` as `processes` local workers joined by jax.distributed.
 
     Worker 0 keeps this terminal's stdout/stderr (it alone prints progress and
-    writes the run folder); the others' output goes to the run's log only if
-    they fail (it is shown then). Returns 0 when all succeed, else the first
+    writes the run folder); the others' output is kept aside and shown only if
+    the run fails: the failing worker's, and that of any worker that had
+    already ended (one that leaves early makes the others fail at
+    jax.distributed's barriers). Returns 0 when all succeed, else the first
     failing worker's exit status (130 after Ctrl-C). One failure stops the rest.
     """
     limit = max_local_processes()
@@ -163,14 +171,21 @@ def launch(worker_argv: Sequence[str], processes: int, *, env: dict | None = Non
                 pass
         if failed is not None:
             i, rc = failed
+            # Workers that ended on their own, before the rest are stopped: their output explains a failure that
+            # shows up elsewhere (a worker that left early makes the others fail at jax.distributed's barriers).
+            # (Not after exit status 2 of worker 0: that is a user error, which every worker meets and worker 0
+            # has printed as one line.)
+            ended = {j: p.returncode for j, p in enumerate(procs)
+                     if j > 0 and j != i and p.poll() is not None and (i, rc) != (0, 2)}
             _stop(procs)
             if i > 0:
-                logs[i - 1].seek(0)
-                tail = logs[i - 1].read().decode(errors="replace").strip().splitlines()[-20:]
                 log(f"purejaxppo: worker {i} of {processes} failed (exit {rc}); its last output:\n  "
-                    + "\n  ".join(tail))
-            elif rc > 0 and rc != 2:
+                    + "\n  ".join(_tail(logs[i - 1])))
+            elif rc != 2:
                 log(f"purejaxppo: worker 0 of {processes} failed (exit {rc}); the others were stopped")
+            for j, rcj in ended.items():
+                log(f"purejaxppo: worker {j} of {processes} had already ended (exit {rcj}); its last output:\n  "
+                    + "\n  ".join(_tail(logs[j - 1])))
             return rc if rc > 0 else 128 - rc  # a signal -N -> 128 + N
         return 0
     except KeyboardInterrupt:

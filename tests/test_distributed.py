@@ -246,3 +246,25 @@ def test_launcher_stops_every_worker(tmp_path, how, request):
         assert "continue with: purejaxppo train --resume" in out
     # The newest checkpoint is intact: the run resumes (in this process).
     assert cli_here("--resume", run, "--stop-after", "8", "--progress", "off") == 0
+
+
+def test_launcher_shows_the_output_of_a_worker_that_ended_before_worker_0_failed(monkeypatch):
+    """Worker 1 ends early (exit 0) and worker 0 then dies at a barrier (SIGABRT): the launcher reports both and
+    shows worker 1's output, which is where the cause is. Stand-in workers: no JAX, about a second."""
+    from purejaxppo import distributed
+
+    real_popen = subprocess.Popen
+    scripts = {"0": "import os, time; time.sleep(1.0); os.abort()",
+               "1": "print('worker one: bye early', flush=True)"}
+
+    def popen(cmd, env, **kw):
+        return real_popen([sys.executable, "-c", scripts[env[ENV_PROCESS_ID]]], env=env, **kw)
+
+    monkeypatch.setattr(distributed.subprocess, "Popen", popen)
+    monkeypatch.setattr(distributed, "max_local_processes", lambda: 2)
+    messages = []
+    rc = distributed.launch(["train"], 2, log=messages.append)
+    assert rc == 128 + signal.SIGABRT
+    assert messages[0].startswith("purejaxppo: worker 0 of 2 failed (exit -6)")
+    assert messages[1].startswith("purejaxppo: worker 1 of 2 had already ended (exit 0)")
+    assert "worker one: bye early" in messages[1]
