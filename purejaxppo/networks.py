@@ -41,8 +41,38 @@ def flatten_obs(obs) -> jax.Array:
     return flat[0] if len(flat) == 1 else jnp.concatenate(flat, axis=-1)
 
 
+def orthogonal(scale: float = 1.0) -> Callable:
+    """`flax.linen.initializers.orthogonal(scale)`, the same numbers, but safe to vmap on CPU.
+
+    Under `jax.vmap` (seeds, a sweep) flax's initializer becomes one batched QR per layer. jaxlib 0.10.2's CPU
+    LAPACK kernels split a batch over XLA's intra-op thread pool and block until the pieces are done; when as
+    many batched QRs run at once as the pool has threads (2 on a 2-core machine: the actor's and the critic's
+    layers are independent), every pool thread waits on work queued behind it, and the process hangs at 0% CPU.
+    Here a batch of keys is drawn one matrix after another (`lax.map`), so every QR is unbatched and runs
+    inline. Init runs once per run, so the lost parallelism costs nothing measurable.
+    """
+    base = nn.initializers.orthogonal(scale)
+
+    def init(key, shape, dtype=jnp.float32):
+        shape = tuple(shape)
+
+        @jax.custom_batching.custom_vmap
+        def draw(k):
+            return base(k, shape, dtype)
+
+        @draw.def_vmap
+        def _draw_batched(axis_size, in_batched, k):
+            if not in_batched[0]:
+                return draw(k), False
+            return jax.lax.map(draw, k), True
+
+        return draw(key)
+
+    return init
+
+
 def _dense(features: int, scale: float) -> nn.Dense:
-    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros)
+    return nn.Dense(features, kernel_init=orthogonal(scale), bias_init=nn.initializers.zeros)
 
 
 class MLP(nn.Module):
@@ -69,7 +99,7 @@ class ConvTorso(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for c in self.channels:
-            x = nn.relu(nn.Conv(c, (3, 3), padding="SAME", kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)),
+            x = nn.relu(nn.Conv(c, (3, 3), padding="SAME", kernel_init=orthogonal(np.sqrt(2.0)),
                                 bias_init=nn.initializers.zeros)(x))
         return x.reshape(x.shape[0], -1)
 
@@ -226,7 +256,7 @@ class RecurrentActorCritic(nn.Module):
         cores = 1 if self.shared_core else 2
         cell = nn.GRUCell if self.cell == "gru" else nn.OptimizedLSTMCell
         self.torsos = [Torso(self.torso_hidden, self.activation, self.cnn_channels) for _ in range(cores)]
-        self.cells = [cell(self.rnn_size) for _ in range(cores)]
+        self.cells = [cell(self.rnn_size, recurrent_kernel_init=orthogonal()) for _ in range(cores)]
         spec = self.action_spec
         self.actor = MLP(self.actor_hidden, spec.size, 0.01, self.activation)
         self.critic = MLP(self.critic_hidden, 1, 1.0, self.activation)

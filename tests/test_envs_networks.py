@@ -5,6 +5,7 @@ import math
 import flax.linen as nn
 import gymnax
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -170,3 +171,39 @@ def test_sample_from_noise_matches_the_distribution():
     g = DiagGaussian(jnp.full((50_000, 1), 2.0), jnp.full((50_000, 1), np.log(0.5)))
     x = np.asarray(g.sample_from_noise(DiagGaussian.noise(jax.random.key(2), g.noise_shape)))
     assert abs(x.mean() - 2.0) < 0.01 and abs(x.std() - 0.5) < 0.01
+
+
+def _qr_operand_shapes(jaxpr) -> list[tuple[int, ...]]:
+    """Shape of the matrix operand of every QR-like primitive in a jaxpr, sub-jaxprs (scan, cond, jit, custom
+    rules) included."""
+    shapes = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in ("qr", "geqrf", "geqp3", "householder_product"):
+            shapes.append(tuple(eqn.invars[0].aval.shape))
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            shapes += _qr_operand_shapes(sub)
+    return shapes
+
+
+def test_orthogonal_init_is_flax_s_and_vmapped_training_never_batches_a_qr():
+    """networks.orthogonal draws flax's numbers (jit, vmap, nested vmap), but under vmap one matrix at a time:
+    jaxlib 0.10.2's batched CPU QR splits its batch over XLA's intra-op pool and blocks on it, which deadlocks
+    a 2-core machine when two run at once (a vmapped Craftax-sized init hung 2 times in 3). So no QR in a
+    vmapped train function -- MLP, CNN, GRU -- may have a batch dimension."""
+    from purejaxppo.networks import orthogonal
+
+    keys = jax.random.split(jax.random.key(3), 6).reshape(2, 3)
+    for shape, scale in (((7, 5), 1.0), ((5, 7), 0.01), ((3, 3, 4, 8), math.sqrt(2))):
+        ours, theirs = orthogonal(scale), nn.initializers.orthogonal(scale)
+        for lift in (jax.jit, lambda f: jax.vmap(jax.vmap(f))):
+            np.testing.assert_array_equal(lift(lambda k: ours(k, shape))(keys if lift is not jax.jit else keys[0, 0]),
+                                          lift(lambda k: theirs(k, shape))(keys if lift is not jax.jit else keys[0, 0]))
+    flax_shapes = _qr_operand_shapes(jax.make_jaxpr(jax.vmap(lambda k: nn.initializers.orthogonal()(k, (4, 4))))(
+        keys[0]).jaxpr)
+    assert flax_shapes and all(len(s) == 3 for s in flax_shapes)  # the check below can see a batched QR
+
+    for extra in (dict(env="CartPole-v1", network="mlp"), dict(env="Breakout-MinAtar", network="cnn"),
+                  dict(env="CartPole-v1", network="gru", rnn_size=8)):
+        train = make_train(PPOConfig(**{**TINY, **extra}))
+        shapes = _qr_operand_shapes(jax.make_jaxpr(jax.vmap(train))(keys[0]).jaxpr)
+        assert shapes and all(len(s) == 2 for s in shapes), (extra, shapes)
