@@ -78,8 +78,8 @@ NOTES = [
     "10x10xC observation, gamma 0.999, constant lr 5e-4, 64 envs x 128 steps, 4 epochs x 8 minibatches). On this "
     "2-core CPU the MLP trains 8 seeds at ~12-16k env-steps/s in total (`--processes 2 --mesh seed=2`, one process "
     "per core; Breakout 14-16k, SpaceInvaders 12k), the CNN at ~500 for 4 vmapped seeds, so only the MLP reaches "
-    "1e7 steps x 8 seeds here (85-110 min a game uncontended). A PureJaxRL-like 2 x 64 unit, gamma 0.99 setup was 4x faster but plateaued at Breakout "
-    "6-7 for all 8 seeds (1e6 to 7.7e6 steps: a deterministic paddle loop).",
+    "1e7 steps x 8 seeds here (85-110 min a game uncontended). A PureJaxRL-like 2 x 64 unit, gamma 0.99 setup was "
+    "4x faster but plateaued at Breakout 6-7 for all 8 seeds (1e6 to 7.7e6 steps: a deterministic paddle loop).",
     "",
     "Breakout-MinAtar at 1e7: per-seed scores 25.6, 31.1, 38.6, 26.8, 55.1, 23.8, 64.1, 26.3 (IQM 30.7 against "
     "gymnax's 28; PureJaxRL's CNN curve ends near 40). Trained in two sittings (the first was killed at the end of a "

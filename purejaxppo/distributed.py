@@ -175,8 +175,8 @@ def launch(worker_argv: Sequence[str], processes: int, *, env: dict | None = Non
             # shows up elsewhere (a worker that left early makes the others fail at jax.distributed's barriers).
             # (Not after exit status 2 of worker 0: that is a user error, which every worker meets and worker 0
             # has printed as one line.)
-            ended = {j: p.returncode for j, p in enumerate(procs)
-                     if j > 0 and j != i and p.poll() is not None and (i, rc) != (0, 2)}
+            ended = {} if (i, rc) == (0, 2) else {
+                j: p.returncode for j, p in enumerate(procs) if j > 0 and j != i and p.poll() is not None}
             _stop(procs)
             if i > 0:
                 log(f"purejaxppo: worker {i} of {processes} failed (exit {rc}); its last output:\n  "

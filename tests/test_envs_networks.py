@@ -186,7 +186,7 @@ def _qr_operand_shapes(jaxpr) -> list[tuple[int, ...]]:
 
 
 def test_orthogonal_init_is_flax_s_and_vmapped_training_never_batches_a_qr():
-    """networks.orthogonal draws flax's numbers (jit, vmap, nested vmap), but under vmap one matrix at a time:
+    """networks.orthogonal draws flax's numbers (jit, nested vmap), but under vmap one matrix at a time:
     jaxlib 0.10.2's batched CPU QR splits its batch over XLA's intra-op pool and blocks on it, which deadlocks
     a 2-core machine when two run at once (a vmapped Craftax-sized init hung 2 times in 3). So no QR in a
     vmapped train function -- MLP, CNN, GRU -- may have a batch dimension."""
@@ -195,9 +195,8 @@ def test_orthogonal_init_is_flax_s_and_vmapped_training_never_batches_a_qr():
     keys = jax.random.split(jax.random.key(3), 6).reshape(2, 3)
     for shape, scale in (((7, 5), 1.0), ((5, 7), 0.01), ((3, 3, 4, 8), math.sqrt(2))):
         ours, theirs = orthogonal(scale), nn.initializers.orthogonal(scale)
-        for lift in (jax.jit, lambda f: jax.vmap(jax.vmap(f))):
-            np.testing.assert_array_equal(lift(lambda k: ours(k, shape))(keys if lift is not jax.jit else keys[0, 0]),
-                                          lift(lambda k: theirs(k, shape))(keys if lift is not jax.jit else keys[0, 0]))
+        for lift, arg in ((jax.jit, keys[0, 0]), (lambda f: jax.vmap(jax.vmap(f)), keys)):
+            np.testing.assert_array_equal(lift(lambda k: ours(k, shape))(arg), lift(lambda k: theirs(k, shape))(arg))
     flax_shapes = _qr_operand_shapes(jax.make_jaxpr(jax.vmap(lambda k: nn.initializers.orthogonal()(k, (4, 4))))(
         keys[0]).jaxpr)
     assert flax_shapes and all(len(s) == 3 for s in flax_shapes)  # the check below can see a batched QR
