@@ -77,8 +77,8 @@ NOTES = [
     "gymnax-blines' setup, which gymnax's published 28 / 131 / 15 / 58 come from: 2 x 256 ReLU on the flattened "
     "10x10xC observation, gamma 0.999, constant lr 5e-4, 64 envs x 128 steps, 4 epochs x 8 minibatches). On this "
     "2-core CPU the MLP trains 8 seeds at ~12-16k env-steps/s in total (`--processes 2 --mesh seed=2`, one process "
-    "per core; Breakout 14-16k, SpaceInvaders 12k), the CNN at ~500 for 4 vmapped seeds, so only the MLP reaches "
-    "1e7 steps x 8 seeds here (85-110 min a game uncontended). A PureJaxRL-like 2 x 64 unit, gamma 0.99 setup was "
+    "per core; Breakout 14-16k, SpaceInvaders 12k, Asterix 15k), the CNN at ~500 for 4 vmapped seeds, so only the "
+    "MLP reaches 1e7 steps x 8 seeds here (85-110 min a game uncontended). A PureJaxRL-like 2 x 64 unit, gamma 0.99 setup was "
     "4x faster but plateaued at Breakout 6-7 for all 8 seeds (1e6 to 7.7e6 steps: a deterministic paddle loop).",
     "",
     "Breakout-MinAtar at 1e7: per-seed scores 25.6, 31.1, 38.6, 26.8, 55.1, 23.8, 64.1, 26.3 (IQM 30.7 against "
@@ -90,8 +90,13 @@ NOTES = [
     "SpaceInvaders-MinAtar at 1e7: per-seed scores 117.4, 149.2, 124.8, 138.5, 94.3, 132.5, 140.7, 143.8 (IQM 134.1 "
     "against gymnax's 131); the curve still rises at 1e7. Trained in two sittings, both timed by the run folder "
     "(wall time recorded at every checkpoint): 2409 s to the update-366 checkpoint (10.0k env-steps/s, the first "
-    "part beside other jobs) and 4688 s for the rest (12.0k env-steps/s alone). Asterix and Freeway at 1e7 are "
-    "still to run.",
+    "part beside other jobs) and 4688 s for the rest (12.0k env-steps/s alone).",
+    "",
+    "Asterix-MinAtar at 1e7: per-seed scores 15.1, 14.1, 12.6, 13.2, 11.6, 10.5, 11.5, 13.0 (IQM 12.6 [11.5, 13.8], "
+    "below gymnax's 15); the curve still rises at 1e7 (return 14.0 over the 8 seeds in the last update). Evaluating "
+    "the final policies (`purejaxppo eval /work/runs/minatar/asterix --episodes 32`, sampled actions, 32 episodes a "
+    "seed) gives an IQM over seeds of 13.5 (95% CI 11.6 .. 15.2), whose interval holds 15. One sitting, 5217 s "
+    "(15.4k env-steps/s alone, compile 21.8 s).",
     "",
     "MinAtar on CPU: the CNN configs are compute-heavy for this CPU (about 15 MFLOP of matmuls and convolutions per env step). Measured 2026-11-21 on the 2-core CPU: Breakout-MinAtar "
     "trained at about 1,200 env-steps/s for one seed (`jit(train)`), and at about 500 env-steps/s in total for 4 "
