@@ -77,9 +77,10 @@ NOTES = [
     "gymnax-blines' setup, which gymnax's published 28 / 131 / 15 / 58 come from: 2 x 256 ReLU on the flattened "
     "10x10xC observation, gamma 0.999, constant lr 5e-4, 64 envs x 128 steps, 4 epochs x 8 minibatches). On this "
     "2-core CPU the MLP trains 8 seeds at ~12-16k env-steps/s in total (`--processes 2 --mesh seed=2`, one process "
-    "per core; Breakout 14-16k, SpaceInvaders 12k, Asterix 15k), the CNN at ~500 for 4 vmapped seeds, so only the "
-    "MLP reaches 1e7 steps x 8 seeds here (85-110 min a game uncontended). A PureJaxRL-like 2 x 64 unit, gamma 0.99 setup was "
-    "4x faster but plateaued at Breakout 6-7 for all 8 seeds (1e6 to 7.7e6 steps: a deterministic paddle loop).",
+    "per core; Breakout 14-16k, SpaceInvaders 12k, Asterix 15k, Freeway 13k), the CNN at ~500 for 4 vmapped "
+    "seeds, so only the MLP reaches 1e7 steps x 8 seeds here (85-110 min a game uncontended). A PureJaxRL-like "
+    "2 x 64 unit, gamma 0.99 setup was 4x faster but plateaued at Breakout 6-7 for all 8 seeds (1e6 to 7.7e6 steps: "
+    "a deterministic paddle loop).",
     "",
     "Breakout-MinAtar at 1e7: per-seed scores 25.6, 31.1, 38.6, 26.8, 55.1, 23.8, 64.1, 26.3 (IQM 30.7 against "
     "gymnax's 28; PureJaxRL's CNN curve ends near 40). Trained in two sittings (the first was killed at the end of a "
@@ -97,6 +98,12 @@ NOTES = [
     "the final policies (`purejaxppo eval /work/runs/minatar/asterix --episodes 32`, sampled actions, 32 episodes a "
     "seed) gives an IQM over seeds of 13.5 (95% CI 11.6 .. 15.2), whose interval holds 15. One sitting, 5217 s "
     "(15.4k env-steps/s alone, compile 21.8 s).",
+    "",
+    "Freeway-MinAtar at 1e7: per-seed scores 59.1, 59.3, 60.0, 59.0, 60.3, 59.1, 60.5, 57.6 (IQM 59.4 [58.7, 60.1], "
+    "above gymnax's 58 on every seed but one); the curve flattens from ~8e6 steps (58.1 at update 1000, 59.5 at the "
+    "last). One sitting, 6277 s (12.8k env-steps/s, while a Jumanji Knapsack smoke test and this write-up shared the "
+    "cores briefly; compile 12.4 s). An earlier sitting of the same run, at update 1190 with return 59.5, was lost "
+    "with its machine before it finished; this row is a fresh run.",
     "",
     "MinAtar on CPU: the CNN configs are compute-heavy for this CPU (about 15 MFLOP of matmuls and convolutions per env step). Measured 2026-11-21 on the 2-core CPU: Breakout-MinAtar "
     "trained at about 1,200 env-steps/s for one seed (`jit(train)`), and at about 500 env-steps/s in total for 4 "
