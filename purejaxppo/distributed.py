@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Sequence
 
@@ -141,6 +142,13 @@ def launch(worker_argv: Sequence[str], processes: int, *, env: dict | None = Non
     base_env = dict(os.environ if env is None else env)
     procs: list[subprocess.Popen] = []
     logs = []
+    # Ctrl-C only sets a flag, and the wait loop below raises KeyboardInterrupt itself at a safe point. Raised
+    # asynchronously, it could land inside Popen.poll() holding the Popen's internal wait lock, after which every
+    # later wait() on that worker blocks: the launcher then hung instead of stopping its workers.
+    interrupted: list[int] = []
+    old_handler = None
+    if threading.current_thread() is threading.main_thread():
+        old_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
     try:
         for i in range(processes):
             wenv = dict(base_env, **{ENV_COORDINATOR: f"127.0.0.1:{port}", ENV_NUM_PROCESSES: str(processes),
@@ -154,6 +162,8 @@ def launch(worker_argv: Sequence[str], processes: int, *, env: dict | None = Non
                 stdout=out if i else None, stderr=subprocess.STDOUT if i else None, start_new_session=True))
         failed: tuple[int, int] | None = None
         while failed is None and any(p.poll() is None for p in procs):
+            if interrupted:
+                raise KeyboardInterrupt
             for i, p in enumerate(procs):
                 if p.poll() not in (None, 0):
                     failed = (i, p.returncode)
@@ -204,5 +214,7 @@ def launch(worker_argv: Sequence[str], processes: int, *, env: dict | None = Non
         return 130
     finally:
         _stop(procs, grace_s=5.0)
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
         for f in logs:
             f.close()
