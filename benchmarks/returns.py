@@ -111,11 +111,11 @@ NOTES = [
     "seed) gives an IQM over seeds of 13.5 (95% CI 11.6 .. 15.2), whose interval holds 15. One sitting, 5217 s "
     "(15.4k env-steps/s alone, compile 21.8 s).",
     "",
-    "Freeway-MinAtar at 1e7: per-seed scores 59.1, 59.3, 60.0, 59.0, 60.3, 59.1, 60.5, 57.6 (IQM 59.4 [58.7, 60.1], "
-    "above gymnax's 58 on every seed but one); the curve flattens from ~8e6 steps (58.1 at update 1000, 59.5 at the "
-    "last). One sitting, 6277 s (12.8k env-steps/s, while a Jumanji Knapsack smoke test and this write-up shared the "
-    "cores briefly; compile 12.4 s). An earlier sitting of the same run, at update 1190 with return 59.5, was lost "
-    "with its machine before it finished; this row is a fresh run.",
+    "Freeway-MinAtar at 1e7: per-seed scores 59.1, 59.3, 60.0, 59.0, 60.3, 59.1, 60.5, 57.6 (IQM 59.4 [58.7, 60.1]; "
+    "every seed but one above gymnax's 58); the curve flattens from ~8e6 steps (58.1 at update 1000, 59.5 at the "
+    "last). One sitting, 6277 s (12.8k env-steps/s; a 1-minute Jumanji Knapsack smoke test shared the cores once; "
+    "compile 12.4 s). An earlier run of the same config reached update 1190 (return 59.5) before its machine was "
+    "lost; this row is a fresh run.",
     "",
     "MinAtar on CPU: the CNN configs are compute-heavy for this CPU (about 15 MFLOP of matmuls and convolutions per env step). Measured 2026-11-21 on the 2-core CPU: Breakout-MinAtar "
     "trained at about 1,200 env-steps/s for one seed (`jit(train)`), and at about 500 env-steps/s in total for 4 "
