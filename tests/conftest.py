@@ -1,10 +1,31 @@
-# The test session uses the CLI's CPU settings (XLA scheduler flag, unrolled threefry): importing purejaxppo
-# changes nothing global, so configure them here, before any JAX computation (see purejaxppo/cpu.py).
+"""Test-session settings and the two test tiers.
+
+Tiers (README: Tests). `python -m pytest -q -n 2` runs the *fast* tier, a few minutes on 2 cores: unit tests
+and one smoke test per capability. `python -m pytest -q -n 2 -m slow` runs everything else (learning,
+multi-process, fault injection, every adapter, the full golden set); `.ci/run` runs both. Which tier a test
+is in is decided here, per file, by `TIERS` below, not by marks in the test files: a file is "fast" (all of
+its tests), "slow" (all of them), or a set of test names that are fast (the rest of that file is slow). A
+test file missing from the table is a collection error, so each new file gets a tier on purpose.
+
+Hangs fail one test, not the run: every test has a time limit (pytest-timeout, thread method, so a test
+stuck inside XLA is ended too): `FAST_TIMEOUT` in the fast tier, `SLOW_TIMEOUT` in the slow one.
+
+No persistent JAX compilation cache: measured on 2 cores (2026-12-02), the fast tier took 113 s without one,
+138 s with an empty cache (writing it) and 114 s with a warm one. Tracing and lowering, not XLA's compile,
+dominate these small programs.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
 import jax
 import pytest
 
 from purejaxppo.cpu import configure
 
+# The test session uses the CLI's CPU settings (XLA scheduler flag, unrolled threefry): importing purejaxppo
+# changes nothing global, so configure them here, before any JAX computation (see purejaxppo/cpu.py).
 _CPU = configure()
 
 if _CPU["scheduler_flag"] == "too-late" and jax.default_backend() == "cpu":
@@ -16,3 +37,121 @@ if _CPU["scheduler_flag"] == "too-late" and jax.default_backend() == "cpu":
         "--xla_cpu_enable_concurrency_optimized_scheduler=false (or PUREJAXPPO_KEEP_XLA_FLAGS=1) yourself.",
         returncode=3,
     )
+
+FAST_TIMEOUT = 300  # seconds; the slowest fast test takes ~30 s on 2 busy cores
+SLOW_TIMEOUT = 1200  # the SIGKILL-and-resume tests take ~2 min alone, more when both cores are busy
+
+TIERS: dict[str, str | set[str]] = {
+    # unit tests, every one
+    "test_config.py": "fast",
+    "test_stats.py": "fast",
+    "test_faults_config.py": "fast",
+    "test_gae.py": "fast",
+    "test_distributions.py": "fast",
+    "test_sweep_report.py": "fast",
+    "test_progress.py": "fast",
+    "test_normalization.py": "fast",
+    "test_losses.py": "fast",
+    # train -> checkpoint -> stop -> resume bit-identical on a tiny budget, and the checkpoint format
+    "test_checkpoint.py": "fast",
+    # one golden bit-identity case (tests/golden.py runs all of them in the slow tier)
+    "test_golden.py": {"test_references_are_stored_and_name_their_machine",
+                       "test_run_reproduces_the_golden_references[cartpole]"},
+    # the train function: structure, determinism, init/update composition, a user's network factory
+    "test_train.py": {"test_output_structure", "test_same_key_same_result_different_key_different",
+                      "test_init_update_compose_to_train", "test_custom_network_factory_is_used",
+                      "test_permutation_is_a_permutation_and_deterministic", "test_permutation_is_uniform"},
+    # one 2-device emulated data-axis update, plus the collectives and mesh parsing
+    "test_parallel.py": {"test_reductions_over_the_axis_equal_the_union", "test_single_device_reductions_are_the_plain_ones",
+                         "test_device_keys_differ_per_device_and_are_the_key_on_one_device",
+                         "test_data_parallel_update_is_the_update_on_the_union_of_the_device_minibatches[True]",
+                         "test_parse_mesh_and_errors", "test_default_mesh_shape_prefers_seeds",
+                         "test_bad_mesh_shapes_name_the_field"},
+    # one recurrent update (the first epoch's replay equals the rollout), carries and episode boundaries
+    "test_recurrent.py": {"test_recurrent_network_shapes_and_carry", "test_recurrent_config_needs_whole_env_sequences_per_minibatch",
+                          "test_carry_never_leaks_across_an_episode_boundary",
+                          "test_first_epoch_replay_equals_the_rollout[gru]", "test_masked_tasks_hide_the_velocities"},
+    # one sweep of 2 x 2 settings (two programs) from the CLI, its report and groups; validation before compiling
+    "test_sweep.py": {"test_cli_sweep_writes_groups_metrics_and_report", "test_report_command_rewrites_the_same_report",
+                      "test_a_group_folder_is_an_ordinary_run", "test_bad_sweeps_are_one_line_errors_before_any_folder",
+                      "test_bad_sweep_file", "test_random_search_draws_are_reproducible_and_in_range",
+                      "test_a_sweep_too_large_for_memory_is_refused_before_compiling"},
+    # one masked env: masked distributions and a rollout that never takes a masked action
+    "test_masks_multidiscrete.py": {"test_masked_action_is_never_sampled_even_when_its_logit_is_largest",
+                                    "test_entropy_counts_only_the_legal_actions",
+                                    "test_masked_log_prob_kl_and_gradients_are_finite",
+                                    "test_a_row_with_no_legal_action_falls_back_to_uniform",
+                                    "test_multicategorical_is_the_product_of_its_categoricals",
+                                    "test_agent_mask_errors_name_the_problem", "test_multidiscrete_space_and_spec",
+                                    "test_observation_normalizer_skips_the_mask_and_keeps_the_rest_per_leaf",
+                                    "test_policy_in_a_rollout_never_takes_a_masked_action[nvec0]"},
+    # one adapter's semantics when its extra is installed (skips otherwise); every adapter's names and errors
+    "test_adapter_xminigrid.py": {"test_truncation_termination_and_final_observation",
+                                  "test_unknown_name_and_xland_need_a_ruleset", "test_missing_library_names_the_extra"},
+    "test_adapter_navix.py": {"test_names_and_observations", "test_missing_library_names_the_extra"},
+    "test_adapter_jumanji.py": {"test_names_and_errors"},
+    "test_adapter_craftax.py": {"test_unknown_name_and_missing_library"},
+    "test_adapter_playground.py": {"test_unknown_name_lists_the_registry", "test_missing_library_names_the_extra",
+                                   "test_termination_and_dict_obs_on_fake_env"},
+    "test_brax.py": {"test_parse_brax_name", "test_missing_brax_names_the_field_and_the_fix",
+                     "test_gymnax_names_unaffected", "test_adapter_logic_on_fake_env"},
+    # the multi-process launcher's failure report (its real 2-process runs are slow)
+    "test_distributed.py": {"test_launcher_shows_the_output_of_a_worker_that_ended_before_worker_0_failed"},
+    "test_render.py": "fast",
+    "test_interfaces.py": {"test_masked_categorical_is_finite_and_correct", "test_reset_carry_replaces_only_finished_envs",
+                           "test_evaluate_and_episode_rollout_act_through_the_agent_with_its_carry",
+                           "test_episode_rollout_matches_a_plain_python_loop"},
+    "test_envs_networks.py": {"test_cnn_chosen_for_minatar_and_output_shapes", "test_mlp_depth_width_activation",
+                              "test_sample_from_noise_matches_the_distribution"},
+    "test_gaps.py": {"test_explained_variance_reference_points", "test_explained_variance_matches_numpy_on_random_data",
+                     "test_make_optimizer_clips_by_the_global_norm", "test_normalize_zero_mean_unit_std_and_affine_invariant",
+                     "test_ppo_loss_normalizes_advantages_within_the_minibatch"},
+    # the CLI's input errors and run-folder names and locks (no training)
+    "test_cli.py": {"test_bad_config_input"},
+    "test_run_folder.py": {"test_default_folder_names_are_unique_within_one_second",
+                           "test_the_lock_dies_with_a_killed_process"},
+    "test_xla_flags.py": {"test_import_leaves_xla_flags_and_threefry_alone", "test_import_starts_no_jax_backend",
+                          "test_parse_version", "test_flag_range", "test_configure_outside_version_range_does_nothing",
+                          "test_configure_inside_version_range_sets_flag", "test_decide_order",
+                          "test_threefry_statuses_in_process"},
+    # slow: learning, multi-process, fault injection, adapters' training, the README's blocks, probes
+    "test_objectives.py": "slow",
+    "test_probes.py": "slow",
+    "test_learning.py": "slow",
+    "test_faults_run.py": "slow",
+    "test_readme.py": "slow",
+    "test_stats_rliable.py": "slow",
+}
+
+
+def _tier(path: pathlib.Path) -> str | set[str]:
+    try:
+        return TIERS[path.name]
+    except KeyError:
+        raise pytest.UsageError(f"tests/conftest.py: {path.name} has no tier; add it to TIERS ('fast', 'slow' or "
+                                "the set of its fast tests)") from None
+
+
+def _is_slow(item: pytest.Item) -> bool:
+    tier = _tier(item.path)
+    if isinstance(tier, set):
+        return item.name not in tier and getattr(item, "originalname", item.name) not in tier
+    return tier == "slow"
+
+
+def pytest_ignore_collect(collection_path: pathlib.Path, config: pytest.Config):
+    """Skip importing a wholly slow file when the run deselects the slow tier anyway (the adapters' imports alone
+    take seconds): the same tests run, collection is faster."""
+    if (collection_path.suffix == ".py" and collection_path.name.startswith("test_")
+            and config.getoption("markexpr", "") == "not slow" and _tier(collection_path) == "slow"):
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
+    for item in items:
+        slow = _is_slow(item)
+        if slow:
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT if slow else FAST_TIMEOUT))
