@@ -1,25 +1,24 @@
 """purejaxppo: Proximal Policy Optimization, end to end in JAX.
 
-    from purejaxppo import PPOConfig, make_train
-    train = make_train(PPOConfig(env="CartPole-v1"))
-    out = jax.jit(train)(jax.random.key(0))
+from purejaxppo import PPOConfig, make_train
+train = make_train(PPOConfig(env="CartPole-v1"))
+out = jax.jit(train)(jax.random.key(0))
 """
 
 # Importing changes nothing global: CPU settings (XLA scheduler flag, unrolled threefry) are opt-in,
 # `purejaxppo.cpu.configure()` before any JAX computation (the CLI, train_run and benchmarks call it).
 from purejaxppo import cpu  # noqa: E402
-from purejaxppo.cpu import configure as configure_cpu  # noqa: E402
-
+from purejaxppo.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
 from purejaxppo.config import HParams, PPOConfig, validate_hparams  # noqa: E402
+from purejaxppo.cpu import configure as configure_cpu  # noqa: E402
 from purejaxppo.distributions import Categorical, DiagGaussian  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402
+from purejaxppo.evaluate import build_evaluate, make_evaluate  # noqa: E402
 from purejaxppo.gae import compute_gae  # noqa: E402
 from purejaxppo.networks import ActionSpec, ActorCritic, make_network  # noqa: E402
-from purejaxppo.train import METRIC_NAMES, TrainOutput, TrainState, make_train, raise_if_diverged  # noqa: E402
-from purejaxppo.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
-from purejaxppo.evaluate import build_evaluate, make_evaluate  # noqa: E402
 from purejaxppo.progress import ProgressReporter, with_progress  # noqa: E402
 from purejaxppo.runs import load_policy, load_run, train_run  # noqa: E402
+from purejaxppo.train import METRIC_NAMES, TrainOutput, TrainState, make_train, raise_if_diverged  # noqa: E402
 
 __version__ = "0.1.0"
 

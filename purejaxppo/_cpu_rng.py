@@ -39,9 +39,8 @@ def _register_unrolled_lowering() -> None:
     try:
         from jax._src.random import threefry2x32 as mod
     except ImportError:  # older jax keeps threefry in jax._src.prng
-        from jax._src import prng as mod
-    rule = mlir.lower_fun(functools.partial(mod._threefry2x32_lowering, use_rolled_loops=False),
-                          multiple_results=True)
+        from jax._src import prng as mod  # type: ignore[attr-defined,no-redef]  # private module of older jax only
+    rule = mlir.lower_fun(functools.partial(mod._threefry2x32_lowering, use_rolled_loops=False), multiple_results=True)
     mlir.register_lowering(mod.threefry2x32_p, rule, platform="cpu")
 
 

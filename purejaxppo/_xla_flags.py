@@ -93,8 +93,9 @@ def _cpu_backend_in_use() -> bool:
         return True
 
 
-def decide(*, enabled: bool, xla_flags: str, opt_out: bool, version: str, started: bool,
-           applied: bool) -> tuple[str, str]:
+def decide(
+    *, enabled: bool, xla_flags: str, opt_out: bool, version: str, started: bool, applied: bool
+) -> tuple[str, str]:
     """Pure decision: (status, reason) for the scheduler flag, and whether to append it (status 'append').
 
     Statuses: 'disabled' (caller passed scheduler_flag=False), 'opt-out' (PUREJAXPPO_KEEP_XLA_FLAGS),
@@ -112,12 +113,16 @@ def decide(*, enabled: bool, xla_flags: str, opt_out: bool, version: str, starte
         return "opt-out", f"{OPT_OUT_ENV} is set; XLA_FLAGS left as it is"
     if not in_flag_range(parse_version(version)):
         first, end = (".".join(map(str, v)) for v in FLAG_JAX_RANGE)
-        return "not-needed", (f"jaxlib {version} is outside [{first}, {end}), the versions where the XLA:CPU "
-                              "hang was seen or cannot be ruled out; XLA_FLAGS left as it is")
+        return "not-needed", (
+            f"jaxlib {version} is outside [{first}, {end}), the versions where the XLA:CPU "
+            "hang was seen or cannot be ruled out; XLA_FLAGS left as it is"
+        )
     if started:
-        return "too-late", ("JAX's backend already started and XLA reads XLA_FLAGS only once, so the flag can "
-                            "no longer take effect; call purejaxppo.cpu.configure() before any JAX computation, "
-                            "or put the flag in XLA_FLAGS before starting Python")
+        return "too-late", (
+            "JAX's backend already started and XLA reads XLA_FLAGS only once, so the flag can "
+            "no longer take effect; call purejaxppo.cpu.configure() before any JAX computation, "
+            "or put the flag in XLA_FLAGS before starting Python"
+        )
     return "append", f"appended {FLAG} to XLA_FLAGS (jaxlib {version}; avoids the XLA:CPU deadlock of vmapped PPO)"
 
 
@@ -127,15 +132,24 @@ def apply_scheduler_flag(enabled: bool = True) -> tuple[str, str]:
     A 'too-late' result warns once per process (RuntimeWarning) when the CPU backend is in use.
     """
     flags = os.environ.get("XLA_FLAGS", "")
-    status, reason = decide(enabled=enabled, xla_flags=flags, opt_out=env_flag(OPT_OUT_ENV),
-                            version=jaxlib_version(), started=backends_started(),
-                            applied=_state["applied"])
+    status, reason = decide(
+        enabled=enabled,
+        xla_flags=flags,
+        opt_out=env_flag(OPT_OUT_ENV),
+        version=jaxlib_version(),
+        started=backends_started(),
+        applied=_state["applied"],
+    )
     if status == "append":
         os.environ["XLA_FLAGS"] = (flags + " " + FLAG).strip()
         _state["applied"] = True
         return "set", reason
     if status == "too-late" and not _state["warned"] and _cpu_backend_in_use():
         _state["warned"] = True
-        warnings.warn(f"purejaxppo.cpu.configure() could not set XLA_FLAGS={FLAG}: {reason}. vmapped training "
-                      "on CPU may deadlock (observed on jax 0.10.2).", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"purejaxppo.cpu.configure() could not set XLA_FLAGS={FLAG}: {reason}. vmapped training "
+            "on CPU may deadlock (observed on jax 0.10.2).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return status, reason

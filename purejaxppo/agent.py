@@ -50,7 +50,8 @@ the one acting function that evaluation, rendering and `load_policy` share.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -86,13 +87,17 @@ def apply_action_mask(dist: Any, obs: Any) -> Any:
     mask = obs[ACTION_MASK_KEY]
     masked = getattr(dist, "masked", None)
     if not callable(masked):
-        raise ValueError(f"the env's observation has an {ACTION_MASK_KEY!r}, but the policy's distribution "
-                         f"{type(dist).__name__} cannot be masked (only Categorical and MultiCategorical can)")
+        raise ValueError(
+            f"the env's observation has an {ACTION_MASK_KEY!r}, but the policy's distribution "
+            f"{type(dist).__name__} cannot be masked (only Categorical and MultiCategorical can)"
+        )
     logits = getattr(dist, "logits", None)
     if logits is not None and tuple(mask.shape) != tuple(logits.shape):
-        raise ValueError(f"the env's obs[{ACTION_MASK_KEY!r}] has shape {tuple(mask.shape)} but the policy has "
-                         f"logits of shape {tuple(logits.shape)}: the mask must hold one bool per action "
-                         "(per sub-action choice, concatenated, for a MultiDiscrete space)")
+        raise ValueError(
+            f"the env's obs[{ACTION_MASK_KEY!r}] has shape {tuple(mask.shape)} but the policy has "
+            f"logits of shape {tuple(logits.shape)}: the mask must hold one bool per action "
+            "(per sub-action choice, concatenated, for a MultiDiscrete space)"
+        )
     return masked(mask)
 
 

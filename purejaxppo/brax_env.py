@@ -72,8 +72,20 @@ def brax_env_names() -> list[str]:
     if isinstance(registry, dict):
         return sorted(registry)
     return sorted(  # fallback if brax ever renames its private registry
-        n for n in ("ant", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "inverted_pendulum",
-                    "inverted_double_pendulum", "pusher", "reacher", "swimmer", "walker2d")
+        n
+        for n in (
+            "ant",
+            "halfcheetah",
+            "hopper",
+            "humanoid",
+            "humanoidstandup",
+            "inverted_pendulum",
+            "inverted_double_pendulum",
+            "pusher",
+            "reacher",
+            "swimmer",
+            "walker2d",
+        )
     )
 
 
@@ -81,7 +93,7 @@ def parse_brax_name(name: str) -> tuple[str, str | None]:
     """'brax/hopper@positional' -> ('hopper', 'positional'); 'brax/ant' -> ('ant', None)."""
     if not name.startswith(BRAX_PREFIX):
         raise ValueError(f"PPOConfig.env: {name!r} is not a Brax env id (expected 'brax/<name>[@<backend>]')")
-    rest = name[len(BRAX_PREFIX):]
+    rest = name[len(BRAX_PREFIX) :]
     env_name, sep, backend = rest.partition("@")
     if not env_name or (sep and not backend):
         raise ValueError(

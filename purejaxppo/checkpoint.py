@@ -74,7 +74,9 @@ def flatten_state(state: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     return leaves, keys
 
 
-def unflatten_state(template: Any, leaves: dict[str, np.ndarray], keys: dict[str, str], source: str = "checkpoint") -> Any:
+def unflatten_state(
+    template: Any, leaves: dict[str, np.ndarray], keys: dict[str, str], source: str = "checkpoint"
+) -> Any:
     """Rebuild a state shaped like `template` (arrays or ShapeDtypeStructs) from stored leaves.
 
     Checks that both hold exactly the same paths, shapes and dtypes.
@@ -108,7 +110,7 @@ def unflatten_state(template: Any, leaves: dict[str, np.ndarray], keys: dict[str
                 f"but {want_dtype}{list(want_shape)} for this config"
             )
         if _is_key(want):
-            out.append(jax.random.wrap_key_data(arr, impl=keys[name]))
+            out.append(jax.random.wrap_key_data(arr, impl=keys[name]))  # type: ignore[arg-type]  # takes NumPy too
         else:
             out.append(arr)
     return jax.tree_util.tree_unflatten(treedef, out)
@@ -183,7 +185,9 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray
     if not isinstance(outer, dict) or outer.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a purejaxppo checkpoint (no {FORMAT!r} format tag)")
     if outer.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {outer.get('version')!r}; this purejaxppo reads version {VERSION}")
+        raise CheckpointError(
+            f"checkpoint {path} has format version {outer.get('version')!r}; this purejaxppo reads version {VERSION}"
+        )
     payload = outer.get("payload")
     if not isinstance(payload, bytes) or hashlib.sha256(payload).hexdigest() != outer.get("sha256"):
         raise CheckpointError(f"checkpoint {path} is corrupt: its checksum does not match its contents")
@@ -261,5 +265,7 @@ class CheckpointManager:
                     read_checkpoint(older)
                 except CheckpointError:
                     continue
-                raise CheckpointError(f"{e}; the previous checkpoint {older} is intact: pass that file to use it") from None
+                raise CheckpointError(
+                    f"{e}; the previous checkpoint {older} is intact: pass that file to use it"
+                ) from None
             raise

@@ -1,7 +1,7 @@
 """Command line: `purejaxppo {train,eval,render,plot,sweep,report}` (also `python -m purejaxppo ...`).
 
-    purejaxppo train [--config FILE] [--seeds N] [--set FIELD=VALUE ...] [--out runs/NAME] [--processes N] [--mesh seed=S,data=D]
-                     [--checkpoint-every N] [--resume runs/NAME] [--overwrite] [--stop-after N]
+    purejaxppo train [--config FILE] [--seeds N] [--set FIELD=VALUE ...] [--out runs/NAME] [--processes N]
+                     [--mesh seed=S,data=D] [--checkpoint-every N] [--resume runs/NAME] [--overwrite] [--stop-after N]
     purejaxppo eval runs/NAME [--episodes 100] [--deterministic]
     purejaxppo render runs/NAME --out episode.gif
     purejaxppo plot runs/NAME [runs/OTHER ...] [--out plot.png]
@@ -75,11 +75,22 @@ def cmd_train(args) -> int:
         print(msg, flush=True)
 
     result = train_run(
-        config, out_dir, overrides=overrides, num_seeds=args.seeds, seed=args.seed,
-        checkpoint_every=args.checkpoint_every, resume=resume, overwrite=args.overwrite,
-        progress=style, stop_after=args.stop_after, on_diverge=args.on_diverge,
-        tensorboard=args.tensorboard, wandb_project=args.wandb, mesh=args.mesh,
-        command=["purejaxppo"] + list(args.argv), log=log,
+        config,
+        out_dir,
+        overrides=overrides,
+        num_seeds=args.seeds,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        resume=resume,
+        overwrite=args.overwrite,
+        progress=style,
+        stop_after=args.stop_after,
+        on_diverge=args.on_diverge,
+        tensorboard=args.tensorboard,
+        wandb_project=args.wandb,
+        mesh=args.mesh,
+        command=["purejaxppo"] + list(args.argv),
+        log=log,
         progress_file=sys.stderr if style == "bar" else sys.stdout,
     )
     if result is None:  # a follower process of a multi-process run: the leader (process 0) reports
@@ -94,11 +105,18 @@ def cmd_train(args) -> int:
             f"training diverged at update {first} in {seeds}: non-finite losses or parameters (params frozen at the "
             f"last finite values; see the 'diverged' column of {result.run_dir}/metrics.jsonl). Lower learning_rate, "
             "enable normalize_obs/normalize_reward, or check the env's rewards and observations"
-            + ("; stopped there (checkpointed): --on-diverge continue trains the other seeds on"
-               if not result.finished else ""))
+            + (
+                "; stopped there (checkpointed): --on-diverge continue trains the other seeds on"
+                if not result.finished
+                else ""
+            )
+        )
     if not result.finished:
-        print(f"stopped at update {result.update}/{result.config.num_updates}; continue with: "
-              f"purejaxppo train --resume {result.run_dir}", flush=True)
+        print(
+            f"stopped at update {result.update}/{result.config.num_updates}; continue with: "
+            f"purejaxppo train --resume {result.run_dir}",
+            flush=True,
+        )
     return 0
 
 
@@ -108,7 +126,9 @@ def _print_train_summary(result) -> None:
     try:
         _, values = learning_curves(result.run_dir, "episode_return")
         last = values[:, -1]
-        rs = f"final episode return {last.mean():.2f}" + (f" (min {last.min():.1f}, max {last.max():.1f})" if len(last) > 1 else "")
+        rs = f"final episode return {last.mean():.2f}" + (
+            f" (min {last.min():.1f}, max {last.max():.1f})" if len(last) > 1 else ""
+        )
     except ValueError:
         rs = "no episode return logged yet"
     try:  # in-training evaluation: the newest update where every seed was evaluated (NaN/null elsewhere)
@@ -116,9 +136,11 @@ def _print_train_summary(result) -> None:
         rs += f", eval return {ev[:, -1].mean():.2f} (at {int(steps[-1]):,} env steps)"
     except ValueError:
         pass
-    print(f"{result.run_dir}: update {result.update}/{result.config.num_updates}, {rs}; "
-          f"{result.env_steps_per_s:,.0f} env steps/s, compile {result.compile_s:.1f}s, wall {result.wall_s:.1f}s",
-          flush=True)
+    print(
+        f"{result.run_dir}: update {result.update}/{result.config.num_updates}, {rs}; "
+        f"{result.env_steps_per_s:,.0f} env steps/s, compile {result.compile_s:.1f}s, wall {result.wall_s:.1f}s",
+        flush=True,
+    )
 
 
 # -------------------------------------------------------------------------- eval
@@ -142,14 +164,18 @@ def cmd_eval(args) -> int:
     keys = jax.random.split(jax.random.key(args.seed), s)
     returns = np.asarray(fn(ActingState(run.state.params, run.state.obs_norm), keys))  # [seeds, episodes]
     mode = "deterministic (mode)" if args.deterministic else "stochastic (sampled)"
-    print(f"{run.run_dir} ({run.checkpoint.name}, update {run.meta['update']}/{run.config.num_updates}): "
-          f"{run.config.env}, {s} seed(s) x {n} episode(s), {mode} actions")
+    print(
+        f"{run.run_dir} ({run.checkpoint.name}, update {run.meta['update']}/{run.config.num_updates}): "
+        f"{run.config.env}, {s} seed(s) x {n} episode(s), {mode} actions"
+    )
     if s > 1:
         for i, r in enumerate(returns):
             print(f"  seed {i}: mean {r.mean():.2f}  std {r.std():.2f}  IQM {iqm(r):.2f}")
     flat = returns.reshape(-1)
-    print(f"return: mean {flat.mean():.2f}  std {flat.std():.2f}  IQM {iqm(flat):.2f}  "
-          f"min {flat.min():.2f}  max {flat.max():.2f}  ({flat.size} episodes)")
+    print(
+        f"return: mean {flat.mean():.2f}  std {flat.std():.2f}  IQM {iqm(flat):.2f}  "
+        f"min {flat.min():.2f}  max {flat.max():.2f}  ({flat.size} episodes)"
+    )
     if s > 1:
         per_seed = returns.mean(axis=1)
         point, lo, hi = bootstrap_ci(per_seed, "iqm")
@@ -158,6 +184,7 @@ def cmd_eval(args) -> int:
 
 
 # ------------------------------------------------------------------------ render
+
 
 def cmd_render(args) -> int:
     from purejaxppo.checkpoint import CheckpointManager, read_checkpoint
@@ -196,8 +223,10 @@ def cmd_render(args) -> int:
     states = [jax.tree.map(lambda x, t=t: x[t], ep.env_states) for t in range(frames)]
     cum = np.cumsum(np.asarray(ep.rewards[:frames], np.float64))
     render_states(run.train.env, run.train.env_params, env_name, states, cum, out)
-    print(f"wrote {out}: {frames} frame(s) of a {length}-step episode, return {float(np.sum(ep.rewards[:length])):.2f}"
-          + (f" (first {frames} frames drawn; --max-frames)" if frames < length else ""))
+    print(
+        f"wrote {out}: {frames} frame(s) of a {length}-step episode, return {float(np.sum(ep.rewards[:length])):.2f}"
+        + (f" (first {frames} frames drawn; --max-frames)" if frames < length else "")
+    )
     return 0
 
 
@@ -226,13 +255,19 @@ def cmd_plot(args) -> int:
         if hi <= lo:
             raise ValueError("plot: the runs share no range of env steps")
         grid = np.linspace(lo, hi, max(len(s) for s in steps_list))
-        curves = {k: np.stack([np.interp(grid, s, row) for row in v]) for (k, v), s in zip(curves.items(), steps_list)}
-        print(f"note: the runs were logged at different env steps; plotted over their shared range "
-              f"{lo:,.0f}..{hi:,.0f}, linearly interpolated")
-    path = plot_curves(curves, grid, args.out, metric=args.stat, ylabel=args.metric.replace("_", " "),
-                       title=args.title)
-    print(f"wrote {path}: {args.stat} of {args.metric} over seeds with 95% bootstrap CI bands, "
-          + ", ".join(f"{k} ({v.shape[0]} seed(s))" for k, v in curves.items()))
+        curves = {
+            k: np.stack([np.interp(grid, s, row) for row in v])
+            for (k, v), s in zip(curves.items(), steps_list, strict=True)
+        }
+        print(
+            f"note: the runs were logged at different env steps; plotted over their shared range "
+            f"{lo:,.0f}..{hi:,.0f}, linearly interpolated"
+        )
+    path = plot_curves(curves, grid, args.out, metric=args.stat, ylabel=args.metric.replace("_", " "), title=args.title)
+    print(
+        f"wrote {path}: {args.stat} of {args.metric} over seeds with 95% bootstrap CI bands, "
+        + ", ".join(f"{k} ({v.shape[0]} seed(s))" for k, v in curves.items())
+    )
     return 0
 
 
@@ -244,13 +279,29 @@ def cmd_sweep(args) -> int:
     from purejaxppo.sweep.spec import build_spec, parse_grid_arg, read_sweep_file
 
     style = _progress_style(args.progress)
-    kwargs = dict(checkpoint_every=args.checkpoint_every, stop_after=args.stop_after, progress=style, mesh=args.mesh,
-                  command=["purejaxppo"] + list(args.argv), log=lambda m: print(m, flush=True),
-                  progress_file=sys.stderr if style == "bar" else sys.stdout)
+    kwargs = dict(
+        checkpoint_every=args.checkpoint_every,
+        stop_after=args.stop_after,
+        progress=style,
+        mesh=args.mesh,
+        command=["purejaxppo"] + list(args.argv),
+        log=lambda m: print(m, flush=True),
+        progress_file=sys.stderr if style == "bar" else sys.stdout,
+    )
     if args.resume:
-        given = [f for f, v in (("a sweep file", args.file), ("--config", args.config), ("--grid", args.grid),
-                                ("--range", args.range), ("--set", args.set), ("--random", args.random),
-                                ("--seeds", args.seeds)) if v]
+        given = [
+            f
+            for f, v in (
+                ("a sweep file", args.file),
+                ("--config", args.config),
+                ("--grid", args.grid),
+                ("--range", args.range),
+                ("--set", args.set),
+                ("--random", args.random),
+                ("--seeds", args.seeds),
+            )
+            if v
+        ]
         if given:
             raise ValueError(f"--resume continues the sweep saved in {args.resume}; do not pass {', '.join(given)}")
         if args.out and Path(args.out) != Path(args.resume):
@@ -275,17 +326,28 @@ def cmd_sweep(args) -> int:
             name, text = (p.strip() for p in r.split("=", 1))
             ranges[name] = text
         pick = lambda flag, key, default: flag if flag is not None else data.get(key, default)  # noqa: E731
-        spec = build_spec(base, grid=grid, ranges=ranges, random=pick(args.random, "random", 0),
-                          seeds=pick(args.seeds, "seeds", 1), seed=pick(args.seed, "seed", 0),
-                          sweep_seed=pick(args.sweep_seed, "sweep_seed", 0), score=pick(args.score, "score", "final"),
-                          reference_scores=data.get("reference_scores"),
-                          config_source=str(config_path) if config_path else None, source=source)
+        spec = build_spec(
+            base,
+            grid=grid,
+            ranges=ranges,
+            random=pick(args.random, "random", 0),
+            seeds=pick(args.seeds, "seeds", 1),
+            seed=pick(args.seed, "seed", 0),
+            sweep_seed=pick(args.sweep_seed, "sweep_seed", 0),
+            score=pick(args.score, "score", "final"),
+            reference_scores=data.get("reference_scores"),
+            config_source=str(config_path) if config_path else None,
+            source=source,
+        )
         result = sweep_run(spec, args.out, overwrite=args.overwrite, **kwargs)
     if result.status == "finished":
         _print_sweep_summary(result)
     else:
-        print(f"{result.sweep_dir}: stopped before every program finished; continue with: "
-              f"purejaxppo sweep --resume {result.sweep_dir}", flush=True)
+        print(
+            f"{result.sweep_dir}: stopped before every program finished; continue with: "
+            f"purejaxppo sweep --resume {result.sweep_dir}",
+            flush=True,
+        )
     return 0
 
 
@@ -293,8 +355,10 @@ def _print_sweep_summary(result) -> None:
     rep = result.report or {}
     md = result.sweep_dir / "sweep.md"
     best = next((c for c in rep.get("settings", []) if c.get("rank") == 1), None)
-    head = f"{result.sweep_dir}: {len(result.plan.settings)} setting(s) x {result.plan.spec.seeds} seed(s), " \
-           f"{len(result.plan.groups)} program(s), compile {result.compile_s:.1f}s, wall {result.wall_s:.1f}s"
+    head = (
+        f"{result.sweep_dir}: {len(result.plan.settings)} setting(s) x {result.plan.spec.seeds} seed(s), "
+        f"{len(result.plan.groups)} program(s), compile {result.compile_s:.1f}s, wall {result.wall_s:.1f}s"
+    )
     print(head, flush=True)
     if best is not None:
         print(f"best: {best.get('label', best.get('values'))}; report: {md}", flush=True)
@@ -314,54 +378,110 @@ def cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="purejaxppo", description="PPO end to end in JAX: train, evaluate, render, plot.")
+    parser = argparse.ArgumentParser(
+        prog="purejaxppo", description="PPO end to end in JAX: train, evaluate, render, plot."
+    )
     sub = parser.add_subparsers(dest="command", metavar="{train,eval,render,plot,sweep,report}")
 
-    p = sub.add_parser("train", help="train (default: CartPole-v1 with the built-in defaults)",
-                       description="Train vmapped seeds in jitted chunks, with checkpoints, metric logs and a live progress bar.")
+    p = sub.add_parser(
+        "train",
+        help="train (default: CartPole-v1 with the built-in defaults)",
+        description="Train vmapped seeds in jitted chunks, with checkpoints, metric logs and a live progress bar.",
+    )
     p.add_argument("--config", help="YAML config file (default: built-in PPOConfig defaults, CartPole-v1)")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds, vmapped (default 1; on resume: the checkpoint's)")
+    p.add_argument(
+        "--seeds", type=int, default=None, help="number of seeds, vmapped (default 1; on resume: the checkpoint's)"
+    )
     p.add_argument("--seed", type=int, default=0, help="base PRNG seed: seeds are jax.random.split(key(SEED), N)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field (repeatable)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field (repeatable)"
+    )
     p.add_argument("--out", help="run folder (default runs/<env>-<timestamp>)")
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                   help="updates per jitted chunk and checkpoint (default: about 10 checkpoints per run)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="updates per jitted chunk and checkpoint (default: about 10 checkpoints per run)",
+    )
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder (or from this checkpoint file)")
     p.add_argument("--overwrite", action="store_true", help="replace the run files of an existing --out folder")
-    p.add_argument("--stop-after", type=int, default=None, metavar="N",
-                   help="stop after N updates in total (checkpointed; continue later with --resume)")
-    p.add_argument("--log-every", default=None, metavar="N",
-                   help="updates between progress reports and metrics.jsonl rows (sets config log_every; 0 = no progress bar)")
-    p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="auto",
-                   help="progress display: tqdm bar, plain lines, or off (auto: bar on a terminal, else lines)")
-    p.add_argument("--on-diverge", choices=("stop", "continue"), default="stop",
-                   help="when a seed produces NaN/inf: stop at that update (default; checkpointed, status 'diverged') "
-                        "or continue training the other seeds (the diverged ones stay frozen)")
-    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars to RUN/tensorboard (extra: tensorboard)")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N updates in total (checkpointed; continue later with --resume)",
+    )
+    p.add_argument(
+        "--log-every",
+        default=None,
+        metavar="N",
+        help="updates between progress reports and metrics.jsonl rows (sets config log_every; 0 = no progress bar)",
+    )
+    p.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines", "off"),
+        default="auto",
+        help="progress display: tqdm bar, plain lines, or off (auto: bar on a terminal, else lines)",
+    )
+    p.add_argument(
+        "--on-diverge",
+        choices=("stop", "continue"),
+        default="stop",
+        help="when a seed produces NaN/inf: stop at that update (default; checkpointed, status 'diverged') "
+        "or continue training the other seeds (the diverged ones stay frozen)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard scalars to RUN/tensorboard (extra: tensorboard)",
+    )
     p.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project (extra: wandb)")
     g = p.add_argument_group("scaling out (README: Scaling out)")
-    g.add_argument("--mesh", metavar="seed=S,data=D",
-                   help="device mesh: S devices share the seeds, D devices share each run's num_envs (default: the "
-                        "plain program on one device; all devices, seeds first, when there are several)")
-    g.add_argument("--processes", type=int, default=None, metavar="N",
-                   help="start N local worker processes joined by jax.distributed (on CPU: one per core) and wait for them")
-    g.add_argument("--distributed", action="store_true",
-                   help="this process is one of several (e.g. one per host under SLURM): join them with "
-                        "jax.distributed.initialize() (auto-detected, or --coordinator/--num-processes/--process-id, "
-                        "or PUREJAXPPO_COORDINATOR/_NUM_PROCESSES/_PROCESS_ID)")
+    g.add_argument(
+        "--mesh",
+        metavar="seed=S,data=D",
+        help="device mesh: S devices share the seeds, D devices share each run's num_envs (default: the "
+        "plain program on one device; all devices, seeds first, when there are several)",
+    )
+    g.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="start N local worker processes joined by jax.distributed (on CPU: one per core) and wait for them",
+    )
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="this process is one of several (e.g. one per host under SLURM): join them with "
+        "jax.distributed.initialize() (auto-detected, or --coordinator/--num-processes/--process-id, "
+        "or PUREJAXPPO_COORDINATOR/_NUM_PROCESSES/_PROCESS_ID)",
+    )
     g.add_argument("--coordinator", metavar="HOST:PORT", help="with --distributed: address of process 0")
-    g.add_argument("--num-processes", type=int, default=None, metavar="N", help="with --distributed: how many processes")
+    g.add_argument(
+        "--num-processes", type=int, default=None, metavar="N", help="with --distributed: how many processes"
+    )
     g.add_argument("--process-id", type=int, default=None, metavar="I", help="with --distributed: this process's index")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a run's checkpoint", description="Evaluate every seed's policy of a run (vmapped, jitted).")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a run's checkpoint",
+        description="Evaluate every seed's policy of a run (vmapped, jitted).",
+    )
     p.add_argument("run", help="run folder (newest checkpoint) or a checkpoint file")
     p.add_argument("--episodes", type=int, default=100, help="episodes per seed (default 100)")
     p.add_argument("--deterministic", action="store_true", help="act with the mode instead of sampling")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed for env resets and sampling")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("render", help="write a GIF of one episode", description="Roll out one episode and draw it with gymnax's visualizer.")
+    p = sub.add_parser(
+        "render",
+        help="write a GIF of one episode",
+        description="Roll out one episode and draw it with gymnax's visualizer.",
+    )
     p.add_argument("run", help="run folder (newest checkpoint) or a checkpoint file")
     p.add_argument("--out", default="episode.gif", help="GIF file to write (default episode.gif)")
     p.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds (default 0)")
@@ -370,47 +490,92 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=500, help="draw at most this many steps (default 500)")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("plot", help="learning curves with CI bands across seeds", description="Plot runs' learning curves from metrics.jsonl.")
+    p = sub.add_parser(
+        "plot",
+        help="learning curves with CI bands across seeds",
+        description="Plot runs' learning curves from metrics.jsonl.",
+    )
     p.add_argument("runs", nargs="+", help="run folders")
     p.add_argument("--out", default="plot.png", help="PNG file to write (default plot.png)")
-    p.add_argument("--metric", default="episode_return", help="metric column (default episode_return; e.g. eval_return)")
-    p.add_argument("--stat", choices=("iqm", "mean", "median"), default="iqm", help="aggregate over seeds (default iqm)")
+    p.add_argument(
+        "--metric", default="episode_return", help="metric column (default episode_return; e.g. eval_return)"
+    )
+    p.add_argument(
+        "--stat", choices=("iqm", "mean", "median"), default="iqm", help="aggregate over seeds (default iqm)"
+    )
     p.add_argument("--title", default=None, help="plot title")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("sweep", help="compare hyperparameter settings x seeds, with a statistical report",
-                       description="Train every setting of a grid / random search x seeds: the traced hyperparameters "
-                                   "of one program vmapped together, one program per combination of static fields; "
-                                   "then write sweep.md, sweep.json and plots (README: Comparing settings).")
-    p.add_argument("file", nargs="?", help="sweep YAML file (keys: config, set, seeds, seed, grid, random, range, "
-                                           "sweep_seed, score, reference_scores); flags below override it")
+    p = sub.add_parser(
+        "sweep",
+        help="compare hyperparameter settings x seeds, with a statistical report",
+        description="Train every setting of a grid / random search x seeds: the traced hyperparameters "
+        "of one program vmapped together, one program per combination of static fields; "
+        "then write sweep.md, sweep.json and plots (README: Comparing settings).",
+    )
+    p.add_argument(
+        "file",
+        nargs="?",
+        help="sweep YAML file (keys: config, set, seeds, seed, grid, random, range, "
+        "sweep_seed, score, reference_scores); flags below override it",
+    )
     p.add_argument("--config", help="base YAML config (default: the sweep file's, else the built-in defaults)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a base config field")
-    p.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
-                   help="values of one field (repeatable; settings are every combination)")
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2,...",
+        help="values of one field (repeatable; settings are every combination)",
+    )
     p.add_argument("--random", type=int, default=None, metavar="N", help="N random draws of the --range fields")
-    p.add_argument("--range", action="append", default=[], metavar="FIELD=[log:]LOW:HIGH",
-                   help="random-search range of a traced field: log-uniform (log:) or uniform")
+    p.add_argument(
+        "--range",
+        action="append",
+        default=[],
+        metavar="FIELD=[log:]LOW:HIGH",
+        help="random-search range of a traced field: log-uniform (log:) or uniform",
+    )
     p.add_argument("--seeds", type=int, default=None, help="seeds per setting (default 1)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="base PRNG seed: seed s of every setting uses jax.random.split(key(SEED), seeds)[s] (default 0)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="base PRNG seed: seed s of every setting uses jax.random.split(key(SEED), seeds)[s] (default 0)",
+    )
     p.add_argument("--sweep-seed", type=int, default=None, help="seed of the random draws (default 0)")
-    p.add_argument("--score", choices=("final", "auc"), default=None,
-                   help="what ranks the settings: final return (last 10%% of updates) or area under the curve")
+    p.add_argument(
+        "--score",
+        choices=("final", "auc"),
+        default=None,
+        help="what ranks the settings: final return (last 10%% of updates) or area under the curve",
+    )
     p.add_argument("--out", help="sweep folder (default runs/sweep-<env>-<timestamp>)")
     p.add_argument("--resume", metavar="RUN", help="continue the sweep in this folder")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an existing --out sweep")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="N", help="updates per chunk and checkpoint")
-    p.add_argument("--stop-after", type=int, default=None, metavar="N",
-                   help="stop every program after N updates (checkpointed; continue with --resume)")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop every program after N updates (checkpointed; continue with --resume)",
+    )
     p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="auto", help="progress display")
-    p.add_argument("--mesh", metavar="seed=S,data=D", help="device mesh for every program (the runs share the seed axis)")
+    p.add_argument(
+        "--mesh", metavar="seed=S,data=D", help="device mesh for every program (the runs share the seed axis)"
+    )
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("report", help="(re)write a finished sweep's report",
-                       description="Compute the statistics of a sweep folder and write sweep.md, sweep.json and plots.")
+    p = sub.add_parser(
+        "report",
+        help="(re)write a finished sweep's report",
+        description="Compute the statistics of a sweep folder and write sweep.md, sweep.json and plots.",
+    )
     p.add_argument("run", help="sweep folder")
-    p.add_argument("--score", choices=("final", "auc"), default=None, help="what ranks the settings (default: the sweep's)")
+    p.add_argument(
+        "--score", choices=("final", "auc"), default=None, help="what ranks the settings (default: the sweep's)"
+    )
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.set_defaults(func=cmd_report)
     return parser
@@ -472,15 +637,21 @@ def _launch_workers(args) -> int:
 
 def _interrupted_message(e: KeyboardInterrupt) -> str:
     if getattr(e, "sweep_dir", None) is not None:
-        return f"interrupted; every finished chunk is checkpointed; continue with: purejaxppo sweep --resume {e.sweep_dir}"
+        return (
+            f"interrupted; every finished chunk is checkpointed; continue with: purejaxppo sweep --resume {e.sweep_dir}"
+        )
     run_dir, ck = getattr(e, "run_dir", None), getattr(e, "checkpoint", None)
     if run_dir is None:
         return "interrupted"
     if ck is None:
-        return (f"interrupted before the first checkpoint of {run_dir}; nothing to resume yet "
-                f"(start again, with --overwrite to reuse the folder: purejaxppo train ... --out {run_dir} --overwrite)")
-    return (f"interrupted; the newest checkpoint {ck.name} (update {e.update}) is intact; "
-            f"continue with: purejaxppo train --resume {run_dir}")
+        return (
+            f"interrupted before the first checkpoint of {run_dir}; nothing to resume yet "
+            f"(start again, with --overwrite to reuse the folder: purejaxppo train ... --out {run_dir} --overwrite)"
+        )
+    return (
+        f"interrupted; the newest checkpoint {ck.name} (update {e.update}) is intact; "
+        f"continue with: purejaxppo train --resume {run_dir}"
+    )
 
 
 def _user_error_message(e: BaseException) -> str | None:
@@ -494,26 +665,39 @@ def _user_error_message(e: BaseException) -> str | None:
         from urllib.error import URLError
 
         if isinstance(e, URLError):
-            return (f"could not download data the environment needs ({' '.join(str(e.reason).split())}); "
-                    "this machine looks offline: use another env, or fetch the data on a machine with network first")
+            return (
+                f"could not download data the environment needs ({' '.join(str(e.reason).split())}); "
+                "this machine looks offline: use another env, or fetch the data on a machine with network first"
+            )
     except ImportError:  # pragma: no cover
         pass
     if isinstance(e, FileNotFoundError):
         return text
     if isinstance(e, OSError):
-        hint = {errno.ENOSPC: "free disk space", errno.EROFS: "the file system is read-only: choose another --out",
-                errno.EDQUOT: "the disk quota is exceeded: free space"}.get(e.errno)
+        hint = {
+            errno.ENOSPC: "free disk space",
+            errno.EROFS: "the file system is read-only: choose another --out",
+            errno.EDQUOT: "the disk quota is exceeded: free space",
+        }.get(e.errno)
         return f"{text} ({hint}; an interrupted run continues with: purejaxppo train --resume RUN)" if hint else text
     if isinstance(e, ImportError):
-        return text if "pip install" in text else f"{text} (a package is missing: pip install it, or the extra that names it)"
+        return (
+            text
+            if "pip install" in text
+            else f"{text} (a package is missing: pip install it, or the extra that names it)"
+        )
     if isinstance(e, OverflowError):
         return f"{text}: a count is too large (counters are 32-bit); reduce total_timesteps, num_envs or num_steps"
     if isinstance(e, MemoryError):
         return "out of host memory; reduce num_envs, num_steps or --seeds"
     if "RESOURCE_EXHAUSTED" in str(e) or "Out of memory" in str(e):
-        first = next((ln.strip() for ln in str(e).splitlines() if "RESOURCE_EXHAUSTED" in ln or "memory" in ln.lower()), "")
-        return (f"out of device memory while running the training program ({first[:200]}); reduce num_envs, "
-                "num_steps or --seeds (a resumed run continues from its newest checkpoint)")
+        first = next(
+            (ln.strip() for ln in str(e).splitlines() if "RESOURCE_EXHAUSTED" in ln or "memory" in ln.lower()), ""
+        )
+        return (
+            f"out of device memory while running the training program ({first[:200]}); reduce num_envs, "
+            "num_steps or --seeds (a resumed run continues from its newest checkpoint)"
+        )
     try:
         import yaml
 

@@ -92,40 +92,109 @@ class PPOConfig:
     """
 
     # --- environment and budget (static) ---
-    env: str = _field("CartPole-v1", "gymnax environment id, 'masked/<id>' (velocities masked out: masked/CartPole-v1, masked/Pendulum-v1, ...; for recurrent policies), 'brax/<name>[@<backend>]' with the .[brax] extra, or another library's env by prefix: 'playground/<name>', 'craftax/<name>', 'jumanji/<name>', 'xminigrid/<name>', 'navix/<name>', each with the extra of that name (README: Environments) (ignored when an env object is passed to make_train).")
-    total_timesteps: int = _field(500_000, "Total environment steps over all parallel envs; num_updates = total_timesteps // (num_envs * num_steps).")
+    env: str = _field(
+        "CartPole-v1",
+        "gymnax environment id, 'masked/<id>' (velocities masked out: masked/CartPole-v1, masked/Pendulum-v1, ...; "
+        "for recurrent policies), 'brax/<name>[@<backend>]' with the .[brax] extra, or another library's env by "
+        "prefix: 'playground/<name>', 'craftax/<name>', 'jumanji/<name>', 'xminigrid/<name>', 'navix/<name>', each "
+        "with the extra of that name (README: Environments) (ignored when an env object is passed to make_train).",
+    )
+    total_timesteps: int = _field(
+        500_000,
+        "Total environment steps over all parallel envs; num_updates = total_timesteps // (num_envs * num_steps).",
+    )
     num_envs: int = _field(4, "N: number of parallel environments (actors).")
     num_steps: int = _field(128, "T: steps each env takes per update (rollout length).")
-    num_minibatches: int = _field(4, "Minibatches per epoch; minibatch size M = num_envs * num_steps / num_minibatches.")
+    num_minibatches: int = _field(
+        4, "Minibatches per epoch; minibatch size M = num_envs * num_steps / num_minibatches."
+    )
     update_epochs: int = _field(4, "K: epochs over the rollout batch per update.")
 
     # --- network (static) ---
     actor_hidden: tuple[int, ...] = _field((64, 64), "Hidden layer widths of the actor MLP.")
     critic_hidden: tuple[int, ...] = _field((64, 64), "Hidden layer widths of the critic MLP.")
     activation: str = _field("tanh", f"Hidden activation, one of {ACTIVATIONS}.")
-    init_log_std: float = _field(0.0, "Initial state-independent log standard deviation of the Gaussian policy (Box action spaces).")
-    network: str = _field("auto", "Network family: 'mlp' (flattened obs), 'cnn' (image obs [H, W, C], e.g. MinAtar), 'auto' (cnn for rank-3 observations, else mlp), or a recurrent policy for partially observed tasks: 'gru' or 'lstm' (torso -> recurrent cell -> actor/critic heads of actor_hidden/critic_hidden; the hidden state is reset at episode boundaries; num_envs must be divisible by num_minibatches, since minibatches are whole env sequences).")
+    init_log_std: float = _field(
+        0.0, "Initial state-independent log standard deviation of the Gaussian policy (Box action spaces)."
+    )
+    network: str = _field(
+        "auto",
+        "Network family: 'mlp' (flattened obs), 'cnn' (image obs [H, W, C], e.g. MinAtar), 'auto' (cnn for rank-3 "
+        "observations, else mlp), or a recurrent policy for partially observed tasks: 'gru' or 'lstm' (torso -> "
+        "recurrent cell -> actor/critic heads of actor_hidden/critic_hidden; the hidden state is reset at episode "
+        "boundaries; num_envs must be divisible by num_minibatches, since minibatches are whole env sequences).",
+    )
     rnn_size: int = _field(128, "gru/lstm: size of the recurrent cell's hidden state.")
-    rnn_torso: tuple[int, ...] = _field((128,), "gru/lstm: widths of the dense layers (with activation) between the observation and the recurrent cell (after the conv layers for image observations); empty = the flattened observation goes straight in.")
-    rnn_shared_core: bool = _field(True, "gru/lstm: actor and critic share one torso and recurrent cell (default: half the sequential compute, and the critic's dense value gradient trains the memory the actor reads); false = each has its own torso and cell.")
-    cnn_channels: tuple[int, ...] = _field((16,), "Output channels of the CNN's 3x3 stride-1 conv layers (each followed by ReLU); the MLP widths (actor_hidden / critic_hidden) follow the flattened conv features.")
-    cnn_shared_torso: bool = _field(False, "With the CNN: one conv torso shared by actor and critic (else each has its own).")
-    action_handling: str = _field("clip", "Box action spaces: 'clip' (Gaussian sample clipped to the box for the env; log-prob of the unclipped sample) or 'tanh' (tanh-squashed Gaussian scaled to the box, with the log-det correction in the log-prob).")
+    rnn_torso: tuple[int, ...] = _field(
+        (128,),
+        "gru/lstm: widths of the dense layers (with activation) between the observation and the recurrent cell "
+        "(after the conv layers for image observations); empty = the flattened observation goes straight in.",
+    )
+    rnn_shared_core: bool = _field(
+        True,
+        "gru/lstm: actor and critic share one torso and recurrent cell (default: half the sequential compute, and "
+        "the critic's dense value gradient trains the memory the actor reads); false = each has its own torso and "
+        "cell.",
+    )
+    cnn_channels: tuple[int, ...] = _field(
+        (16,),
+        "Output channels of the CNN's 3x3 stride-1 conv layers (each followed by ReLU); the MLP widths "
+        "(actor_hidden / critic_hidden) follow the flattened conv features.",
+    )
+    cnn_shared_torso: bool = _field(
+        False, "With the CNN: one conv torso shared by actor and critic (else each has its own)."
+    )
+    action_handling: str = _field(
+        "clip",
+        "Box action spaces: 'clip' (Gaussian sample clipped to the box for the env; log-prob of the unclipped "
+        "sample) or 'tanh' (tanh-squashed Gaussian scaled to the box, with the log-det correction in the "
+        "log-prob).",
+    )
 
     # --- algorithm switches (static) ---
-    objective: str = _field("clip", f"Policy objective, one of {OBJECTIVES}: clipped surrogate, adaptive-KL penalty, fixed-KL penalty, plain importance-weighted surrogate.")
+    objective: str = _field(
+        "clip",
+        f"Policy objective, one of {OBJECTIVES}: clipped surrogate, adaptive-KL penalty, fixed-KL penalty, plain "
+        "importance-weighted surrogate.",
+    )
     anneal_lr: bool = _field(True, "Linearly anneal the learning rate from learning_rate to 0 over num_updates.")
     normalize_advantages: bool = _field(True, "Normalize advantages to zero mean and unit std within each minibatch.")
-    clip_value_loss: bool = _field(True, "Clip the value prediction to within vf_clip_eps of the rollout value (PPO2-style value clipping).")
-    truncation_as_termination: bool = _field(False, "Treat time-limit truncation as termination (no bootstrap). Only for parity with older implementations; the default bootstraps from V(final_observation).")
-    normalize_obs: bool = _field(False, "Normalize observations with running mean/variance (kept in the train state), clipped to +-obs_clip.")
-    normalize_reward: bool = _field(False, "Scale rewards by the running std of the discounted return (per env, reset at episode end), clipped to +-reward_clip.")
-    use_target_kl: bool = _field(False, "Enable target-KL early stopping: once an epoch's mean approx KL exceeds target_kl, the remaining epochs of that update are skipped.")
+    clip_value_loss: bool = _field(
+        True, "Clip the value prediction to within vf_clip_eps of the rollout value (PPO2-style value clipping)."
+    )
+    truncation_as_termination: bool = _field(
+        False,
+        "Treat time-limit truncation as termination (no bootstrap). Only for parity with older implementations; "
+        "the default bootstraps from V(final_observation).",
+    )
+    normalize_obs: bool = _field(
+        False, "Normalize observations with running mean/variance (kept in the train state), clipped to +-obs_clip."
+    )
+    normalize_reward: bool = _field(
+        False,
+        "Scale rewards by the running std of the discounted return (per env, reset at episode end), clipped to "
+        "+-reward_clip.",
+    )
+    use_target_kl: bool = _field(
+        False,
+        "Enable target-KL early stopping: once an epoch's mean approx KL exceeds target_kl, the remaining epochs "
+        "of that update are skipped.",
+    )
 
     # --- logging and in-training evaluation (static) ---
-    log_every: int = _field(10, "Updates between live progress-bar refreshes and metrics.jsonl rows (CLI and purejaxppo.progress); 0 turns the progress bar off, and then no callback is compiled into the loop. Not used by train() itself.")
-    eval_every: int = _field(0, "Evaluate the deterministic policy every eval_every updates (and after the last) inside the jitted loop, reported as metrics['eval_return'] (NaN on other updates); 0 = off.")
-    eval_episodes: int = _field(10, "Episodes per in-training evaluation (run in parallel, each to its end or the env's max_steps_in_episode).")
+    log_every: int = _field(
+        10,
+        "Updates between live progress-bar refreshes and metrics.jsonl rows (CLI and purejaxppo.progress); 0 turns "
+        "the progress bar off, and then no callback is compiled into the loop. Not used by train() itself.",
+    )
+    eval_every: int = _field(
+        0,
+        "Evaluate the deterministic policy every eval_every updates (and after the last) inside the jitted loop, "
+        "reported as metrics['eval_return'] (NaN on other updates); 0 = off.",
+    )
+    eval_episodes: int = _field(
+        10, "Episodes per in-training evaluation (run in parallel, each to its end or the env's max_steps_in_episode)."
+    )
 
     # --- float hyperparameters (traced) ---
     learning_rate: float = _field(2.5e-4, "Adam learning rate (initial value when anneal_lr).", traced=True)
@@ -135,13 +204,30 @@ class PPOConfig:
     vf_clip_eps: float = _field(0.2, "Value clipping range (when clip_value_loss).", traced=True)
     ent_coef: float = _field(0.01, "c2: entropy bonus coefficient.", traced=True)
     vf_coef: float = _field(0.5, "c1: value loss coefficient.", traced=True)
-    max_grad_norm: float = _field(0.5, "Global gradient-norm clipping threshold (optax.clip_by_global_norm semantics).", traced=True)
+    max_grad_norm: float = _field(
+        0.5, "Global gradient-norm clipping threshold (optax.clip_by_global_norm semantics).", traced=True
+    )
     adam_eps: float = _field(1e-5, "Adam epsilon.", traced=True)
     target_kl: float = _field(0.015, "KL threshold for early stopping (used when use_target_kl).", traced=True)
     kl_target: float = _field(0.01, "d_targ of the adaptive-KL penalty (objective='kl_adaptive').", traced=True)
-    kl_beta: float = _field(1.0, "KL penalty coefficient beta: initial value for 'kl_adaptive' (within [kl_beta_min, kl_beta_max]), constant for 'kl_fixed' (>= 0).", traced=True)
-    kl_beta_min: float = _field(1e-4, "Lower bound on the adaptive beta (objective='kl_adaptive'), > 0. Never binds in normal runs; it stops a long stretch of tiny KL from halving beta down to a float32 0 that can never double back.", traced=True)
-    kl_beta_max: float = _field(1e4, "Upper bound on the adaptive beta (objective='kl_adaptive'), >= kl_beta_min. Never binds in normal runs; it stops a long stretch of large KL from doubling beta to inf.", traced=True)
+    kl_beta: float = _field(
+        1.0,
+        "KL penalty coefficient beta: initial value for 'kl_adaptive' (within [kl_beta_min, kl_beta_max]), "
+        "constant for 'kl_fixed' (>= 0).",
+        traced=True,
+    )
+    kl_beta_min: float = _field(
+        1e-4,
+        "Lower bound on the adaptive beta (objective='kl_adaptive'), > 0. Never binds in normal runs; it stops a "
+        "long stretch of tiny KL from halving beta down to a float32 0 that can never double back.",
+        traced=True,
+    )
+    kl_beta_max: float = _field(
+        1e4,
+        "Upper bound on the adaptive beta (objective='kl_adaptive'), >= kl_beta_min. Never binds in normal runs; "
+        "it stops a long stretch of large KL from doubling beta to inf.",
+        traced=True,
+    )
     obs_clip: float = _field(10.0, "Clip normalized observations to +-obs_clip (when normalize_obs).", traced=True)
     reward_clip: float = _field(10.0, "Clip scaled rewards to +-reward_clip (when normalize_reward).", traced=True)
 
@@ -173,7 +259,7 @@ class PPOConfig:
         """The traced float hyperparameters as an `HParams` of float32 scalars."""
         return HParams(**{n: jnp.asarray(getattr(self, n), dtype=jnp.float32) for n in HPARAM_FIELDS})
 
-    def replace(self, **changes) -> "PPOConfig":
+    def replace(self, **changes) -> PPOConfig:
         """A copy with fields changed (validated); unknown names raise ValueError."""
         for name in changes:
             _check_known(name, "PPOConfig.replace")
@@ -188,7 +274,7 @@ class PPOConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> "PPOConfig":
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> PPOConfig:
         """Build from a mapping of field: value; unknown keys, wrong types and bad values raise ValueError."""
         if not isinstance(data, dict):
             raise ValueError(
@@ -202,7 +288,7 @@ class PPOConfig:
         return cls(**kwargs)
 
     @classmethod
-    def from_yaml(cls, path) -> "PPOConfig":
+    def from_yaml(cls, path) -> PPOConfig:
         """Load a YAML file holding a flat mapping of field: value (an empty file gives the defaults).
 
         A missing file raises FileNotFoundError; a file that is not UTF-8, not
@@ -221,8 +307,7 @@ class PPOConfig:
     def describe(cls) -> dict[str, str]:
         """Field name -> documentation string (traced fields are marked)."""
         return {
-            f.name: f.metadata["doc"] + (" (traced)" if f.metadata["traced"] else "")
-            for f in dataclasses.fields(cls)
+            f.name: f.metadata["doc"] + (" (traced)" if f.metadata["traced"] else "") for f in dataclasses.fields(cls)
         }
 
 
@@ -260,8 +345,10 @@ def _read_yaml(path) -> Any:
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(PPOConfig)}
 _HINTS = typing.get_type_hints(PPOConfig)
-_GRID_HINT = ("a list of values is a grid/sweep, not a single config: build one config per value "
-              "(for traced fields, vmap over HParams instead)")
+_GRID_HINT = (
+    "a list of values is a grid/sweep, not a single config: build one config per value "
+    "(for traced fields, vmap over HParams instead)"
+)
 
 
 def _check_known(name: Any, source: str) -> None:
@@ -394,7 +481,11 @@ class _Range(NamedTuple):
     high_open: bool
     text: str
 
-    def holds(self, x: np.ndarray) -> np.ndarray:
+    @typing.overload
+    def holds(self, x: np.floating) -> np.bool_: ...
+    @typing.overload
+    def holds(self, x: np.ndarray) -> np.ndarray: ...
+    def holds(self, x: np.ndarray | np.floating) -> np.ndarray | np.bool_:
         """Elementwise: finite and inside. An open bound at 0 needs a normal float32 (>= 1.2e-38):
         XLA flushes smaller values to 0."""
         low = _FLOAT32.tiny if (self.low_open and self.low == 0.0) else self.low
@@ -439,12 +530,23 @@ _INT_LIMITS = {
     "eval_every": (0, INT32_LIMIT),
     "rnn_size": (1, INT32_LIMIT),
 }
-_LIMIT_TEXT = {INT32_LIMIT: "2**31 (it is an int32 inside the compiled program)",
-               FLOAT_EXACT_LIMIT: "2**53 (the largest integer range a float64 holds exactly)"}
+_LIMIT_TEXT = {
+    INT32_LIMIT: "2**31 (it is an int32 inside the compiled program)",
+    FLOAT_EXACT_LIMIT: "2**53 (the largest integer range a float64 holds exactly)",
+}
 INIT_LOG_STD_LIMIT = 20.0  # std = exp(+-20) is already 2e-9 .. 5e8; beyond, float32 log-probs and KLs lose all meaning
 
-_BOOL_FIELDS = ("cnn_shared_torso", "rnn_shared_core", "anneal_lr", "normalize_advantages", "clip_value_loss", "truncation_as_termination",
-                "normalize_obs", "normalize_reward", "use_target_kl")
+_BOOL_FIELDS = (
+    "cnn_shared_torso",
+    "rnn_shared_core",
+    "anneal_lr",
+    "normalize_advantages",
+    "clip_value_loss",
+    "truncation_as_termination",
+    "normalize_obs",
+    "normalize_reward",
+    "use_target_kl",
+)
 _CHOICES = {"network": NETWORKS, "action_handling": ACTION_HANDLING, "activation": ACTIVATIONS}
 
 
@@ -458,7 +560,10 @@ def _float32_note(v: float, f32: np.float32) -> str:
     if float(f32) == v:
         return ""
     if abs(float(f32)) < _FLOAT32.tiny:
-        return f" (as float32 it is {float(f32)!r}: below the smallest normal float32 {_FLOAT32.tiny:.3g}, which XLA flushes to 0)"
+        return (
+            f" (as float32 it is {float(f32)!r}: below the smallest normal float32 {_FLOAT32.tiny:.3g}, "
+            "which XLA flushes to 0)"
+        )
     return f" (as float32: {f32})"
 
 
@@ -470,24 +575,46 @@ def _validate(c: PPOConfig) -> None:
     for name, (low, limit) in _INT_LIMITS.items():
         v = getattr(c, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            fail(name, f"must be a positive integer, got {v!r}" if low == 1 else
-                 f"must be an integer >= 0 (0 = off), got {v!r}")
+            fail(
+                name,
+                f"must be a positive integer, got {v!r}"
+                if low == 1
+                else f"must be an integer >= 0 (0 = off), got {v!r}",
+            )
         if v >= limit:
             fail(name, f"must be < {_LIMIT_TEXT[limit]}, got {v}")
     if c.batch_size >= INT32_LIMIT:
-        fail("num_envs", f"num_envs * num_steps = {c.num_envs} * {c.num_steps} = {c.batch_size} must be < "
-             f"{_LIMIT_TEXT[INT32_LIMIT]}, and one rollout of that many transitions would need over "
-             f"{c.batch_size * 40 / 1e9:,.0f} GB of memory; lower num_envs or num_steps")
+        fail(
+            "num_envs",
+            f"num_envs * num_steps = {c.num_envs} * {c.num_steps} = {c.batch_size} must be < "
+            f"{_LIMIT_TEXT[INT32_LIMIT]}, and one rollout of that many transitions would need over "
+            f"{c.batch_size * 40 / 1e9:,.0f} GB of memory; lower num_envs or num_steps",
+        )
     if c.batch_size % c.num_minibatches:
-        fail("num_minibatches", f"num_envs * num_steps = {c.batch_size} must be divisible by num_minibatches = {c.num_minibatches}; choose a divisor of {c.batch_size}")
+        fail(
+            "num_minibatches",
+            f"num_envs * num_steps = {c.batch_size} must be divisible by num_minibatches = {c.num_minibatches}; "
+            f"choose a divisor of {c.batch_size}",
+        )
     if c.total_timesteps < c.batch_size:
-        fail("total_timesteps", f"{c.total_timesteps} is smaller than one update's batch num_envs * num_steps = {c.batch_size}; increase it or shrink the batch")
+        fail(
+            "total_timesteps",
+            f"{c.total_timesteps} is smaller than one update's batch num_envs * num_steps = {c.batch_size}; "
+            "increase it or shrink the batch",
+        )
     if c.num_updates >= INT32_LIMIT:
-        fail("total_timesteps", f"gives num_updates = total_timesteps // (num_envs * num_steps) = {c.num_updates}, which must be < "
-             f"{_LIMIT_TEXT[INT32_LIMIT]}; lower total_timesteps or raise num_envs * num_steps")
+        fail(
+            "total_timesteps",
+            f"gives num_updates = total_timesteps // (num_envs * num_steps) = {c.num_updates}, which must be < "
+            f"{_LIMIT_TEXT[INT32_LIMIT]}; lower total_timesteps or raise num_envs * num_steps",
+        )
     if c.network in RECURRENT_NETWORKS and c.num_envs % c.num_minibatches:
-        fail("num_minibatches", f"network={c.network!r} trains on minibatches of whole env sequences, so num_envs = "
-             f"{c.num_envs} must be divisible by num_minibatches = {c.num_minibatches}; choose a divisor of {c.num_envs}")
+        fail(
+            "num_minibatches",
+            f"network={c.network!r} trains on minibatches of whole env sequences, so num_envs = "
+            f"{c.num_envs} must be divisible by num_minibatches = {c.num_minibatches}; choose a divisor of "
+            f"{c.num_envs}",
+        )
     for name in ("actor_hidden", "critic_hidden", "cnn_channels", "rnn_torso"):
         v = getattr(c, name)
         if not isinstance(v, tuple) or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in v):
@@ -502,8 +629,11 @@ def _validate(c: PPOConfig) -> None:
     from purejaxppo.objectives import objective_names  # the registry: users may add objectives
 
     if not isinstance(c.objective, str) or c.objective not in objective_names():
-        fail("objective", f"{c.objective!r} is not one of {objective_names()} "
-             "(register a new one with purejaxppo.objectives.register_objective)")
+        fail(
+            "objective",
+            f"{c.objective!r} is not one of {objective_names()} "
+            "(register a new one with purejaxppo.objectives.register_objective)",
+        )
     if not isinstance(c.env, str) or not c.env:
         fail("env", f"must be a non-empty environment id string, got {c.env!r}")
     for name in _BOOL_FIELDS:
@@ -522,21 +652,34 @@ def _validate(c: PPOConfig) -> None:
         return v
 
     if abs(num("init_log_std")) > INIT_LOG_STD_LIMIT:
-        fail("init_log_std", f"must be in [-{INIT_LOG_STD_LIMIT:g}, {INIT_LOG_STD_LIMIT:g}] (std = exp(init_log_std)), got {c.init_log_std}")
+        fail(
+            "init_log_std",
+            f"must be in [-{INIT_LOG_STD_LIMIT:g}, {INIT_LOG_STD_LIMIT:g}] (std = exp(init_log_std)), got "
+            f"{c.init_log_std}",
+        )
     for name, rule in HPARAM_RANGES.items():
         v = num(name)
         f32 = _as_float32(v)
         if not np.isfinite(f32):
-            fail(name, f"{v!r} overflows float32 (hyperparameters are float32, max {_FLOAT32.max:.3g}); use a smaller value")
+            fail(
+                name,
+                f"{v!r} overflows float32 (hyperparameters are float32, max {_FLOAT32.max:.3g}); use a smaller value",
+            )
         if not rule.holds(f32):
             fail(name, f"must be {rule.text}, got {v!r}{_float32_note(v, f32)}")
     lo, hi, beta = (float(_as_float32(getattr(c, n))) for n in ("kl_beta_min", "kl_beta_max", "kl_beta"))
     if lo > hi:
-        fail("kl_beta_min", f"kl_beta_min = {c.kl_beta_min} must be <= kl_beta_max = {c.kl_beta_max}; "
-             "lower kl_beta_min or raise kl_beta_max")
+        fail(
+            "kl_beta_min",
+            f"kl_beta_min = {c.kl_beta_min} must be <= kl_beta_max = {c.kl_beta_max}; "
+            "lower kl_beta_min or raise kl_beta_max",
+        )
     if c.objective == "kl_adaptive" and not lo <= beta <= hi:
-        fail("kl_beta", f"the initial kl_beta = {c.kl_beta} must lie within [kl_beta_min, kl_beta_max] = "
-             f"[{c.kl_beta_min}, {c.kl_beta_max}] for objective='kl_adaptive'; change kl_beta or widen the bounds")
+        fail(
+            "kl_beta",
+            f"the initial kl_beta = {c.kl_beta} must lie within [kl_beta_min, kl_beta_max] = "
+            f"[{c.kl_beta_min}, {c.kl_beta_max}] for objective='kl_adaptive'; change kl_beta or widen the bounds",
+        )
 
 
 # ----------------------------------------------------------------------------
@@ -595,17 +738,23 @@ def validate_hparams(hp: HParams, *, objective: str | None = None) -> HParams:
     values = {name: _hparam_array(name, x) for name, x in leaves.items()}
     for name, rule in HPARAM_RANGES.items():
         x = values[name]
-        _check_entries(name, f"must be finite and {rule.text}", ~rule.holds(x), lambda i: str(x[i]))
+        _check_entries(name, f"must be finite and {rule.text}", ~rule.holds(x), lambda i, x=x: str(x[i]))
     try:
         lo, hi, beta = np.broadcast_arrays(values["kl_beta_min"], values["kl_beta_max"], values["kl_beta"])
     except ValueError:
         raise ValueError(
             "HParams.kl_beta_min: the shapes of kl_beta_min, kl_beta_max and kl_beta "
-            f"({values['kl_beta_min'].shape}, {values['kl_beta_max'].shape}, {values['kl_beta'].shape}) do not broadcast"
+            f"({values['kl_beta_min'].shape}, {values['kl_beta_max'].shape}, {values['kl_beta'].shape}) do not "
+            "broadcast"
         ) from None
-    _check_entries("kl_beta_min", "must be <= kl_beta_max", lo > hi,
-                   lambda i: f"kl_beta_min = {lo[i]!s} > kl_beta_max = {hi[i]!s}")
+    _check_entries(
+        "kl_beta_min", "must be <= kl_beta_max", lo > hi, lambda i: f"kl_beta_min = {lo[i]!s} > kl_beta_max = {hi[i]!s}"
+    )
     if objective == "kl_adaptive":
-        _check_entries("kl_beta", "the initial kl_beta must lie within [kl_beta_min, kl_beta_max] for objective='kl_adaptive'",
-                       (beta < lo) | (beta > hi), lambda i: f"kl_beta = {beta[i]!s} outside [{lo[i]!s}, {hi[i]!s}]")
+        _check_entries(
+            "kl_beta",
+            "the initial kl_beta must lie within [kl_beta_min, kl_beta_max] for objective='kl_adaptive'",
+            (beta < lo) | (beta > hi),
+            lambda i: f"kl_beta = {beta[i]!s} outside [{lo[i]!s}, {hi[i]!s}]",
+        )
     return hp

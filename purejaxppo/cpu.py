@@ -41,5 +41,10 @@ def configure(*, scheduler_flag: bool = True, unroll_threefry: bool = True) -> d
     """
     flag, flag_reason = _xla_flags.apply_scheduler_flag(scheduler_flag)
     rng, rng_reason = _cpu_rng.unroll_threefry_on_cpu(unroll_threefry)
-    return {"scheduler_flag": flag, "scheduler_flag_reason": flag_reason,
-            "threefry": rng, "threefry_reason": rng_reason, "jaxlib": _xla_flags.jaxlib_version()}
+    return {
+        "scheduler_flag": flag,
+        "scheduler_flag_reason": flag_reason,
+        "threefry": rng,
+        "threefry_reason": rng_reason,
+        "jaxlib": _xla_flags.jaxlib_version(),
+    }

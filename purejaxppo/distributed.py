@@ -27,7 +27,8 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 ENV_COORDINATOR = "PUREJAXPPO_COORDINATOR"
 ENV_NUM_PROCESSES = "PUREJAXPPO_NUM_PROCESSES"
@@ -46,8 +47,9 @@ def _int_env(name: str) -> int | None:
         raise ValueError(f"{name}={value!r} must be an integer") from None
 
 
-def initialize(coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> tuple[int, int]:
+def initialize(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> tuple[int, int]:
     """Join this process to the distributed runtime; returns (process_index, process_count).
 
     Arguments left None come from PUREJAXPPO_COORDINATOR / _NUM_PROCESSES /
@@ -67,7 +69,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     except Exception:  # noqa: BLE001 (an older/newer jax without the option: its default applies)
         pass
-    kwargs = {}
+    kwargs: dict[str, Any] = {}  # jax.distributed.initialize's keyword arguments (str and int values)
     if coordinator is not None:
         kwargs["coordinator_address"] = coordinator
     if num_processes is not None:
@@ -121,8 +123,13 @@ def _tail(log_file, lines: int = 20) -> list[str]:
     return log_file.read().decode(errors="replace").strip().splitlines()[-lines:] or ["(no output)"]
 
 
-def launch(worker_argv: Sequence[str], processes: int, *, env: dict | None = None,
-           log=lambda msg: print(msg, file=sys.stderr, flush=True)) -> int:
+def launch(
+    worker_argv: Sequence[str],
+    processes: int,
+    *,
+    env: dict | None = None,
+    log=lambda msg: print(msg, file=sys.stderr, flush=True),
+) -> int:
     """Run `python -m purejaxppo <worker_argv>` as `processes` local workers joined by jax.distributed.
 
     Worker 0 keeps this terminal's stdout/stderr (it alone prints progress and
@@ -136,8 +143,10 @@ def launch(worker_argv: Sequence[str], processes: int, *, env: dict | None = Non
     if processes < 1:
         raise ValueError(f"--processes must be >= 1, got {processes}")
     if processes > limit:
-        raise ValueError(f"--processes {processes}: this machine lets this process use {limit} CPU core(s); "
-                         f"start at most {limit} local workers (one per core), or use --distributed on a cluster")
+        raise ValueError(
+            f"--processes {processes}: this machine lets this process use {limit} CPU core(s); "
+            f"start at most {limit} local workers (one per core), or use --distributed on a cluster"
+        )
     port = free_port()
     base_env = dict(os.environ if env is None else env)
     procs: list[subprocess.Popen] = []
@@ -151,15 +160,23 @@ def launch(worker_argv: Sequence[str], processes: int, *, env: dict | None = Non
         old_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
     try:
         for i in range(processes):
-            wenv = dict(base_env, **{ENV_COORDINATOR: f"127.0.0.1:{port}", ENV_NUM_PROCESSES: str(processes),
-                                     ENV_PROCESS_ID: str(i)})
+            wenv = dict(
+                base_env,
+                **{ENV_COORDINATOR: f"127.0.0.1:{port}", ENV_NUM_PROCESSES: str(processes), ENV_PROCESS_ID: str(i)},
+            )
             out = None
             if i > 0:
                 out = tempfile.TemporaryFile()
                 logs.append(out)
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "purejaxppo", *worker_argv, "--distributed"], env=wenv,
-                stdout=out if i else None, stderr=subprocess.STDOUT if i else None, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "purejaxppo", *worker_argv, "--distributed"],
+                    env=wenv,
+                    stdout=out if i else None,
+                    stderr=subprocess.STDOUT if i else None,
+                    start_new_session=True,
+                )
+            )
         failed: tuple[int, int] | None = None
         while failed is None and any(p.poll() is None for p in procs):
             if interrupted:
@@ -185,17 +202,24 @@ def launch(worker_argv: Sequence[str], processes: int, *, env: dict | None = Non
             # shows up elsewhere (a worker that left early makes the others fail at jax.distributed's barriers).
             # (Not after exit status 2 of worker 0: that is a user error, which every worker meets and worker 0
             # has printed as one line.)
-            ended = {} if (i, rc) == (0, 2) else {
-                j: p.returncode for j, p in enumerate(procs) if j > 0 and j != i and p.poll() is not None}
+            ended = (
+                {}
+                if (i, rc) == (0, 2)
+                else {j: p.returncode for j, p in enumerate(procs) if j > 0 and j != i and p.poll() is not None}
+            )
             _stop(procs)
             if i > 0:
-                log(f"purejaxppo: worker {i} of {processes} failed (exit {rc}); its last output:\n  "
-                    + "\n  ".join(_tail(logs[i - 1])))
+                log(
+                    f"purejaxppo: worker {i} of {processes} failed (exit {rc}); its last output:\n  "
+                    + "\n  ".join(_tail(logs[i - 1]))
+                )
             elif rc != 2:
                 log(f"purejaxppo: worker 0 of {processes} failed (exit {rc}); the others were stopped")
             for j, rcj in ended.items():
-                log(f"purejaxppo: worker {j} of {processes} had already ended (exit {rcj}); its last output:\n  "
-                    + "\n  ".join(_tail(logs[j - 1])))
+                log(
+                    f"purejaxppo: worker {j} of {processes} had already ended (exit {rcj}); its last output:\n  "
+                    + "\n  ".join(_tail(logs[j - 1]))
+                )
             return rc if rc > 0 else 128 - rc  # a signal -N -> 128 + N
         return 0
     except KeyboardInterrupt:

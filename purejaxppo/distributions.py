@@ -18,7 +18,7 @@ returns the distribution with the illegal actions' logits set to `-inf`.
 from __future__ import annotations
 
 import math
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -101,14 +101,14 @@ class Categorical:
         lp = self._finite_log_probs
         return -jnp.sum(jnp.exp(lp) * lp, axis=-1)
 
-    def kl(self, other: "Categorical") -> jax.Array:
+    def kl(self, other: Categorical) -> jax.Array:
         """Exact KL(self || other), `[...]`; actions masked in self add 0."""
         lp, lq = self._finite_log_probs, other._finite_log_probs
         return jnp.sum(jnp.exp(lp) * (lp - lq), axis=-1)
 
-    def masked(self, mask: jax.Array) -> "Categorical":
+    def masked(self, mask: jax.Array) -> Categorical:
         """This distribution restricted to the legal actions: mask bool `[..., A]` (mask_logits)."""
-        return self.replace(logits=mask_logits(self.logits, mask))
+        return self.replace(logits=mask_logits(self.logits, mask))  # type: ignore[attr-defined]  # flax adds replace()
 
 
 def mask_logits(logits: jax.Array, mask: jax.Array) -> jax.Array:
@@ -137,12 +137,15 @@ class MultiCategorical:
 
     def _parts(self) -> list[Categorical]:
         bounds = np.cumsum((0,) + tuple(self.nvec))
-        return [Categorical(self.logits[..., lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        return [Categorical(self.logits[..., lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
-    def masked(self, mask: jax.Array) -> "MultiCategorical":
+    def masked(self, mask: jax.Array) -> MultiCategorical:
         bounds = np.cumsum((0,) + tuple(self.nvec))
-        parts = [mask_logits(self.logits[..., lo:hi], mask[..., lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
-        return self.replace(logits=jnp.concatenate(parts, axis=-1))
+        parts = [
+            mask_logits(self.logits[..., lo:hi], mask[..., lo:hi])
+            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+        return self.replace(logits=jnp.concatenate(parts, axis=-1))  # type: ignore[attr-defined]  # flax adds replace()
 
     def sample(self, key: jax.Array) -> jax.Array:
         """int32 `[..., K]`."""
@@ -157,21 +160,27 @@ class MultiCategorical:
     def sample_from_noise(self, noise: jax.Array) -> jax.Array:
         """Gumbel-max per sub-action; noise standard Gumbel `[..., sum(nvec)]` -> int32 `[..., K]`."""
         bounds = np.cumsum((0,) + tuple(self.nvec))
-        return jnp.stack([part.sample_from_noise(noise[..., lo:hi])
-                          for part, lo, hi in zip(self._parts(), bounds[:-1], bounds[1:])], axis=-1)
+        return jnp.stack(
+            [
+                part.sample_from_noise(noise[..., lo:hi])
+                for part, lo, hi in zip(self._parts(), bounds[:-1], bounds[1:], strict=True)
+            ],
+            axis=-1,
+        )
 
     def mode(self) -> jax.Array:
         return jnp.stack([part.mode() for part in self._parts()], axis=-1)
 
     def log_prob(self, action: jax.Array) -> jax.Array:
         """action: int `[..., K]` -> `[...]`."""
-        return sum(part.log_prob(action[..., k]) for k, part in enumerate(self._parts()))
+        # sum() of a non-empty sequence of Arrays is an Array (its int start 0 only shows for an empty nvec)
+        return cast(jax.Array, sum(part.log_prob(action[..., k]) for k, part in enumerate(self._parts())))
 
     def entropy(self) -> jax.Array:
-        return sum(part.entropy() for part in self._parts())
+        return cast(jax.Array, sum(part.entropy() for part in self._parts()))
 
-    def kl(self, other: "MultiCategorical") -> jax.Array:
-        return sum(p.kl(q) for p, q in zip(self._parts(), other._parts()))
+    def kl(self, other: MultiCategorical) -> jax.Array:
+        return cast(jax.Array, sum(p.kl(q) for p, q in zip(self._parts(), other._parts(), strict=True)))
 
 
 @struct.dataclass
@@ -208,7 +217,7 @@ class DiagGaussian:
     def entropy(self) -> jax.Array:
         return jnp.sum(self.log_std + 0.5 * (1.0 + _LOG_2PI), axis=-1)
 
-    def kl(self, other: "DiagGaussian") -> jax.Array:
+    def kl(self, other: DiagGaussian) -> jax.Array:
         """Exact KL(self || other), `[...]`."""
         var_ratio = jnp.exp(2.0 * (self.log_std - other.log_std))
         mean_term = jnp.square((self.mean - other.mean) * jnp.exp(-other.log_std))
@@ -297,5 +306,5 @@ class TanhGaussian:
         low, high = self._bounds()
         return self.base.entropy() + jnp.sum(jnp.log(0.5 * (high - low)) + e_log_tanh, axis=-1)
 
-    def kl(self, other: "TanhGaussian") -> jax.Array:
+    def kl(self, other: TanhGaussian) -> jax.Array:
         return self.base.kl(other.base)

@@ -125,6 +125,8 @@ def make_action_transform(action_spec: ActionSpec, action_handling: str = "clip"
         return lambda action: action
     import jax.numpy as jnp
 
+    # A continuous ActionSpec carries its bounds (action_spec_from_space always sets them).
+    assert action_spec.low is not None and action_spec.high is not None, "a Box ActionSpec needs low and high"
     low = jnp.asarray(np.reshape(action_spec.low, action_spec.shape), jnp.float32)
     high = jnp.asarray(np.reshape(action_spec.high, action_spec.shape), jnp.float32)
     if action_handling == "clip":

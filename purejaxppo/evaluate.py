@@ -32,7 +32,8 @@ agent's carry and resetting it at episode boundaries.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +43,9 @@ from purejaxppo.agent import ActingState, Agent, as_agent, make_policy
 from purejaxppo.envs import make_action_transform
 from purejaxppo.rollout import step_envs
 from purejaxppo.spaces import ActionSpec
+
+if TYPE_CHECKING:
+    from purejaxppo.train import Train
 
 
 def max_episode_steps(env: Any, env_params: Any, max_steps: int | None = None) -> int:
@@ -59,6 +63,32 @@ def max_episode_steps(env: Any, env_params: Any, max_steps: int | None = None) -
     return max_steps
 
 
+class Evaluate(Protocol):
+    """What `build_evaluate` returns: the evaluation function, with its step cap as `max_steps`."""
+
+    max_steps: int
+
+    def __call__(
+        self,
+        acting: ActingState,
+        key: jax.Array,
+        num_episodes: int,
+        deterministic: bool = True,
+        *,
+        obs_clip: Any = None,
+        enabled: Any = True,
+    ) -> Any: ...
+
+
+class EpisodeRollout(Protocol):
+    """What `make_episode_rollout` returns: `rollout(acting, key, deterministic=True) -> Episode`, with its step
+    cap as `max_steps`."""
+
+    max_steps: int
+
+    def __call__(self, acting: ActingState, key: jax.Array, deterministic: bool = True) -> Episode: ...
+
+
 def build_evaluate(
     env: Any,
     env_params: Any,
@@ -68,7 +98,7 @@ def build_evaluate(
     obs_clip: float = 10.0,
     max_steps: int | None = None,
     to_env_action: Callable | None = None,
-) -> Callable:
+) -> Evaluate:
     """Build `evaluate(acting, key, num_episodes, deterministic=True, *, obs_clip=..., enabled=True)`.
 
     agent: a purejaxppo.agent.Agent (a flax module is wrapped as a feed-forward one).
@@ -82,11 +112,14 @@ def build_evaluate(
     policy = make_policy(agent, to_env_action or make_action_transform(action_spec, "clip"))
     default_clip = obs_clip
 
-    def evaluate(acting: ActingState, key, num_episodes: int, deterministic: bool = True, *, obs_clip=None,
-                 enabled=True):
+    def evaluate(
+        acting: ActingState, key, num_episodes: int, deterministic: bool = True, *, obs_clip=None, enabled=True
+    ):
         if not isinstance(acting, ActingState):
-            raise ValueError("evaluate: the first argument is an ActingState(params, obs_norm) "
-                             f"(purejaxppo.agent), got {type(acting).__name__}")
+            raise ValueError(
+                "evaluate: the first argument is an ActingState(params, obs_norm) "
+                f"(purejaxppo.agent), got {type(acting).__name__}"
+            )
         if not isinstance(num_episodes, (int, np.integer)) or num_episodes <= 0:
             raise ValueError(f"evaluate: num_episodes must be a positive int (static), got {num_episodes!r}")
         n = int(num_episodes)
@@ -108,19 +141,33 @@ def build_evaluate(
             return t + 1, out.env_state, out.obs, carry, key, ret, jnp.logical_or(finished, done), done
 
         no = jnp.zeros((n,), bool)
-        init = (jnp.zeros((), jnp.int32), env_state, obs, agent.initial_carry(n), k_loop,
-                jnp.zeros((n,), jnp.float32), no, no)
+        init = (
+            jnp.zeros((), jnp.int32),
+            env_state,
+            obs,
+            agent.initial_carry(n),
+            k_loop,
+            jnp.zeros((n,), jnp.float32),
+            no,
+            no,
+        )
         return jax.lax.while_loop(cond, body, init)[5]
 
-    evaluate.max_steps = cap
-    return evaluate
+    out = cast(Evaluate, evaluate)  # `evaluate` itself, seen with the attribute set on it here
+    out.max_steps = cap
+    return out
 
 
-def make_evaluate(train: Callable, *, max_steps: int | None = None) -> Callable:
+def make_evaluate(train: Train, *, max_steps: int | None = None) -> Evaluate:
     """`evaluate` for the env, agent and action space of a `make_train` result."""
     return build_evaluate(
-        train.env, train.env_params, train.agent, train.action_spec,
-        obs_clip=train.config.obs_clip, max_steps=max_steps, to_env_action=train.to_env_action,
+        train.env,
+        train.env_params,
+        train.agent,
+        train.action_spec,
+        obs_clip=train.config.obs_clip,
+        max_steps=max_steps,
+        to_env_action=train.to_env_action,
     )
 
 
@@ -137,7 +184,7 @@ class Episode(NamedTuple):
     length: jax.Array
 
 
-def make_episode_rollout(train: Callable, *, max_steps: int | None = None) -> Callable:
+def make_episode_rollout(train: Train, *, max_steps: int | None = None) -> EpisodeRollout:
     """`rollout(acting, key, deterministic=True) -> Episode` for one env (jittable).
 
     Runs a fixed `max_steps` scan (the env's max_steps_in_episode by default)
@@ -167,5 +214,6 @@ def make_episode_rollout(train: Callable, *, max_steps: int | None = None) -> Ca
         length = jnp.sum(jnp.logical_not(was_finished).astype(jnp.int32))
         return Episode(states, rewards, dones, length)
 
-    rollout.max_steps = cap
-    return rollout
+    out = cast(EpisodeRollout, rollout)  # `rollout` itself, seen with the attribute set on it here
+    out.max_steps = cap
+    return out

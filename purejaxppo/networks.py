@@ -13,7 +13,8 @@ observations (an array `[B, *obs_shape]`, or a pytree whose leaves are
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TypedDict
 
 import flax.linen as nn
 import jax
@@ -99,8 +100,11 @@ class ConvTorso(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for c in self.channels:
-            x = nn.relu(nn.Conv(c, (3, 3), padding="SAME", kernel_init=orthogonal(np.sqrt(2.0)),
-                                bias_init=nn.initializers.zeros)(x))
+            x = nn.relu(
+                nn.Conv(
+                    c, (3, 3), padding="SAME", kernel_init=orthogonal(np.sqrt(2.0)), bias_init=nn.initializers.zeros
+                )(x)
+            )
         return x.reshape(x.shape[0], -1)
 
 
@@ -137,8 +141,10 @@ def _distribution(head: jax.Array, spec: ActionSpec, batch: int, log_std: jax.Ar
     if spec.discrete:
         return MultiCategorical(logits=head, nvec=tuple(spec.nvec)) if spec.nvec else Categorical(logits=head)
     mean = head.reshape((batch,) + tuple(spec.shape))
+    assert log_std is not None  # both callers pass the log_std parameter of a continuous action space
     log_std = jnp.broadcast_to(log_std.reshape(spec.shape), mean.shape)
     if squash:
+        assert spec.low is not None and spec.high is not None, "a Box ActionSpec needs low and high"
         return TanhGaussian(mean=mean, log_std=log_std, low=spec.low, high=spec.high)
     return DiagGaussian(mean=mean, log_std=log_std)
 
@@ -185,6 +191,7 @@ class ConvActorCritic(nn.Module):
     @nn.compact
     def __call__(self, obs):
         spec = self.action_spec
+        torso: Callable[[str], nn.Module]
         if isinstance(obs, jax.Array) or hasattr(obs, "ndim"):
             x = obs.astype(jnp.float32)
             torso = lambda name: ConvTorso(self.channels, name=name)  # noqa: E731
@@ -273,7 +280,7 @@ class RecurrentActorCritic(nn.Module):
         return tuple(torso(obs) for torso in self.torsos)
 
     def core(self, carry, x):
-        out = [cell(c, xi) for cell, c, xi in zip(self.cells, carry, x)]
+        out = [cell(c, xi) for cell, c, xi in zip(self.cells, carry, x, strict=True)]
         return tuple(c for c, _ in out), tuple(y for _, y in out)
 
     def heads(self, y):
@@ -304,6 +311,17 @@ def network_options(config: PPOConfig) -> dict:
         rnn_torso=config.rnn_torso,
         rnn_shared_core=config.rnn_shared_core,
     )
+
+
+class _HeadOptions(TypedDict):
+    """The keyword arguments every actor-critic of `make_network` takes."""
+
+    action_spec: ActionSpec
+    actor_hidden: tuple[int, ...]
+    critic_hidden: tuple[int, ...]
+    activation: str
+    init_log_std: float
+    squash: bool
 
 
 def make_network(
@@ -343,7 +361,7 @@ def make_network(
     kind = network
     if kind == "auto":
         kind = "cnn" if image else "mlp"
-    common = dict(
+    common: _HeadOptions = dict(
         action_spec=action_spec,
         actor_hidden=tuple(actor_hidden),
         critic_hidden=tuple(critic_hidden),
@@ -352,13 +370,20 @@ def make_network(
         squash=action_handling == "tanh" and not action_spec.discrete,
     )
     if kind in ("gru", "lstm"):
-        return RecurrentActorCritic(cell=kind, rnn_size=rnn_size, torso_hidden=tuple(rnn_torso),
-                                    shared_core=rnn_shared_core, cnn_channels=tuple(cnn_channels) if image else None,
-                                    **common)
+        return RecurrentActorCritic(
+            cell=kind,
+            rnn_size=rnn_size,
+            torso_hidden=tuple(rnn_torso),
+            shared_core=rnn_shared_core,
+            cnn_channels=tuple(cnn_channels) if image else None,
+            **common,
+        )
     if kind == "cnn":
         if not image:
             shape = obs_spec.shape if single else "a pytree without an image leaf"
-            raise ValueError(f"PPOConfig.network: 'cnn' needs image observations [H, W, C] (or a pytree with an "
-                             f"image leaf), got {shape}; use 'mlp'")
+            raise ValueError(
+                f"PPOConfig.network: 'cnn' needs image observations [H, W, C] (or a pytree with an "
+                f"image leaf), got {shape}; use 'mlp'"
+            )
         return ConvActorCritic(channels=tuple(cnn_channels), shared_torso=cnn_shared_torso, **common)
     return ActorCritic(**common)

@@ -6,6 +6,8 @@ through `lax.scan`, vmapped over seeds and checkpointed with everything else.
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -28,14 +30,14 @@ class RunningMeanStd:
     count: jax.Array
 
     @classmethod
-    def create(cls, shape: tuple[int, ...]) -> "RunningMeanStd":
+    def create(cls, shape: tuple[int, ...]) -> RunningMeanStd:
         return cls(
             mean=jnp.zeros(shape, jnp.float32),
             var=jnp.ones(shape, jnp.float32),
             count=jnp.asarray(1e-4, jnp.float32),
         )
 
-    def update(self, batch: jax.Array, axis: collectives.Axis = None) -> "RunningMeanStd":
+    def update(self, batch: jax.Array, axis: collectives.Axis = None) -> RunningMeanStd:
         """batch: `[B, *shape]` -> statistics over all samples seen so far plus these B.
 
         With `axis` (data-parallel training) the B samples of every device on
@@ -46,7 +48,7 @@ class RunningMeanStd:
         b_count = jnp.asarray(batch.shape[0] * collectives.axis_size(axis), jnp.float32)
         return self.merge(b_mean, b_var, b_count)
 
-    def merge(self, b_mean: jax.Array, b_var: jax.Array, b_count: jax.Array) -> "RunningMeanStd":
+    def merge(self, b_mean: jax.Array, b_var: jax.Array, b_count: jax.Array) -> RunningMeanStd:
         delta = b_mean - self.mean
         total = self.count + b_count
         mean = self.mean + delta * (b_count / total)
@@ -70,11 +72,12 @@ class RewardScaler:
     stats: RunningMeanStd
 
     @classmethod
-    def create(cls, num_envs: int) -> "RewardScaler":
+    def create(cls, num_envs: int) -> RewardScaler:
         return cls(returns=jnp.zeros((num_envs,), jnp.float32), stats=RunningMeanStd.create(()))
 
-    def step(self, reward: jax.Array, done: jax.Array, gamma: jax.Array, clip: jax.Array,
-             axis: collectives.Axis = None):
+    def step(
+        self, reward: jax.Array, done: jax.Array, gamma: jax.Array, clip: jax.Array, axis: collectives.Axis = None
+    ):
         """reward, done: `[N]` -> (new scaler, scaled reward `[N]`).
 
         G <- gamma * G + r; stats absorb G (of every device on `axis`); r / sqrt(var(G) + eps) clipped;
@@ -89,17 +92,25 @@ class RewardScaler:
 
 # ------------------------------------------------------------------ observations (pytrees of arrays)
 
+
+#: An observation normalizer: one RunningMeanStd per observation leaf (None for a bool leaf), in the pytree
+#: structure of the observation (a single RunningMeanStd for an array one). A pytree of arbitrary structure has
+#: no precise static type (JAX itself types pytrees as Any).
+ObsNorm: TypeAlias = Any
+
+
 def _is_rms(x) -> bool:
     return x is None or isinstance(x, RunningMeanStd)
 
 
-def create_obs_norm(obs_spec) -> "RunningMeanStd | object":
+def create_obs_norm(obs_spec) -> ObsNorm:
     """One RunningMeanStd per observation leaf, shaped like the obs spec (a single one for array observations).
 
     Bool leaves (an action mask) are not normalized: their entry is None.
     """
-    return jax.tree.map(lambda s: None if jnp.dtype(s.dtype) == jnp.bool_ else RunningMeanStd.create(tuple(s.shape)),
-                        obs_spec)
+    return jax.tree.map(
+        lambda s: None if jnp.dtype(s.dtype) == jnp.bool_ else RunningMeanStd.create(tuple(s.shape)), obs_spec
+    )
 
 
 def update_obs_norm(obs_norm, obs, axis: collectives.Axis = None):

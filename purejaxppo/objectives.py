@@ -21,7 +21,8 @@ Shapes: ratio, adv, kl are `[M]` (one minibatch); the surrogate returns a scalar
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -119,7 +120,9 @@ def register_objective(objective: Objective, *, replace: bool = False) -> Object
     if not objective.name or not isinstance(objective.name, str):
         raise ValueError("register_objective: an objective needs a non-empty string name")
     if objective.name in _REGISTRY and not replace and _REGISTRY[objective.name] is not objective:
-        raise ValueError(f"register_objective: {objective.name!r} is already registered; pass replace=True to replace it")
+        raise ValueError(
+            f"register_objective: {objective.name!r} is already registered; pass replace=True to replace it"
+        )
     _REGISTRY[objective.name] = objective
     return objective
 
@@ -135,8 +138,10 @@ def get_objective(name: str | Objective) -> Objective:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"PPOConfig.objective: {name!r} is not one of {objective_names()} "
-                         "(register a new one with purejaxppo.objectives.register_objective)") from None
+        raise ValueError(
+            f"PPOConfig.objective: {name!r} is not one of {objective_names()} "
+            "(register a new one with purejaxppo.objectives.register_objective)"
+        ) from None
 
 
 for _obj in (CLIP, KL_ADAPTIVE, KL_FIXED, NO_CLIP):

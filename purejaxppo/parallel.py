@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from purejaxppo.checkpoint import _is_key
 from purejaxppo.config import RECURRENT_NETWORKS, HParams, PPOConfig, validate_hparams
@@ -55,7 +57,9 @@ def parse_mesh(text: str) -> dict[str, int]:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or name not in AXES:
-            raise ValueError(f"--mesh: {part!r} is not AXIS=SIZE with AXIS one of {', '.join(AXES)} (e.g. --mesh seed=2,data=1)")
+            raise ValueError(
+                f"--mesh: {part!r} is not AXIS=SIZE with AXIS one of {', '.join(AXES)} (e.g. --mesh seed=2,data=1)"
+            )
         if name in shape:
             raise ValueError(f"--mesh: axis {name!r} given twice")
         try:
@@ -88,23 +92,31 @@ def check_mesh_shape(shape: dict[str, int], *, num_seeds: int, config: PPOConfig
     if seed * data > num_devices:
         raise ValueError(
             f"mesh: seed={seed} x data={data} needs {seed * data} devices but {num_devices} are available "
-            f"({jax.default_backend()}); shrink the mesh, or start more processes (--processes)")
+            f"({jax.default_backend()}); shrink the mesh, or start more processes (--processes)"
+        )
     if num_seeds % seed:
-        raise ValueError(f"mesh: --seeds {num_seeds} is not divisible by the seed axis ({seed}); use a multiple of "
-                         f"{seed} seeds or --mesh seed=<a divisor of {num_seeds}>")
+        raise ValueError(
+            f"mesh: --seeds {num_seeds} is not divisible by the seed axis ({seed}); use a multiple of "
+            f"{seed} seeds or --mesh seed=<a divisor of {num_seeds}>"
+        )
     if config.num_envs % data:
-        raise ValueError(f"PPOConfig.num_envs: {config.num_envs} is not divisible by the data axis ({data}); "
-                         f"use a multiple of {data} envs or --mesh data=<a divisor of {config.num_envs}>")
+        raise ValueError(
+            f"PPOConfig.num_envs: {config.num_envs} is not divisible by the data axis ({data}); "
+            f"use a multiple of {data} envs or --mesh data=<a divisor of {config.num_envs}>"
+        )
     local = config.num_envs // data * config.num_steps
     if local % config.num_minibatches:
         raise ValueError(
             f"PPOConfig.num_minibatches: each of the {data} data shards holds num_envs / {data} * num_steps = {local} "
-            f"samples, which must be divisible by num_minibatches = {config.num_minibatches}; choose a divisor of {local}")
+            f"samples, which must be divisible by num_minibatches = {config.num_minibatches}; choose a divisor of "
+            f"{local}"
+        )
     if config.network in RECURRENT_NETWORKS and (config.num_envs // data) % config.num_minibatches:
         raise ValueError(
             f"PPOConfig.num_minibatches: network={config.network!r} takes minibatches of whole env sequences from each "
             f"data shard's num_envs / {data} = {config.num_envs // data} envs, which must be divisible by "
-            f"num_minibatches = {config.num_minibatches}; lower num_minibatches or raise num_envs")
+            f"num_minibatches = {config.num_minibatches}; lower num_minibatches or raise num_envs"
+        )
 
 
 def make_mesh(seed: int | None = None, data: int | None = None, devices: Sequence[Any] | None = None) -> Mesh:
@@ -140,15 +152,23 @@ def shard(fn: Callable, mesh: Mesh, in_kinds: Sequence[str], out_kinds: Sequence
     same kinds. Inside `fn`, collectives over "data" reach the run's other
     shards and over "seed" the other devices' seeds.
     """
+
     def body(*args):
-        args = [jax.tree.map(lambda x: x[:, 0], a) if k == "state" else a for a, k in zip(args, in_kinds)]
+        args = [jax.tree.map(lambda x: x[:, 0], a) if k == "state" else a for a, k in zip(args, in_kinds, strict=True)]
         outs = fn(*args)
-        return tuple(jax.tree.map(lambda x: x[:, None], o) if k == "state" else o for o, k in zip(outs, out_kinds))
+        return tuple(
+            jax.tree.map(lambda x: x[:, None], o) if k == "state" else o for o, k in zip(outs, out_kinds, strict=True)
+        )
 
     # check_vma off: outputs of kind "seed" are equal across the data axis by construction (averaged), which
     # the type system cannot see through the scanned update; the tests check it.
-    return jax.shard_map(body, mesh=mesh, in_specs=tuple(_spec(k) for k in in_kinds),
-                         out_specs=tuple(_spec(k) for k in out_kinds), check_vma=False)
+    return jax.shard_map(
+        body,
+        mesh=mesh,
+        in_specs=tuple(_spec(k) for k in in_kinds),
+        out_specs=tuple(_spec(k) for k in out_kinds),
+        check_vma=False,
+    )
 
 
 def on_key_data(fn: Callable, x: Any) -> Any:
@@ -183,7 +203,7 @@ def gather(tree: Any) -> Any:
 
 
 def hparams_kind(hp: HParams) -> str:
-    """"seed" when every field carries a leading per-seed axis, "rep" when all are scalars."""
+    """ "seed" when every field carries a leading per-seed axis, "rep" when all are scalars."""
     ndims = {np.ndim(v) for v in jax.tree.leaves(hp)}
     if ndims == {0}:
         return "rep"
@@ -252,8 +272,16 @@ class ShardedTrain:
         return TrainOutput(state, metrics)
 
 
-def make_sharded_train(config: PPOConfig, mesh: Mesh, num_seeds: int, env: Any = None, env_params: Any = None,
-                       network_factory: Callable | None = None, *, train: Train | None = None) -> ShardedTrain:
+def make_sharded_train(
+    config: PPOConfig,
+    mesh: Mesh,
+    num_seeds: int,
+    env: Any = None,
+    env_params: Any = None,
+    network_factory: Callable | None = None,
+    *,
+    train: Train | None = None,
+) -> ShardedTrain:
     """`make_train(config, env, env_params, network_factory)` for `num_seeds` seeds on `mesh` (see module doc).
 
     Pass an already built `train` to reuse it. ValueError when the mesh does
@@ -261,8 +289,10 @@ def make_sharded_train(config: PPOConfig, mesh: Mesh, num_seeds: int, env: Any =
     not divisible by the data axis).
     """
     if tuple(mesh.axis_names) != AXES:
-        raise ValueError(f"make_sharded_train: the mesh's axes must be {AXES} (purejaxppo.parallel.make_mesh), "
-                         f"got {tuple(mesh.axis_names)}")
+        raise ValueError(
+            f"make_sharded_train: the mesh's axes must be {AXES} (purejaxppo.parallel.make_mesh), "
+            f"got {tuple(mesh.axis_names)}"
+        )
     shape = dict(mesh.shape)
     check_mesh_shape(shape, num_seeds=num_seeds, config=config, num_devices=math.prod(shape.values()))
     base = make_train(config, env, env_params, network_factory) if train is None else train

@@ -47,7 +47,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -167,8 +167,8 @@ class ProgressReporter:
         self._pending: dict[int, dict[str, list[np.ndarray]]] = {}
         self._lock = threading.Lock()
         self._last_update = int(initial_update)
-        self._last_time = None
-        self._last_eval = None
+        self._last_time: float | None = None
+        self._last_eval: float | None = None
         self.diverged: list[int] = []  # seeds (indices in the reports) whose diverged flag was seen
         self.diverged_at: int | None = None
         self.note = ""
@@ -187,11 +187,19 @@ class ProgressReporter:
                 unit_scale=True,
                 file=self.file,
                 dynamic_ncols=True,
-                bar_format="{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} env steps [{elapsed}<{remaining}]{postfix}",
+                bar_format="{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} env steps "
+                "[{elapsed}<{remaining}]{postfix}",
             )
 
-    def stage(self, total_updates: int, steps_per_update: int, num_runs: int, initial_update: int = 0,
-              desc: str | None = None, done_steps: int = 0) -> None:
+    def stage(
+        self,
+        total_updates: int,
+        steps_per_update: int,
+        num_runs: int,
+        initial_update: int = 0,
+        desc: str | None = None,
+        done_steps: int = 0,
+    ) -> None:
         """Point the same bar at the next program of a sweep (`bar_total_steps`): its updates, batch size and
         runs; `done_steps` (env steps over all runs that an earlier session already did) is added to the bar."""
         with self._lock:
@@ -243,16 +251,23 @@ class ProgressReporter:
         text = self._summary = self.summary(merged, sps)
         if self._bar is not None:
             self._bar.set_postfix_str(", ".join(filter(None, (text, self.note))), refresh=False)
-            self._bar.update((self._last_update - prev) * self.steps_per_update
-                             * (self.num_runs if self.count_all_runs else 1))
+            self._bar.update(
+                (self._last_update - prev) * self.steps_per_update * (self.num_runs if self.count_all_runs else 1)
+            )
             if self.diverged and not was_diverged:  # say it at once, above the bar
                 self._bar.refresh()
-                self._bar.write(f"{self.desc + ': ' if self.desc else ''}{text.split(', ')[0]} (non-finite losses "
-                                "or parameters; see the 'diverged' column of metrics.jsonl)", file=self.file)
+                self._bar.write(
+                    f"{self.desc + ': ' if self.desc else ''}{text.split(', ')[0]} (non-finite losses "
+                    "or parameters; see the 'diverged' column of metrics.jsonl)",
+                    file=self.file,
+                )
         elif self.style == "lines":
             head = f"{self.desc} " if self.desc else ""
-            print(f"{head}update {step}/{self.total_updates}  env steps {step * self.steps_per_update:,}  {text}",
-                  file=self.file, flush=True)
+            print(
+                f"{head}update {step}/{self.total_updates}  env steps {step * self.steps_per_update:,}  {text}",
+                file=self.file,
+                flush=True,
+            )
 
     def summary(self, merged: dict[str, np.ndarray], sps: float | None) -> str:
         parts = []

@@ -12,15 +12,24 @@ env raises `ValueError` with the list of drawable ones.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 OWN_DRAWERS = ("CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0")
 GYMNAX_VISUALIZER = (
-    "Catch-bsuite", "Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar",
-    "SpaceInvaders-MinAtar", "Pong-misc", "PointRobot-misc", "MetaMaze-misc", "FourRooms-misc",
+    "Catch-bsuite",
+    "Asterix-MinAtar",
+    "Breakout-MinAtar",
+    "Freeway-MinAtar",
+    "Seaquest-MinAtar",
+    "SpaceInvaders-MinAtar",
+    "Pong-misc",
+    "PointRobot-misc",
+    "MetaMaze-misc",
+    "FourRooms-misc",
 )
 RENDERABLE = OWN_DRAWERS + GYMNAX_VISUALIZER
 
@@ -30,7 +39,9 @@ BG, FG, ACCENT, GOAL = (255, 255, 255), (40, 40, 40), (204, 102, 51), (60, 150, 
 
 def check_renderable(env_name: str) -> None:
     if env_name not in RENDERABLE:
-        raise ValueError(f"render: environment {env_name!r} cannot be drawn; drawable environments: {', '.join(RENDERABLE)}")
+        raise ValueError(
+            f"render: environment {env_name!r} cannot be drawn; drawable environments: {', '.join(RENDERABLE)}"
+        )
 
 
 def _f(state, name: str) -> float:
@@ -102,7 +113,7 @@ def draw_frames(env_name: str, env_params: Any, states: Sequence[Any], returns: 
 
     drawer = _DRAWERS[env_name]
     frames = []
-    for t, (s, ret) in enumerate(zip(states, returns)):
+    for t, (s, ret) in enumerate(zip(states, returns, strict=True)):
         img = Image.new("RGB", (W, H), BG)
         d = ImageDraw.Draw(img)
         drawer(d, s, env_params)
@@ -118,8 +129,9 @@ def write_gif(frames: list, path: str | Path, fps: int = 25) -> Path:
     return path
 
 
-def render_states(env: Any, env_params: Any, env_name: str, states: Sequence[Any], returns: Sequence[float],
-                  path: str | Path) -> Path:
+def render_states(
+    env: Any, env_params: Any, env_name: str, states: Sequence[Any], returns: Sequence[float], path: str | Path
+) -> Path:
     """Write a GIF of `states` (one env state per frame; `returns` the running return shown)."""
     check_renderable(env_name)
     if not states:
@@ -132,7 +144,9 @@ def render_states(env: Any, env_params: Any, env_name: str, states: Sequence[Any
         matplotlib.use("Agg")
         from gymnax.visualize import Visualizer
     except ImportError as e:
-        raise ValueError(f"render: drawing {env_name} uses gymnax's visualizer, which needs {e.name}: pip install {e.name}") from None
+        raise ValueError(
+            f"render: drawing {env_name} uses gymnax's visualizer, which needs {e.name}: pip install {e.name}"
+        ) from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Visualizer(env, env_params, list(states), np.asarray(returns)).animate(str(path))

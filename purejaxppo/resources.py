@@ -70,8 +70,9 @@ def tree_bytes(tree: Any) -> int:
     return total
 
 
-def estimate_memory(config, obs_spec, action_spec, num_seeds: int = 1,
-                    state_bytes: int | None = None) -> MemoryEstimate:
+def estimate_memory(
+    config, obs_spec, action_spec, num_seeds: int = 1, state_bytes: int | None = None
+) -> MemoryEstimate:
     """Estimated bytes of one run of `config` (see the module docstring); `state_bytes` is per seed if given.
 
     obs_spec: the observation spec (purejaxppo.spaces: a ShapeDtypeStruct or a pytree of them).
@@ -91,7 +92,11 @@ def estimate_memory(config, obs_spec, action_spec, num_seeds: int = 1,
     transition = 2 * obs + act + dist + 8 * _F32
     rollout = n * t * transition
     if image and config.network in ("cnn", "auto"):
-        width = int(math.prod(obs_spec.shape[:2])) * sum(config.cnn_channels) + sum(config.actor_hidden) + sum(config.critic_hidden)
+        width = (
+            int(math.prod(obs_spec.shape[:2])) * sum(config.cnn_channels)
+            + sum(config.actor_hidden)
+            + sum(config.critic_hidden)
+        )
     else:
         width = sum(config.actor_hidden) + sum(config.critic_hidden)
     update = n * t * (transition + width * _F32)  # the shuffled batch copy + full-batch activations
@@ -127,8 +132,9 @@ def available_memory(device=None) -> tuple[int | None, str]:
         return None, "host memory (unknown)"
 
 
-def check_memory(config, obs_spec, action_spec, num_seeds: int = 1,
-                 state_bytes: int | None = None, device=None) -> MemoryEstimate:
+def check_memory(
+    config, obs_spec, action_spec, num_seeds: int = 1, state_bytes: int | None = None, device=None
+) -> MemoryEstimate:
     """Raise ResourceError if the estimate exceeds the device's memory; return the estimate.
 
     Set the environment variable PUREJAXPPO_SKIP_MEMORY_CHECK=1 to skip the refusal
@@ -145,5 +151,6 @@ def check_memory(config, obs_spec, action_spec, num_seeds: int = 1,
             f"{fmt_bytes(est.rollout)} of num_envs * num_steps = {config.num_envs} x {config.num_steps} transitions + "
             f"update {fmt_bytes(est.update)}), more than the {fmt_bytes(limit)} {what}; reduce num_envs or num_steps"
             + (" or the number of seeds" if num_seeds > 1 else "")
-            + f" (or set {SKIP_ENV_VAR}=1 if the estimate is wrong)")
+            + f" (or set {SKIP_ENV_VAR}=1 if the estimate is wrong)"
+        )
     return est

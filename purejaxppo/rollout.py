@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo import collectives
-from purejaxppo.normalization import RewardScaler, RunningMeanStd, normalize_obs, update_obs_norm
+from purejaxppo.normalization import ObsNorm, RewardScaler, normalize_obs, update_obs_norm
 
 
 class Transition(NamedTuple):
@@ -74,10 +74,16 @@ def step_envs(env, env_params, keys: jax.Array, env_state: Any, action: jax.Arra
     """Step N envs (keys `[N]`) with env actions `[N, ...]`; rewards float32 `[N]`, flags bool `[N]`."""
     n = keys.shape[0]
     obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-        keys, env_state, action, env_params)
-    return EnvStep(obs, env_state, jnp.reshape(reward, (n,)).astype(jnp.float32),
-                   jnp.reshape(terminated, (n,)).astype(bool), jnp.reshape(truncated, (n,)).astype(bool),
-                   info["final_observation"])
+        keys, env_state, action, env_params
+    )
+    return EnvStep(
+        obs,
+        env_state,
+        jnp.reshape(reward, (n,)).astype(jnp.float32),
+        jnp.reshape(terminated, (n,)).astype(bool),
+        jnp.reshape(truncated, (n,)).astype(bool),
+        info["final_observation"],
+    )
 
 
 class EpisodeStats(NamedTuple):
@@ -85,7 +91,7 @@ class EpisodeStats(NamedTuple):
 
     return_sum: jax.Array
     length_sum: jax.Array
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # a NamedTuple field may shadow tuple.count()
 
 
 def collect(
@@ -98,13 +104,13 @@ def collect(
     *,
     num_steps: int,
     to_env_action,
-    obs_norm: RunningMeanStd | None,
+    obs_norm: ObsNorm | None,
     reward_scaler: RewardScaler | None,
     gamma: jax.Array,
     obs_clip: jax.Array,
     reward_clip: jax.Array,
     data_axis=None,
-) -> tuple[EnvCarry, RunningMeanStd | None, RewardScaler | None, Transition, EpisodeStats]:
+) -> tuple[EnvCarry, ObsNorm | None, RewardScaler | None, Transition, EpisodeStats]:
     """Run the agent's policy for `num_steps` in every env (agent: purejaxppo.agent.Agent).
 
     With `obs_norm`, each step first merges the raw observations `[N, ...]`
@@ -172,15 +178,23 @@ def collect(
             agent_carry=agent_carry,
             done=done,
         )
-        return (new_carry, obs_norm, scaler, stats), (obs_in, action, train_reward, terminated, truncated,
-                                                      norm(out.final_obs), carry.done, agent_carry)
+        return (new_carry, obs_norm, scaler, stats), (
+            obs_in,
+            action,
+            train_reward,
+            terminated,
+            truncated,
+            norm(out.final_obs),
+            carry.done,
+            agent_carry,
+        )
 
     zero = jnp.zeros((), jnp.float32)
     carry = carry._replace(done=done0)
     carry0 = carry.agent_carry
-    (carry, obs_norm, reward_scaler, stats), (obs, action, reward, terminated, truncated, final_obs, first,
-                                              carries) = jax.lax.scan(
-        step, (carry, obs_norm, reward_scaler, EpisodeStats(zero, zero, zero)), (env_keys, act_xs))
+    (carry, obs_norm, reward_scaler, stats), (obs, action, reward, terminated, truncated, final_obs, first, carries) = (
+        jax.lax.scan(step, (carry, obs_norm, reward_scaler, EpisodeStats(zero, zero, zero)), (env_keys, act_xs))
+    )
 
     # The policy's distribution, log-probs and values of all T * N steps in one batched pass (params are
     # fixed during the rollout, and obs are stored as the network saw them): the agent replays the segment

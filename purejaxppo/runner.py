@@ -8,5 +8,12 @@ module in `purejaxppo.runs` that holds it.
 from purejaxppo.checkpoint import CheckpointError, CheckpointManager  # noqa: F401
 from purejaxppo.runs import *  # noqa: F401,F403  (train_run, load_run, RunResult, ...: purejaxppo.runs.__all__)
 from purejaxppo.runs.chunks import AXIS  # noqa: F401
-from purejaxppo.runs.folder import is_empty_but_lock, make_head, read_run_info, safe_name, stamp  # noqa: F401
-from purejaxppo.runs.folder import remove_owned, remove_stale_temp_files  # noqa: F401
+from purejaxppo.runs.folder import (  # noqa: F401  # noqa: F401
+    is_empty_but_lock,
+    make_head,
+    read_run_info,
+    remove_owned,
+    remove_stale_temp_files,
+    safe_name,
+    stamp,
+)

@@ -31,7 +31,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
 #: The observation-dict key under which an env gives its legal-action mask (module docstring).
 ACTION_MASK_KEY = "action_mask"
 
@@ -105,8 +104,13 @@ def action_spec_from_space(space: Any) -> ActionSpec:
         shape = tuple(int(s) for s in space.shape)
         low = np.broadcast_to(np.asarray(space.low, np.float32), shape).reshape(-1)
         high = np.broadcast_to(np.asarray(space.high, np.float32), shape).reshape(-1)
-        return ActionSpec(discrete=False, num_actions=0, shape=shape,
-                          low=tuple(float(v) for v in low), high=tuple(float(v) for v in high))
+        return ActionSpec(
+            discrete=False,
+            num_actions=0,
+            shape=shape,
+            low=tuple(float(v) for v in low),
+            high=tuple(float(v) for v in high),
+        )
     raise ValueError(
         f"action space {space!r} is not supported: purejaxppo handles Discrete (Categorical policy), "
         "MultiDiscrete (purejaxppo.spaces.MultiDiscrete: a product of Categoricals) "
@@ -123,8 +127,9 @@ def obs_spec_from_space(space: Any) -> Any:
     if isinstance(inner, (tuple, list)):
         return tuple(obs_spec_from_space(v) for v in inner)
     if not hasattr(space, "shape"):
-        raise ValueError(f"observation space {space!r} has no shape: purejaxppo needs array (Box), Dict or Tuple "
-                         "observation spaces")
+        raise ValueError(
+            f"observation space {space!r} has no shape: purejaxppo needs array (Box), Dict or Tuple observation spaces"
+        )
     dtype = getattr(space, "dtype", jnp.float32)
     try:
         dtype = jnp.dtype(dtype)
@@ -153,6 +158,7 @@ def obs_size(spec: Any) -> int:
 def zeros_obs(spec: Any, batch: tuple[int, ...] = (1,)) -> Any:
     """A dummy batch of observations for network.init: every leaf `[*batch, *leaf.shape]`, float32 zeros, except
     bool leaves (an action mask), which are all True (every action legal)."""
+
     def leaf(s):
         shape = tuple(batch) + tuple(s.shape)
         return jnp.ones(shape, bool) if jnp.dtype(s.dtype) == jnp.bool_ else jnp.zeros(shape, jnp.float32)

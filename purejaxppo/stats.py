@@ -317,14 +317,18 @@ def plot_curves(
     if per_run and set(steps) != set(curves):
         raise ValueError("`steps` given per run must have exactly the keys of `curves`")
     shared = None if per_run else _as_array(steps, "steps", ndims=(1,))
-    xs, bands = {}, {}
+    xs: dict[str, np.ndarray] = {}
+    bands = {}
     for name, c in curves.items():
         arr = _as_array(c, f"curves[{name!r}]", ndims=(2,))
-        x = xs[name] = _as_array(steps[name], f"steps[{name!r}]", ndims=(1,)) if per_run else shared
+        if per_run:
+            x = _as_array(steps[name], f"steps[{name!r}]", ndims=(1,))
+        else:
+            assert shared is not None  # set above whenever `steps` is not per run
+            x = shared
+        xs[name] = x
         if arr.shape[1] != x.shape[0]:
-            raise ValueError(
-                f"`curves[{name!r}]` has T={arr.shape[1]} steps but `steps` has {x.shape[0]}"
-            )
+            raise ValueError(f"`curves[{name!r}]` has T={arr.shape[1]} steps but `steps` has {x.shape[0]}")
         bands[name] = (arr.shape[0], *curve_ci(arr, metric, reps=reps, confidence=confidence, seed=seed))
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg

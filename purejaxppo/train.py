@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,14 +30,14 @@ import optax
 from flax import struct
 
 from purejaxppo import collectives
-from purejaxppo.config import HParams, PPOConfig, validate_hparams
 from purejaxppo.agent import ActingState, Agent, as_agent, is_recurrent
+from purejaxppo.config import HParams, PPOConfig, validate_hparams
 from purejaxppo.envs import check_env_api, default_env_params, env_spaces, make_action_transform, make_env
 from purejaxppo.gae import compute_gae
 from purejaxppo.losses import Batch, ppo_loss
 from purejaxppo.networks import make_network, network_options
+from purejaxppo.normalization import ObsNorm, RewardScaler, create_obs_norm
 from purejaxppo.objectives import Objective, get_objective
-from purejaxppo.normalization import RewardScaler, RunningMeanStd, create_obs_norm
 from purejaxppo.resources import check_memory
 from purejaxppo.rollout import EnvCarry, Transition, collect
 from purejaxppo.spaces import ActionSpec, action_spec_from_space, obs_spec_from_space, zeros_obs
@@ -75,7 +76,7 @@ class TrainState:
     params: Any
     opt_state: Any
     env: EnvCarry
-    obs_norm: RunningMeanStd | None
+    obs_norm: ObsNorm | None
     reward_scaler: RewardScaler | None
     objective_state: Any
     key: jax.Array
@@ -128,6 +129,7 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
         packed = (jax.random.bits(k, (n,), jnp.uint32) << index_bits) | jnp.arange(n, dtype=jnp.uint32)
         order = (jnp.sort(packed) & ((1 << index_bits) - 1)).astype(jnp.int32)
         perm = order if perm is None else perm[order]
+    assert perm is not None  # rounds >= 1 (index_bits >= 1)
     return perm
 
 
@@ -141,8 +143,9 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
-def advantages(agent: Agent, params: Any, traj: Transition, hp: HParams, *,
-               truncation_as_termination: bool = False) -> tuple[jax.Array, jax.Array]:
+def advantages(
+    agent: Agent, params: Any, traj: Transition, hp: HParams, *, truncation_as_termination: bool = False
+) -> tuple[jax.Array, jax.Array]:
     """GAE advantages and value targets `[T, N]` of a rollout.
 
     The bootstrap value of step t is V(final_obs_t), the observation its step
@@ -186,8 +189,7 @@ def minibatches(batch: Batch, key: jax.Array, num_minibatches: int, *, sequences
     """
     if not sequences:  # T * N sequences of length 1
         one_step = lambda x: x.reshape((1, -1) + x.shape[2:])  # noqa: E731
-        batch = batch._replace(**{f: jax.tree.map(one_step, getattr(batch, f)) for f in Batch._fields
-                                  if f != "carry0"})
+        batch = batch._replace(**{f: jax.tree.map(one_step, getattr(batch, f)) for f in Batch._fields if f != "carry0"})
     n = batch.log_prob.shape[1]
     perm = permutation(key, n)
 
@@ -196,13 +198,26 @@ def minibatches(batch: Batch, key: jax.Array, num_minibatches: int, *, sequences
         return jnp.swapaxes(x, 0, 1)
 
     carry0 = jax.tree.map(lambda c: c[perm].reshape((num_minibatches, -1) + c.shape[1:]), batch.carry0)
-    return batch._replace(**{f: jax.tree.map(split_envs, getattr(batch, f)) for f in Batch._fields if f != "carry0"},
-                          carry0=carry0)
+    return batch._replace(
+        **{f: jax.tree.map(split_envs, getattr(batch, f)) for f in Batch._fields if f != "carry0"}, carry0=carry0
+    )
 
 
-def run_epochs(loss_fn: Callable, optimizer: optax.GradientTransformation, params: Any, opt_state: Any, batch: Batch,
-               key: jax.Array, hp: HParams, *, update_epochs: int, num_minibatches: int, use_target_kl: bool,
-               sequences: bool = False, data_axis: collectives.Axis = None):
+def run_epochs(
+    loss_fn: Callable,
+    optimizer: optax.GradientTransformation,
+    params: Any,
+    opt_state: Any,
+    batch: Batch,
+    key: jax.Array,
+    hp: HParams,
+    *,
+    update_epochs: int,
+    num_minibatches: int,
+    use_target_kl: bool,
+    sequences: bool = False,
+    data_axis: collectives.Axis = None,
+):
     """K epochs of shuffled minibatch gradient steps on one rollout batch (`rollout_batch`: leaves `[T, N, ...]`).
 
     Each epoch reshuffles the batch with `minibatches` (single transitions, or
@@ -262,7 +277,8 @@ def run_epochs(loss_fn: Callable, optimizer: optax.GradientTransformation, param
 
 
 def _make_agent(config: PPOConfig, obs_spec: Any, action_spec: ActionSpec, network_factory: Callable | None):
-    """(agent, network) from the factory: `f(obs_spec, action_spec)` (or the older `f(config, obs_shape, action_spec)`)."""
+    """(agent, network) from the factory: `f(obs_spec, action_spec)` (or the older
+    `f(config, obs_shape, action_spec)`)."""
     if network_factory is None:
         network = make_network(obs_spec, action_spec, **network_options(config))
     else:
@@ -337,8 +353,14 @@ class Train:
         return TrainState(
             params=params,
             opt_state=make_optimizer(hp, hp.learning_rate).init(params),
-            env=EnvCarry(env_state, obs, jnp.zeros((n,), jnp.float32), jnp.zeros((n,), jnp.int32),
-                         self.agent.initial_carry(n), jnp.zeros((n,), bool)),
+            env=EnvCarry(
+                env_state,
+                obs,
+                jnp.zeros((n,), jnp.float32),
+                jnp.zeros((n,), jnp.int32),
+                self.agent.initial_carry(n),
+                jnp.zeros((n,), bool),
+            ),
             obs_norm=create_obs_norm(self.obs_spec) if config.normalize_obs else None,
             reward_scaler=RewardScaler.create(n) if config.normalize_reward else None,
             objective_state=self.objective.init(hp),
@@ -358,15 +380,26 @@ class Train:
 
         # 1. Rollout: N envs x T steps with the current policy (data-parallel: this device's N / D envs).
         env_carry, obs_norm, reward_scaler, traj, ep = collect(
-            collectives.device_key(k_rollout, axis), state.env, state.params, agent, self.env, self.env_params,
-            num_steps=config.num_steps, to_env_action=self.to_env_action,
-            obs_norm=state.obs_norm, reward_scaler=state.reward_scaler,
-            gamma=hp.gamma, obs_clip=hp.obs_clip, reward_clip=hp.reward_clip, data_axis=axis,
+            collectives.device_key(k_rollout, axis),
+            state.env,
+            state.params,
+            agent,
+            self.env,
+            self.env_params,
+            num_steps=config.num_steps,
+            to_env_action=self.to_env_action,
+            obs_norm=state.obs_norm,
+            reward_scaler=state.reward_scaler,
+            gamma=hp.gamma,
+            obs_clip=hp.obs_clip,
+            reward_clip=hp.reward_clip,
+            data_axis=axis,
         )
 
         # 2. Advantages: V(s'_t) from the pre-reset observation, then GAE.
-        adv, targets = advantages(agent, state.params, traj, hp,
-                                  truncation_as_termination=config.truncation_as_termination)
+        adv, targets = advantages(
+            agent, state.params, traj, hp, truncation_as_termination=config.truncation_as_termination
+        )
 
         # 3. K epochs of shuffled minibatch updates.
         lr = hp.learning_rate
@@ -379,14 +412,31 @@ class Train:
             def evaluate(p, obs):
                 return agent.sequence(p, mb.carry0, obs, mb.first)
 
-            return ppo_loss(params, evaluate, mb, hp, state.objective_state, objective=objective,
-                            clip_value_loss=config.clip_value_loss, normalize_advantages=config.normalize_advantages,
-                            data_axis=axis)
+            return ppo_loss(
+                params,
+                evaluate,
+                mb,
+                hp,
+                state.objective_state,
+                objective=objective,
+                clip_value_loss=config.clip_value_loss,
+                normalize_advantages=config.normalize_advantages,
+                data_axis=axis,
+            )
 
         params, opt_state, metrics = run_epochs(
-            loss_fn, make_optimizer(hp, lr), state.params, state.opt_state, batch, k_epochs, hp,
-            update_epochs=config.update_epochs, num_minibatches=config.num_minibatches,
-            use_target_kl=config.use_target_kl, sequences=self.recurrent, data_axis=axis,
+            loss_fn,
+            make_optimizer(hp, lr),
+            state.params,
+            state.opt_state,
+            batch,
+            k_epochs,
+            hp,
+            update_epochs=config.update_epochs,
+            num_minibatches=config.num_minibatches,
+            use_target_kl=config.use_target_kl,
+            sequences=self.recurrent,
+            data_axis=axis,
         )
 
         # 4. Exact KL(pi_old || pi_new) over the batch; the objective's post-update rule (e.g. adaptive beta).
@@ -398,7 +448,8 @@ class Train:
         ok = collectives.all_true(_all_finite((params, metrics, kl)), axis) & jnp.logical_not(state.diverged)
         params, opt_state, objective_state = jax.tree.map(
             lambda new, old: jnp.where(ok, new, old),
-            (params, opt_state, objective_state), (state.params, state.opt_state, state.objective_state),
+            (params, opt_state, objective_state),
+            (state.params, state.opt_state, state.objective_state),
         )
 
         # 6. Per-update metrics (scalars only): the losses' own, the objective's, and these.
@@ -424,9 +475,13 @@ class Train:
             do_eval = jnp.logical_or(step % config.eval_every == 0, step == config.num_updates)
             # Data-parallel: each device plays its share of the episodes (with its own key) and the means are averaged.
             episodes = -(-config.eval_episodes // self.data_shards)
-            returns = self.evaluate(ActingState(params, obs_norm),
-                                    collectives.device_key(jax.random.fold_in(state.key, 0x0E7A1), axis),
-                                    episodes, obs_clip=hp.obs_clip, enabled=do_eval)
+            returns = self.evaluate(
+                ActingState(params, obs_norm),
+                collectives.device_key(jax.random.fold_in(state.key, 0x0E7A1), axis),
+                episodes,
+                obs_clip=hp.obs_clip,
+                enabled=do_eval,
+            )
             metrics["eval_return"] = jnp.where(do_eval, collectives.mean(returns, axis), jnp.nan).astype(jnp.float32)
 
         new_state = TrainState(
@@ -509,10 +564,21 @@ def make_train(
     if config.eval_every > 0:  # in-training evaluation (purejaxppo.evaluate); adds metrics["eval_return"]
         from purejaxppo.evaluate import build_evaluate
 
-        evaluate = build_evaluate(env, env_params, agent, action_spec, obs_clip=config.obs_clip,
-                                  to_env_action=to_env_action)
-    return Train(config, env, env_params, agent, network, obs_spec, action_spec, get_objective(config.objective),
-                 to_env_action, evaluate)
+        evaluate = build_evaluate(
+            env, env_params, agent, action_spec, obs_clip=config.obs_clip, to_env_action=to_env_action
+        )
+    return Train(
+        config,
+        env,
+        env_params,
+        agent,
+        network,
+        obs_spec,
+        action_spec,
+        get_objective(config.objective),
+        to_env_action,
+        evaluate,
+    )
 
 
 def raise_if_diverged(out: TrainOutput) -> None:
@@ -531,5 +597,6 @@ def raise_if_diverged(out: TrainOutput) -> None:
         raise FloatingPointError(
             f"training diverged: {len(runs)} of {flat.shape[0]} run(s) produced non-finite losses or parameters "
             f"(run {int(runs[0])} first at update {first}); their params were frozen at the last finite values. "
-            "Lower learning_rate, enable normalize_obs/normalize_reward, or check the environment's rewards/observations."
+            "Lower learning_rate, enable normalize_obs/normalize_reward, or check the environment's "
+            "rewards/observations."
         )

@@ -16,7 +16,8 @@ must infer velocities from its memory of earlier observations:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -72,8 +73,10 @@ class MaskedObservation:
 
         inner = self.env.observation_space(params)
         if len(inner.shape) != 1 or max(self.keep) >= inner.shape[0] or min(self.keep) < -inner.shape[0]:
-            raise ValueError(f"MaskedObservation: keep={self.keep} does not index the flat observation of shape "
-                             f"{tuple(inner.shape)} of {getattr(self.env, 'name', type(self.env).__name__)}")
+            raise ValueError(
+                f"MaskedObservation: keep={self.keep} does not index the flat observation of shape "
+                f"{tuple(inner.shape)} of {getattr(self.env, 'name', type(self.env).__name__)}"
+            )
         idx = np.asarray(self.keep)
         low = np.broadcast_to(np.asarray(inner.low), inner.shape)[idx]
         high = np.broadcast_to(np.asarray(inner.high), inner.shape)[idx]
@@ -90,15 +93,17 @@ def make_masked_env(name: str) -> tuple[MaskedObservation, Any]:
     """`masked/<gymnax id>` -> (MaskedObservation, default params); ValueError listing the maskable ids."""
     import gymnax
 
-    base = name[len(PREFIX):]
+    base = name[len(PREFIX) :]
     if base not in MASKS:
-        raise ValueError(f"PPOConfig.env: {name!r} has no masked version; masked tasks: "
-                         f"{', '.join(PREFIX + k for k in MASKS)} (or wrap any env: "
-                         "purejaxppo.wrappers.MaskedObservation(env, keep=...))")
+        raise ValueError(
+            f"PPOConfig.env: {name!r} has no masked version; masked tasks: "
+            f"{', '.join(PREFIX + k for k in MASKS)} (or wrap any env: "
+            "purejaxppo.wrappers.MaskedObservation(env, keep=...))"
+        )
     env, params = gymnax.make(base)
     return MaskedObservation(env, MASKS[base], name), params
 
 
 def base_env_name(name: str) -> str:
     """The wrapped task's id of a masked name (for drawing its states), else the name itself."""
-    return name[len(PREFIX):] if name.startswith(PREFIX) else name
+    return name[len(PREFIX) :] if name.startswith(PREFIX) else name

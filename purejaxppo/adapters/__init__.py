@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -62,7 +63,7 @@ def make_adapted_env(name: str) -> tuple[Any, Any]:
         raise ValueError(f"PPOConfig.env: {name!r} names no adapter; prefixes: {', '.join(ADAPTERS)}")
     prefix, module, _ = found
     mod = importlib.import_module(f"purejaxppo.adapters.{module}")
-    return mod.make(name[len(prefix):])
+    return mod.make(name[len(prefix) :])
 
 
 def import_library(module: str, *, extra: str, prefix: str, what: str):
@@ -71,7 +72,8 @@ def import_library(module: str, *, extra: str, prefix: str, what: str):
         return importlib.import_module(module)
     except ImportError as err:
         raise ImportError(
-            f"PPOConfig.env: {what} environments ('{prefix}<name>') need the optional package {module.split('.')[0]!r}, "
+            f"PPOConfig.env: {what} environments ('{prefix}<name>') need the optional package "
+            f"{module.split('.')[0]!r}, "
             f"which could not be imported ({err}). Install it with: pip install -e '.[{extra}]'"
         ) from err
 
@@ -81,8 +83,10 @@ def unknown_env_error(prefix: str, name: str, known: Iterable[str], what: str) -
     known = sorted(known)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(prefix + c) for c in close)}?" if close else ""
-    return ValueError(f"PPOConfig.env: unknown {what} environment {name!r} in {prefix + name!r}.{hint} "
-                      f"{what} environments: {', '.join(known)}.")
+    return ValueError(
+        f"PPOConfig.env: unknown {what} environment {name!r} in {prefix + name!r}.{hint} "
+        f"{what} environments: {', '.join(known)}."
+    )
 
 
 def raw_key(key: jax.Array) -> jax.Array:

@@ -119,7 +119,7 @@ class CraftaxEnv:
         self.name = name
         self.pool_size = int(pool_size)
         self.pool_seed = int(pool_seed)
-        self._default_params = None
+        self._default_params: CraftaxParams | None = None
         lib_params = env.default_params
         self._lib_params = lib_params
         self._max_steps = int(lib_params.max_timesteps)
@@ -128,8 +128,14 @@ class CraftaxEnv:
         self._num_actions = int(env.num_actions)
 
     # --- params -----------------------------------------------------------------
-    def make_params(self, *, pool_size: int | None = None, pool_seed: int | None = None,
-                    max_steps_in_episode: int | None = None, env_params: Any = None) -> CraftaxParams:
+    def make_params(
+        self,
+        *,
+        pool_size: int | None = None,
+        pool_seed: int | None = None,
+        max_steps_in_episode: int | None = None,
+        env_params: Any = None,
+    ) -> CraftaxParams:
         """Params with a freshly generated pool (this is where worlds are generated, once)."""
         pool_size = self.pool_size if pool_size is None else int(pool_size)
         pool_seed = self.pool_seed if pool_seed is None else int(pool_seed)
@@ -199,8 +205,10 @@ class CraftaxEnv:
         return obs, new_state, jnp.asarray(reward, jnp.float32), terminated, truncated, info
 
     def __repr__(self) -> str:
-        return (f"CraftaxEnv({self.name!r}, obs_shape={self._obs_shape}, num_actions={self._num_actions}, "
-                f"pool_size={self.pool_size}, max_steps_in_episode={self._max_steps})")
+        return (
+            f"CraftaxEnv({self.name!r}, obs_shape={self._obs_shape}, num_actions={self._num_actions}, "
+            f"pool_size={self.pool_size}, max_steps_in_episode={self._max_steps})"
+        )
 
 
 def make(name: str, *, pool_size: int | None = None, pool_seed: int = 0) -> tuple[CraftaxEnv, CraftaxParams]:

@@ -116,10 +116,19 @@ TIME_LIMIT_RULES: dict[str, tuple[str, Any]] = {
 
 # Multi-discrete envs whose mask layout the shape alone cannot tell (an `[K, n]` mask with K == n):
 # "joint" (a mask over the product, shape nvec) or "per_sub" (one row per sub-action).
-MASK_LAYOUT: dict[str, str] = {"Minesweeper": "joint", "Tetris": "joint", "BinPack": "joint", "FlatPack": "joint",
-                               "Sudoku": "joint", "Cleaner": "per_sub", "Connector": "per_sub",
-                               "JobShop": "per_sub", "RobotWarehouse": "per_sub", "LevelBasedForaging": "per_sub",
-                               "MMST": "per_sub"}
+MASK_LAYOUT: dict[str, str] = {
+    "Minesweeper": "joint",
+    "Tetris": "joint",
+    "BinPack": "joint",
+    "FlatPack": "joint",
+    "Sudoku": "joint",
+    "Cleaner": "per_sub",
+    "Connector": "per_sub",
+    "JobShop": "per_sub",
+    "RobotWarehouse": "per_sub",
+    "LevelBasedForaging": "per_sub",
+    "MMST": "per_sub",
+}
 
 
 @struct.dataclass
@@ -176,12 +185,14 @@ class JumanjiEnv:
         self.rule, rule_arg = TIME_LIMIT_RULES.get(cls, ("discount", None))
         lib_limit = getattr(env, "time_limit", None)
         if self.rule == "library":
+            assert lib_limit is not None  # every "library"/"state" env of TIME_LIMIT_RULES has a time_limit
             self._default_limit = int(lib_limit)
             env.time_limit = _NO_LIMIT
         elif self.rule == "task":
             self._default_limit = int(rule_arg(env))
         elif self.rule == "state":
             self._state_counter = rule_arg
+            assert lib_limit is not None
             self._default_limit = int(lib_limit) + 1  # the env truncates first; this is a backstop
         else:
             self._default_limit = int(lib_limit) if lib_limit is not None else DEFAULT_CAP
@@ -191,6 +202,7 @@ class JumanjiEnv:
         self._action_shape = tuple(int(s) for s in spec.shape)
         self._action_dtype = spec.dtype
         self._action_min = None
+        self.nvec: tuple[int, ...] | None  # the sub-action sizes; None for a box (continuous) action spec
         if isinstance(spec, specs.DiscreteArray):
             self._kind, self.nvec = "discrete", (int(spec.num_values),)
         elif isinstance(spec, specs.MultiDiscreteArray):
@@ -201,20 +213,32 @@ class JumanjiEnv:
             self._kind, self.nvec, self._action_min = "multi", tuple(int(n) for n in hi - lo + 1), lo.astype(np.int32)
         elif isinstance(spec, specs.BoundedArray):
             self._kind, self.nvec = "box", None
-            self._box = (np.broadcast_to(np.asarray(spec.minimum, np.float32), self._action_shape),
-                         np.broadcast_to(np.asarray(spec.maximum, np.float32), self._action_shape))
+            self._box = (
+                np.broadcast_to(np.asarray(spec.minimum, np.float32), self._action_shape),
+                np.broadcast_to(np.asarray(spec.maximum, np.float32), self._action_shape),
+            )
         else:
-            raise ValueError(f"Jumanji env {self.name!r}: action spec {spec!r} is not supported "
-                             "(DiscreteArray, MultiDiscreteArray or BoundedArray)")
+            raise ValueError(
+                f"Jumanji env {self.name!r}: action spec {spec!r} is not supported "
+                "(DiscreteArray, MultiDiscreteArray or BoundedArray)"
+            )
 
         # --- observations
         reset_ts = jax.eval_shape(env.reset, jax.random.PRNGKey(0))[1]
         leaves, _ = jax.tree_util.tree_flatten_with_path(reset_ts.observation)
         self._obs_names = [_path_name(p) for p, _ in leaves]
-        self._obs_shapes = {n: tuple(int(s) for s in leaf.shape) for n, (_, leaf) in zip(self._obs_names, leaves)}
+        self._obs_shapes = {
+            n: tuple(int(s) for s in leaf.shape) for n, (_, leaf) in zip(self._obs_names, leaves, strict=True)
+        }
         mask_shape = self._obs_shapes.get(ACTION_MASK_KEY)
-        if (self._action_min is not None and mask_shape is not None and len(mask_shape) == 2
-                and mask_shape[0] == len(self.nvec) and mask_shape[1] < min(self.nvec)):
+        if (
+            self._action_min is not None
+            and self.nvec is not None  # always, with an _action_min (a bounded integer spec)
+            and mask_shape is not None
+            and len(mask_shape) == 2
+            and mask_shape[0] == len(self.nvec)
+            and mask_shape[1] < min(self.nvec)
+        ):
             # MultiCVRP's spec says maximum = num_customers + 1 (inclusive), its mask has num_customers + 1
             # entries (depot + customers): trust the mask.
             self.nvec = (int(mask_shape[1]),) * len(self.nvec)
@@ -222,19 +246,23 @@ class JumanjiEnv:
         self.flat = bool(flat)
         if self.flat:
             if self._kind != "multi" or self.mask_layout == "per_sub":
-                raise ValueError(f"Jumanji env {self.name!r}: {FLAT_SUFFIX} needs a multi-discrete env with a joint "
-                                 f"action mask or none (this one: {self._kind}, mask {self.mask_layout})")
+                raise ValueError(
+                    f"Jumanji env {self.name!r}: {FLAT_SUFFIX} needs a multi-discrete env with a joint "
+                    f"action mask or none (this one: {self._kind}, mask {self.mask_layout})"
+                )
         self._obs_size = {n: int(math.prod(s)) for n, s in self._obs_shapes.items()}
 
     def _mask_layout(self, cls: str, shape) -> str | None:
         if shape is None:
             return None
         if self._kind == "discrete":
+            assert self.nvec is not None  # set for "discrete" and "multi" (None only for "box")
             if math.prod(shape) != self.nvec[0]:
                 raise ValueError(f"Jumanji env {self.name!r}: action_mask of shape {shape} for {self.nvec[0]} actions")
             return "flat"
         if self._kind != "multi":
             raise ValueError(f"Jumanji env {self.name!r}: an action_mask with a continuous action space")
+        assert self.nvec is not None
         k = len(self.nvec)
         per_sub = len(set(self.nvec)) == 1 and tuple(shape) == (k, self.nvec[0])
         joint = tuple(shape) == self.nvec
@@ -244,8 +272,10 @@ class JumanjiEnv:
             return "per_sub"
         if joint:
             return "joint"
-        raise ValueError(f"Jumanji env {self.name!r}: action_mask of shape {shape} fits neither a per-sub-action "
-                         f"[{k}, n] nor a joint {list(self.nvec)} layout")
+        raise ValueError(
+            f"Jumanji env {self.name!r}: action_mask of shape {shape} fits neither a per-sub-action "
+            f"[{k}, n] nor a joint {list(self.nvec)} layout"
+        )
 
     # --- observation conversion ------------------------------------------------
     def _mask(self, mask: jax.Array) -> jax.Array:
@@ -254,6 +284,7 @@ class JumanjiEnv:
             return mask.reshape(-1)
         if self.mask_layout == "per_sub":
             return mask.reshape(-1)  # rows are the sub-actions, in order
+        assert self.nvec is not None  # a joint mask layout means a multi-discrete env
         k = len(self.nvec)  # joint: sub-action k's value legal if any joint action with it is legal
         return jnp.concatenate([jnp.any(mask, axis=tuple(a for a in range(k) if a != i)) for i in range(k)])
 
@@ -261,7 +292,7 @@ class JumanjiEnv:
         """Jumanji's observation -> the adapter's dict of arrays (float32 features, bool action_mask)."""
         leaves = jax.tree.leaves(jumanji_obs)
         out = {}
-        for n, x in zip(self._obs_names, leaves):
+        for n, x in zip(self._obs_names, leaves, strict=True):
             out[n] = self._mask(x) if n == ACTION_MASK_KEY else jnp.asarray(x, jnp.float32)
         return out
 
@@ -274,6 +305,7 @@ class JumanjiEnv:
     def num_actions(self) -> int:
         if self._kind == "box":
             return int(math.prod(self._action_shape))
+        assert self.nvec is not None  # set for every kind but "box"
         return int(math.prod(self.nvec)) if self.flat else int(sum(self.nvec))
 
     def observation_space(self, params: JumanjiEnvParams | None = None):
@@ -282,6 +314,7 @@ class JumanjiEnv:
         out = {}
         for n, shape in self._obs_shapes.items():
             if n == ACTION_MASK_KEY:
+                assert self.nvec is not None  # a mask implies a discrete action spec (_mask_layout checks)
                 size = self.num_actions if (self.flat or self.mask_layout != "joint") else sum(self.nvec)
                 out[n] = spaces.Box(0, 1, (size,), jnp.bool_)
             else:
@@ -292,8 +325,10 @@ class JumanjiEnv:
         from gymnax.environments import spaces
 
         if self._kind == "discrete":
+            assert self.nvec is not None  # set for "discrete" and "multi"
             return spaces.Discrete(self.nvec[0])
         if self._kind == "multi":
+            assert self.nvec is not None
             return spaces.Discrete(int(math.prod(self.nvec))) if self.flat else MultiDiscrete(self.nvec)
         return spaces.Box(self._box[0], self._box[1], self._action_shape, jnp.float32)
 
@@ -303,6 +338,7 @@ class JumanjiEnv:
             return jnp.asarray(action, self._action_dtype).reshape(self._action_shape)
         action = jnp.asarray(action, jnp.int32)
         if self.flat:
+            assert self.nvec is not None  # flat needs a multi-discrete env
             action = jnp.stack(jnp.unravel_index(action.reshape(()), self.nvec))
         if self._action_min is not None:
             action = action + self._action_min
@@ -352,9 +388,12 @@ class JumanjiEnv:
         elif self._kind == "discrete" or self.flat:
             space = f"Discrete({self.num_actions})"
         else:
+            assert self.nvec is not None  # "multi"
             space = f"MultiDiscrete({list(self.nvec)})"
-        return (f"JumanjiEnv({self.name!r}, actions={space}, mask={self.mask_layout}, time_limit_rule={self.rule!r}, "
-                f"max_steps_in_episode={self._default_limit})")
+        return (
+            f"JumanjiEnv({self.name!r}, actions={space}, mask={self.mask_layout}, time_limit_rule={self.rule!r}, "
+            f"max_steps_in_episode={self._default_limit})"
+        )
 
 
 def make(name: str) -> tuple[JumanjiEnv, JumanjiEnvParams]:
@@ -362,15 +401,19 @@ def make(name: str) -> tuple[JumanjiEnv, JumanjiEnvParams]:
     jumanji = _jumanji()
     env_id, sep, option = name.partition("@")
     if sep and option != FLAT_SUFFIX[1:]:
-        raise ValueError(f"PPOConfig.env: unknown option {'@' + option!r} in {PREFIX + name!r}; "
-                         f"the only one is {FLAT_SUFFIX!r} (a multi-discrete env as one Discrete action)")
+        raise ValueError(
+            f"PPOConfig.env: unknown option {'@' + option!r} in {PREFIX + name!r}; "
+            f"the only one is {FLAT_SUFFIX!r} (a multi-discrete env as one Discrete action)"
+        )
     known = env_names()
     if env_id not in known:
         raise unknown_env_error(PREFIX, env_id, known, WHAT)
     try:
         raw = jumanji.make(env_id)
     except Exception as err:  # e.g. Sokoban's level download offline
-        raise RuntimeError(f"PPOConfig.env: could not make Jumanji env {env_id!r} ({type(err).__name__}: {err}); "
-                           "note: Sokoban-v0 downloads its levels from the Hugging Face Hub (needs network)") from err
+        raise RuntimeError(
+            f"PPOConfig.env: could not make Jumanji env {env_id!r} ({type(err).__name__}: {err}); "
+            "note: Sokoban-v0 downloads its levels from the Hugging Face Hub (needs network)"
+        ) from err
     env = JumanjiEnv(raw, name=PREFIX + name, flat=bool(sep))
     return env, env.default_params

@@ -124,8 +124,14 @@ class NavixEnv:
         reset_ts = cast_like(self.env.reset(raw_key(key), state.state.cache), state)
         new_state = where_done(done, reset_ts, next_ts)
         info = {"final_observation": final_obs, "discount": 1.0 - terminated.astype(jnp.float32)}
-        return (jnp.asarray(new_state.observation, jnp.float32), new_state,
-                jnp.asarray(next_ts.reward, jnp.float32), terminated, truncated, info)
+        return (
+            jnp.asarray(new_state.observation, jnp.float32),
+            new_state,
+            jnp.asarray(next_ts.reward, jnp.float32),
+            terminated,
+            truncated,
+            info,
+        )
 
     def __repr__(self) -> str:
         return f"NavixEnv({self.name!r}, obs_shape={self._obs_shape}, num_actions={self._num_actions})"
@@ -139,8 +145,10 @@ def make(name: str) -> tuple[NavixEnv, NavixEnvParams]:
     if env_id not in known:
         raise unknown_env_error(PREFIX, env_id, known, WHAT)
     if sep and obs_name not in OBSERVATIONS:
-        raise ValueError(f"PPOConfig.env: unknown Navix observation {obs_name!r} in {PREFIX + name!r}; "
-                         f"one of: {', '.join(OBSERVATIONS)}")
+        raise ValueError(
+            f"PPOConfig.env: unknown Navix observation {obs_name!r} in {PREFIX + name!r}; "
+            f"one of: {', '.join(OBSERVATIONS)}"
+        )
     observation_fn = getattr(nx.observations, obs_name or OBSERVATIONS[0])
     env = nx.make(env_id, max_steps=_NO_LIMIT, observation_fn=observation_fn)
     return NavixEnv(env, name=PREFIX + name), NavixEnvParams()

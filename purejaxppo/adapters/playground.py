@@ -98,13 +98,16 @@ def _default_impl() -> str | None:
 
 
 def _float32(tree: Any) -> Any:
-    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
-                        else jnp.asarray(x), tree)
+    return jax.tree.map(
+        lambda x: jnp.asarray(x, jnp.float32) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else jnp.asarray(x),
+        tree,
+    )
 
 
 def _finite(tree: Any) -> Any:
-    return jax.tree.map(lambda x: jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x))
-                        if jnp.issubdtype(x.dtype, jnp.inexact) else x, tree)
+    return jax.tree.map(
+        lambda x: jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x)) if jnp.issubdtype(x.dtype, jnp.inexact) else x, tree
+    )
 
 
 def _space(spec: Any):
@@ -140,7 +143,8 @@ class PlaygroundEnv:
             obs = dict(obs)
         self._obs_spec = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32 if jnp.issubdtype(x.dtype, jnp.floating) else x.dtype),
-            obs)
+            obs,
+        )
 
     # --- gymnax API -----------------------------------------------------------
     @property
@@ -170,8 +174,9 @@ class PlaygroundEnv:
         env_state = self._reset(key)
         return env_state.obs, PlaygroundEnvState(env_state=env_state, step_count=jnp.zeros((), jnp.int32))
 
-    def step(self, key: jax.Array, state: PlaygroundEnvState, action: jax.Array,
-             params: PlaygroundEnvParams | None = None):
+    def step(
+        self, key: jax.Array, state: PlaygroundEnvState, action: jax.Array, params: PlaygroundEnvParams | None = None
+    ):
         """One env step with auto-reset; returns (obs, state, reward, terminated, truncated, info)."""
         params = self.default_params if params is None else params
         prev = state.env_state
@@ -192,14 +197,15 @@ class PlaygroundEnv:
 
         reset_state = cast_like(self._reset(key), prev)
         env_state = where_done(done, reset_state, next_state)
-        new_state = PlaygroundEnvState(env_state=env_state,
-                                       step_count=jnp.where(done, 0, step_count).astype(jnp.int32))
+        new_state = PlaygroundEnvState(env_state=env_state, step_count=jnp.where(done, 0, step_count).astype(jnp.int32))
         info = {"final_observation": final_obs, "discount": 1.0 - terminated.astype(jnp.float32)}
         return env_state.obs, new_state, reward, terminated, truncated, info
 
     def __repr__(self) -> str:
-        return (f"PlaygroundEnv({self.name!r}, obs={jax.tree.map(lambda s: s.shape, self._obs_spec)}, "
-                f"action_size={self._action_size}, episode_length={self._episode_length})")
+        return (
+            f"PlaygroundEnv({self.name!r}, obs={jax.tree.map(lambda s: s.shape, self._obs_spec)}, "
+            f"action_size={self._action_size}, episode_length={self._episode_length})"
+        )
 
 
 def _menagerie_error(name: str, suite: str, err: BaseException) -> RuntimeError:
@@ -237,8 +243,9 @@ def make(name: str, impl: str | None = None) -> tuple[PlaygroundEnv, PlaygroundE
     try:
         raw = mp.registry.load(name, config=config, config_overrides=overrides)
     except Exception as err:  # noqa: BLE001 (a failed git clone, a missing model file, mujoco's XML error)
-        if suite == "dm_control_suite" or (had_menagerie and not isinstance(err, OSError)
-                                           and "menagerie" not in str(err)):
+        if suite == "dm_control_suite" or (
+            had_menagerie and not isinstance(err, OSError) and "menagerie" not in str(err)
+        ):
             raise
         raise _menagerie_error(name, suite, err) from err
     episode_length = int(config.get("episode_length", 1000))

@@ -95,7 +95,6 @@ class XMiniGridEnv:
 
     def observation_space(self, params: Any = None):
         from gymnax.environments import spaces
-
         from xminigrid.core.constants import NUM_COLORS, NUM_TILES
 
         params = self._params if params is None else params
@@ -124,13 +123,20 @@ class XMiniGridEnv:
         reset_ts = cast_like(self.env.reset(params, raw_key(key)), state)
         new_state = where_done(last, reset_ts, next_ts)
         info = {"final_observation": final_obs, "discount": 1.0 - terminated.astype(jnp.float32)}
-        return (jnp.asarray(new_state.observation, jnp.float32), new_state,
-                jnp.asarray(next_ts.reward, jnp.float32), terminated, truncated, info)
+        return (
+            jnp.asarray(new_state.observation, jnp.float32),
+            new_state,
+            jnp.asarray(next_ts.reward, jnp.float32),
+            terminated,
+            truncated,
+            info,
+        )
 
     def __repr__(self) -> str:
         p = self._params
-        return (f"XMiniGridEnv({self.name!r}, grid={p.height}x{p.width}, view_size={p.view_size}, "
-                f"max_steps={p.max_steps})")
+        return (
+            f"XMiniGridEnv({self.name!r}, grid={p.height}x{p.width}, view_size={p.view_size}, max_steps={p.max_steps})"
+        )
 
 
 def _benchmark_ruleset(xminigrid, full: str, spec: str):
@@ -138,11 +144,15 @@ def _benchmark_ruleset(xminigrid, full: str, spec: str):
     bench, sep, index = spec.partition(":")
     known = list(xminigrid.registered_benchmarks())
     if not sep or not index.isdigit():
-        raise ValueError(f"PPOConfig.env: malformed XLand ruleset {spec!r} in {full!r}; expected "
-                         f"'{PREFIX}<XLand id>@<benchmark>:<index>', e.g. "
-                         f"'{PREFIX}XLand-MiniGrid-R1-9x9@trivial-21k:0'; benchmarks: {', '.join(known)}")
+        raise ValueError(
+            f"PPOConfig.env: malformed XLand ruleset {spec!r} in {full!r}; expected "
+            f"'{PREFIX}<XLand id>@<benchmark>:<index>', e.g. "
+            f"'{PREFIX}XLand-MiniGrid-R1-9x9@trivial-21k:0'; benchmarks: {', '.join(known)}"
+        )
     if bench not in known:
-        raise ValueError(f"PPOConfig.env: unknown XLand benchmark {bench!r} in {full!r}; benchmarks: {', '.join(known)}")
+        raise ValueError(
+            f"PPOConfig.env: unknown XLand benchmark {bench!r} in {full!r}; benchmarks: {', '.join(known)}"
+        )
     try:
         benchmark = xminigrid.load_benchmark(bench)
     except OSError as err:  # urllib's URLError is an OSError: offline and not cached

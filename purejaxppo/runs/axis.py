@@ -16,11 +16,15 @@ needs nothing but the folder.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from purejaxppo.config import HPARAM_FIELDS, HParams, validate_hparams
+
+if TYPE_CHECKING:
+    import jax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +49,11 @@ class RunAxis:
         if not all(0 <= int(i) < self.key_count for i in self.seed_index):
             raise ValueError(f"RunAxis: seed indices must lie in [0, {self.key_count}), got {list(self.seed_index)}")
         if set(self.hparams) != set(HPARAM_FIELDS):
-            raise ValueError(f"RunAxis: hparams must hold every HParams field, missing "
-                             f"{sorted(set(HPARAM_FIELDS) - set(self.hparams))}, unknown {sorted(set(self.hparams) - set(HPARAM_FIELDS))}")
+            raise ValueError(
+                f"RunAxis: hparams must hold every HParams field, missing "
+                f"{sorted(set(HPARAM_FIELDS) - set(self.hparams))}, unknown "
+                f"{sorted(set(self.hparams) - set(HPARAM_FIELDS))}"
+            )
         if any(len(v) != r for v in self.hparams.values()) or len(self.labels) != r:
             raise ValueError(f"RunAxis: every hparams field and the labels need {r} entries (one per run)")
 
@@ -62,32 +69,44 @@ class RunAxis:
 
     def hp(self) -> HParams:
         """`HParams` with `[R]` float32 NumPy fields (validated: ValueError naming field and run)."""
-        hp = HParams(**{n: np.asarray(self.hparams[n], np.float32) for n in HPARAM_FIELDS})
+        # A host-side HParams: NumPy leaves stand in for the jax.Array fields (jit/vmap convert them on entry).
+        hp = HParams(**{n: cast("jax.Array", np.asarray(self.hparams[n], np.float32)) for n in HPARAM_FIELDS})
         return validate_hparams(hp)
 
     @classmethod
-    def build(cls, key_count: int, seed_index, hparams: list[HParams | dict], labels) -> "RunAxis":
+    def build(cls, key_count: int, seed_index, hparams: Sequence[HParams | dict], labels) -> RunAxis:
         """From one `HParams` (or {field: value}) per run; values are stored as float32."""
         cols: dict[str, list[float]] = {n: [] for n in HPARAM_FIELDS}
         for hp in hparams:
             for n in HPARAM_FIELDS:
                 v = hp[n] if isinstance(hp, dict) else getattr(hp, n)
                 cols[n].append(float(np.float32(v)))
-        return cls(int(key_count), tuple(int(i) for i in seed_index), {n: tuple(v) for n, v in cols.items()},
-                   tuple(dict(x) for x in labels))
+        return cls(
+            int(key_count),
+            tuple(int(i) for i in seed_index),
+            {n: tuple(v) for n, v in cols.items()},
+            tuple(dict(x) for x in labels),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"key_count": self.key_count, "seed_index": list(self.seed_index),
-                "hparams": {n: list(v) for n, v in self.hparams.items()}, "labels": [dict(x) for x in self.labels]}
+        return {
+            "key_count": self.key_count,
+            "seed_index": list(self.seed_index),
+            "hparams": {n: list(v) for n, v in self.hparams.items()},
+            "labels": [dict(x) for x in self.labels],
+        }
 
     @classmethod
-    def from_json(cls, data: Any, source: str = "checkpoint") -> "RunAxis | None":
+    def from_json(cls, data: Any, source: str = "checkpoint") -> RunAxis | None:
         if data is None:
             return None
         try:
-            return cls(int(data["key_count"]), tuple(int(i) for i in data["seed_index"]),
-                       {n: tuple(float(x) for x in v) for n, v in data["hparams"].items()},
-                       tuple(dict(x) for x in data["labels"]))
+            return cls(
+                int(data["key_count"]),
+                tuple(int(i) for i in data["seed_index"]),
+                {n: tuple(float(x) for x in v) for n, v in data["hparams"].items()},
+                tuple(dict(x) for x in data["labels"]),
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{source}: malformed run axis ({e})") from None
 

@@ -8,7 +8,8 @@ same settings (e.g. a resume in the same session) does not compile again.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -16,11 +17,15 @@ import numpy as np
 
 from purejaxppo.progress import with_progress
 
+if TYPE_CHECKING:
+    from purejaxppo.train import Train
+
 AXIS = "local_seeds"  # the vmap over seeds (on a mesh: over one device's seeds; purejaxppo.parallel.LOCAL_SEEDS)
 
 
-def make_chunk_fn(train: Callable, chunk_len: int, reporter: Callable | None, log_every: int,
-                  mesh=None, per_run_hp: bool = False) -> Callable:
+def make_chunk_fn(
+    train: Train, chunk_len: int, reporter: Callable | None, log_every: int, mesh=None, per_run_hp: bool = False
+) -> jax.stages.Wrapped:
     """`chunk(states[S], hp, n, stop_on_diverge) -> (states, metrics[S, chunk_len])`, jitted, vmapped over seeds.
 
     Runs `n <= chunk_len` updates (n is traced; the remaining iterations are
@@ -43,8 +48,9 @@ def make_chunk_fn(train: Callable, chunk_len: int, reporter: Callable | None, lo
     update = train.update
     mesh_axes = () if mesh is None else tuple(mesh.axis_names)
     if reporter is not None and log_every > 0:
-        update = with_progress(update, log_every, reporter, total_updates=config.num_updates, axis_name=AXIS,
-                               mesh_axes=mesh_axes)
+        update = with_progress(
+            update, log_every, reporter, total_updates=config.num_updates, axis_name=AXIS, mesh_axes=mesh_axes
+        )
 
     def chunk(state, hp, n, stop_on_diverge):
         metric_shapes = jax.eval_shape(train.update, state, hp)[1]
@@ -92,7 +98,7 @@ _COMPILED: dict = {}
 _COMPILED_MAX = 8
 
 
-def jitted_init(train: Callable, num_seeds: int, per_run_hp: bool = False) -> Callable:
+def jitted_init(train: Train, num_seeds: int, per_run_hp: bool = False) -> Callable:
     """`init(keys[S], hp) -> states[S]`, jitted and vmapped over seeds (and over `hp` with `per_run_hp`);
     one per (config, num_seeds, per_run_hp) per process."""
     init_key = ("init", train.config, num_seeds, per_run_hp)
@@ -101,7 +107,7 @@ def jitted_init(train: Callable, num_seeds: int, per_run_hp: bool = False) -> Ca
     return init_fn
 
 
-def compiled_chunk(train: Callable, chunk_len: int, num_seeds: int, use_progress: bool, state, hp, mesh=None) -> tuple:
+def compiled_chunk(train: Train, chunk_len: int, num_seeds: int, use_progress: bool, state, hp, mesh=None) -> tuple:
     """(compiled chunk program, its `_Relay` or None): from this process's cache, else lowered for `state` and
     compiled. The progress callback is compiled in iff `use_progress`; point the relay's `target` at a reporter.
     With `mesh`, `train` is the per-device Train and `state` the global mesh-layout state. `hp` with `[S]` fields
@@ -110,8 +116,15 @@ def compiled_chunk(train: Callable, chunk_len: int, num_seeds: int, use_progress
 
     config = train.config
     per_run_hp = is_batched(hp)
-    cache_key = (config, chunk_len, num_seeds, use_progress, per_run_hp, None if mesh is None else tuple(mesh.shape.items()),
-                 None if mesh is None else tuple(d.id for d in mesh.devices.flat))
+    cache_key = (
+        config,
+        chunk_len,
+        num_seeds,
+        use_progress,
+        per_run_hp,
+        None if mesh is None else tuple(mesh.shape.items()),
+        None if mesh is None else tuple(d.id for d in mesh.devices.flat),
+    )
     entry = _COMPILED.pop(cache_key, None)
     if entry is None:
         relay = _Relay() if use_progress else None
@@ -128,12 +141,12 @@ def compiled_chunk(train: Callable, chunk_len: int, num_seeds: int, use_progress
     return entry
 
 
-def _state_template(train: Callable, num_seeds: int, seed: int):
+def _state_template(train: Train, num_seeds: int, seed: int):
     keys = jax.random.split(jax.random.key(seed), num_seeds)
     return jax.eval_shape(jax.vmap(train.init, in_axes=(0, None)), keys, train.config.hparams())
 
 
-def check_run_fits(train: Callable, num_seeds: int) -> None:
+def check_run_fits(train: Train, num_seeds: int) -> None:
     """ResourceError before compiling if `num_seeds` runs of `train` cannot fit the device's memory
     (the train state's size exact, from `jax.eval_shape`; the rollout and update estimated)."""
     from purejaxppo.resources import check_memory, tree_bytes

@@ -37,8 +37,13 @@ def versions() -> dict[str, str]:
 
 def device_info() -> dict[str, Any]:
     d = jax.devices()[0]
-    return {"backend": jax.default_backend(), "device": str(d), "device_kind": d.device_kind,
-            "device_count": jax.device_count(), "platform": platform.platform()}
+    return {
+        "backend": jax.default_backend(),
+        "device": str(d),
+        "device_kind": d.device_kind,
+        "device_count": jax.device_count(),
+        "platform": platform.platform(),
+    }
 
 
 def _now() -> str:
@@ -58,9 +63,15 @@ def _save_info(path: Path, info: dict, log) -> None:
 
 def _checkpoint_meta(config: PPOConfig, done: int, num_seeds: int, seed: int, chunk_len: int, runs=None) -> dict:
     meta = {
-        "purejaxppo": versions()["purejaxppo"], "config": config.to_dict(), "update": done,
-        "num_updates": config.num_updates, "env_steps": done * config.batch_size, "num_seeds": num_seeds,
-        "seed": seed, "checkpoint_every": chunk_len, "saved": _now(),
+        "purejaxppo": versions()["purejaxppo"],
+        "config": config.to_dict(),
+        "update": done,
+        "num_updates": config.num_updates,
+        "env_steps": done * config.batch_size,
+        "num_seeds": num_seeds,
+        "seed": seed,
+        "checkpoint_every": chunk_len,
+        "saved": _now(),
     }
     if runs is not None:  # a sweep group's runs (purejaxppo.runs.axis.RunAxis)
         meta["runs"] = runs.to_json()
@@ -91,19 +102,26 @@ def _note_edited_config_file(run_dir: Path, saved: PPOConfig, explicit_config: b
         return
     keep = run_dir / f"{CONFIG_FILE}.edited-{stamp()}"
     keep.write_bytes(path.read_bytes())
-    log(f"warning: {path} {what}; a resume uses the checkpoint's config, so the file is rewritten (your version "
-        f"is kept as {keep.name}); to apply changes, pass them with --set FIELD=VALUE (or --config FILE)")
+    log(
+        f"warning: {path} {what}; a resume uses the checkpoint's config, so the file is rewritten (your version "
+        f"is kept as {keep.name}); to apply changes, pass them with --set FIELD=VALUE (or --config FILE)"
+    )
 
 
 def _exists_error(run_dir: Path) -> RunError:
-    return RunError(f"output folder {run_dir} already exists and is not empty; pass --overwrite to replace "
-                    f"its run files, --resume {run_dir} to continue it, or choose another --out")
+    return RunError(
+        f"output folder {run_dir} already exists and is not empty; pass --overwrite to replace "
+        f"its run files, --resume {run_dir} to continue it, or choose another --out"
+    )
 
 
 def _write_error(e: OSError, run_dir: Path, manager: CheckpointManager) -> RunWriteError:
     what = e.filename or "a run file"
     latest = manager.latest()
-    intact = (f"the newest checkpoint {latest.name} is intact" if latest is not None
-              else "no checkpoint had been written yet")
-    return RunWriteError(f"could not write {what} ({e.strerror or e}); {intact}. Free disk space (or fix the "
-                         f"folder's permissions), then continue with: purejaxppo train --resume {run_dir}")
+    intact = (
+        f"the newest checkpoint {latest.name} is intact" if latest is not None else "no checkpoint had been written yet"
+    )
+    return RunWriteError(
+        f"could not write {what} ({e.strerror or e}); {intact}. Free disk space (or fix the "
+        f"folder's permissions), then continue with: purejaxppo train --resume {run_dir}"
+    )

@@ -27,8 +27,9 @@ import os
 import re
 import shutil
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TextIO
 
 CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
@@ -94,8 +95,10 @@ def _busy(run_dir: Path, holder: str) -> RunError:
         who = f"pid {info.get('pid')} on {info.get('host')}, since {info.get('started')}"
     except (json.JSONDecodeError, AttributeError):
         who = "another process"
-    return RunError(f"run folder {run_dir} is in use by another purejaxppo process ({who}); "
-                    "wait for it to finish, or choose another --out")
+    return RunError(
+        f"run folder {run_dir} is in use by another purejaxppo process ({who}); "
+        "wait for it to finish, or choose another --out"
+    )
 
 
 class RunLock:
@@ -110,10 +113,10 @@ class RunLock:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_FILE
         self.command = command
-        self._fh = None
+        self._fh: TextIO | None = None
 
     @staticmethod
-    def busy_error(run_dir: str | os.PathLike) -> "RunError | None":
+    def busy_error(run_dir: str | os.PathLike) -> RunError | None:
         """The in-use RunError if another process holds `run_dir`'s lock (checked read-only), else None."""
         path = Path(run_dir) / LOCK_FILE
         try:
@@ -130,7 +133,7 @@ class RunLock:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
         return None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         try:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
@@ -146,9 +149,17 @@ class RunLock:
             raise _busy(self.run_dir, holder) from None
         fh.seek(0)
         fh.truncate()
-        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                             "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                             "command": self.command}) + "\n")
+        fh.write(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                    "command": self.command,
+                }
+            )
+            + "\n"
+        )
         fh.flush()
         self._fh = fh
         return self
@@ -177,8 +188,11 @@ def owned_files(run_dir: str | os.PathLike) -> list[Path]:
     """The files and folders of `run_dir` that purejaxppo wrote (by exact name pattern), excluding the lock."""
     run_dir = Path(run_dir)
     out = [run_dir / n for n in RUN_FILES if (run_dir / n).is_file()]
-    out += [p for p in run_dir.iterdir() if p.is_file() and (_TMP_RE.match(p.name) or _BACKUP_RE.match(p.name))] \
-        if run_dir.is_dir() else []
+    out += (
+        [p for p in run_dir.iterdir() if p.is_file() and (_TMP_RE.match(p.name) or _BACKUP_RE.match(p.name))]
+        if run_dir.is_dir()
+        else []
+    )
     ck = run_dir / CHECKPOINT_DIR
     if ck.is_dir():
         for p in sorted(ck.iterdir()):
@@ -259,7 +273,9 @@ def read_run_info(run_dir: Path, log: Callable[[str], None]) -> dict:
 
 def split_metrics(path: Path, update: int) -> tuple[list[str], list[str], list[tuple[int, str]]]:
     """Lines of metrics.jsonl: (rows with update <= `update`, rows after it, [(line number, unparsable line)])."""
-    keep, later, bad = [], [], []
+    keep: list[str] = []
+    later: list[str] = []
+    bad: list[tuple[int, str]] = []
     if not path.exists():
         return keep, later, bad
     with open(path, "rb") as fh:
@@ -276,8 +292,13 @@ def split_metrics(path: Path, update: int) -> tuple[list[str], list[str], list[t
     return keep, later, bad
 
 
-def make_head(run_dir: Path, start: int, checkpoints: list[tuple[int, Path]], log: Callable[[str], None],
-              write_atomic: Callable[[Path, bytes], None]) -> None:
+def make_head(
+    run_dir: Path,
+    start: int,
+    checkpoints: list[tuple[int, Path]],
+    log: Callable[[str], None],
+    write_atomic: Callable[[Path, bytes], None],
+) -> None:
     """Make the checkpoint at update `start` the head of the run before training continues from it.
 
     Checkpoints newer than `start` are moved into `checkpoints/abandoned-<stamp>/`
@@ -302,11 +323,15 @@ def make_head(run_dir: Path, start: int, checkpoints: list[tuple[int, Path]], lo
     if bad:
         dropped = _unique(run_dir / f"{METRICS_FILE}.dropped-{stamp()}")
         write_atomic(dropped, "".join(line + "\n" for _, line in bad).encode())
-        log(f"warning: {metrics.name} had {len(bad)} unparsable line(s) (line {', '.join(str(i) for i, _ in bad[:5])}"
-            f"{', ...' if len(bad) > 5 else ''}; e.g. a write cut off by a crash); kept them in {dropped.name}")
+        log(
+            f"warning: {metrics.name} had {len(bad)} unparsable line(s) (line {', '.join(str(i) for i, _ in bad[:5])}"
+            f"{', ...' if len(bad) > 5 else ''}; e.g. a write cut off by a crash); kept them in {dropped.name}"
+        )
     if later_rows or bad:
         write_atomic(metrics, "".join(keep).encode())
     if archive is not None:
-        log(f"resuming from an older checkpoint (update {start}): moved {len(later_ckpts)} later checkpoint(s) "
+        log(
+            f"resuming from an older checkpoint (update {start}): moved {len(later_ckpts)} later checkpoint(s) "
             f"(up to update {later_ckpts[0][0]}) and {len(later_rows)} later metric row(s) to "
-            f"{archive.relative_to(run_dir).as_posix()}/; update {start} is now the head of the run")
+            f"{archive.relative_to(run_dir).as_posix()}/; update {start} is now the head of the run"
+        )

@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import jax
 import jax.numpy as jnp
@@ -18,13 +19,18 @@ from purejaxppo.config import PPOConfig
 from purejaxppo.runs.chunks import _state_template
 from purejaxppo.runs.folder import CHECKPOINT_DIR, METRICS_FILE, RunError
 
+if TYPE_CHECKING:
+    from purejaxppo.agent import ActingState, Agent
+    from purejaxppo.spaces import ActionSpec
+    from purejaxppo.train import Train
+
 
 @dataclasses.dataclass
 class LoadedRun:
     run_dir: Path
     checkpoint: Path
     config: PPOConfig
-    train: Callable
+    train: Train
     state: Any  # TrainState with a leading [num_seeds] axis
     meta: dict
 
@@ -63,7 +69,29 @@ def load_run(run: str | os.PathLike) -> LoadedRun:
     return LoadedRun(run_dir, ck, config, train, state, meta)
 
 
-def load_policy(run: str | os.PathLike, seed_index: int = 0) -> Callable:
+class LoadedPolicy(Protocol):
+    """What `load_policy` returns: the function `act(obs, key=None, deterministic=True, done=None) -> action`
+    with these attributes set on it (see `load_policy`)."""
+
+    step: Callable[..., tuple[Any, Any]]  # (carry, obs, done=None, key=None, deterministic=True) -> (carry, action)
+    reset: Callable[[], None]
+    initial_carry: Callable[[int], Any]
+    carry: Any
+    recurrent: bool
+    acting: ActingState
+    params: Any
+    obs_norm: Any
+    config: PPOConfig
+    action_spec: ActionSpec
+    network: Any
+    agent: Agent
+    obs_spec: Any
+    obs_shape: tuple[int, ...] | None
+
+    def __call__(self, obs: Any, key: Any = None, deterministic: bool = True, done: Any = None) -> Any: ...
+
+
+def load_policy(run: str | os.PathLike, seed_index: int = 0) -> LoadedPolicy:
     """A jitted `act(obs, key=None, deterministic=True, done=None)` for the policy of one seed of a run.
 
     obs: one observation or a batch (every leaf `[*leaf_shape]` or
@@ -92,15 +120,15 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> Callable:
     from purejaxppo.agent import ActingState, is_recurrent, make_policy
     from purejaxppo.spaces import is_array_spec
 
-    run = load_run(run)
-    if not 0 <= seed_index < run.num_seeds:
-        raise RunError(f"seed_index {seed_index} out of range: the run has {run.num_seeds} seed(s)")
-    acting = jax.tree.map(lambda x: x[seed_index], ActingState(run.state.params, run.state.obs_norm))
-    train = run.train
+    loaded = load_run(run)
+    if not 0 <= seed_index < loaded.num_seeds:
+        raise RunError(f"seed_index {seed_index} out of range: the run has {loaded.num_seeds} seed(s)")
+    acting = jax.tree.map(lambda x: x[seed_index], ActingState(loaded.state.params, loaded.state.obs_norm))
+    train = loaded.train
     agent = train.agent
     spec = train.obs_spec
     policy = make_policy(agent, train.to_env_action)
-    obs_clip = jnp.float32(run.config.obs_clip)
+    obs_clip = jnp.float32(loaded.config.obs_clip)
 
     def _act(acting, carry, obs, done, key, deterministic: bool, single: bool):
         batch = jax.tree.map(lambda x: x[None], obs) if single else obs
@@ -113,8 +141,14 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> Callable:
     def _check_obs(obs):
         try:
             ranks = jax.tree.map(lambda o, s: o.ndim - len(s.shape), obs, spec)
-            ok = all(r in (0, 1) for r in jax.tree.leaves(ranks)) and len(set(jax.tree.leaves(ranks))) == 1 and all(
-                tuple(o.shape[o.ndim - len(s.shape):]) == tuple(s.shape) for o, s in zip(jax.tree.leaves(obs), jax.tree.leaves(spec)))
+            ok = (
+                all(r in (0, 1) for r in jax.tree.leaves(ranks))
+                and len(set(jax.tree.leaves(ranks))) == 1
+                and all(
+                    tuple(o.shape[o.ndim - len(s.shape) :]) == tuple(s.shape)
+                    for o, s in zip(jax.tree.leaves(obs), jax.tree.leaves(spec), strict=True)
+                )
+            )
         except ValueError:  # a different pytree structure
             ok = False
         if not ok:
@@ -140,8 +174,10 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> Callable:
         carry = agent.initial_carry(n) if carry is None else carry
         carried = jax.tree.leaves(carry)
         if carried and carried[0].shape[0] != n:
-            raise ValueError(f"act: got {n} observation(s) but the carried hidden state is for {carried[0].shape[0]} "
-                             "env(s); call act.reset() before acting in a new batch of envs")
+            raise ValueError(
+                f"act: got {n} observation(s) but the carried hidden state is for {carried[0].shape[0]} "
+                "env(s); call act.reset() before acting in a new batch of envs"
+            )
         if not deterministic and key is None:
             raise ValueError("act: deterministic=False samples an action and needs key=jax.random.key(...)")
         if key is None:
@@ -149,19 +185,20 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> Callable:
         return _act_jit(acting, carry, obs, _done(done, n), key, bool(deterministic), bool(single))
 
     def act(obs, key=None, deterministic: bool = True, done=None):
-        act.carry, action = step(act.carry, obs, done, key, deterministic)
+        out.carry, action = step(out.carry, obs, done, key, deterministic)
         return action
 
     def reset():
         """Forget the carried hidden state: the next call starts every env from the initial carry."""
-        act.carry = None
+        out.carry = None
 
-    act.step, act.reset, act.initial_carry, act.carry = step, reset, agent.initial_carry, None
-    act.recurrent = is_recurrent(agent)
-    act.acting, act.params, act.obs_norm, act.config = acting, acting.params, acting.obs_norm, run.config
-    act.action_spec, act.network, act.agent, act.obs_spec = train.action_spec, train.network, agent, spec
-    act.obs_shape = tuple(spec.shape) if is_array_spec(spec) else None
-    return act
+    out = cast(LoadedPolicy, act)  # `act` itself, seen with the attributes set on it here
+    out.step, out.reset, out.initial_carry, out.carry = step, reset, agent.initial_carry, None
+    out.recurrent = is_recurrent(agent)
+    out.acting, out.params, out.obs_norm, out.config = acting, acting.params, acting.obs_norm, loaded.config
+    out.action_spec, out.network, out.agent, out.obs_spec = train.action_spec, train.network, agent, spec
+    out.obs_shape = tuple(spec.shape) if is_array_spec(spec) else None
+    return out
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
@@ -192,7 +229,7 @@ def learning_curves(run_dir: str | os.PathLike, metric: str = "episode_return") 
         raise RunError(f"metric {metric!r} is not in {run_dir}/{METRICS_FILE}; it has: {', '.join(known)}")
     key = "run" if "run" in rows[0] else "seed"
     seeds = sorted({r[key] for r in rows})
-    by_step: dict[int, dict[int, float]] = {}
+    by_step: dict[int, dict[int, float | None]] = {}
     for r in rows:
         by_step.setdefault(r["env_steps"], {})[r[key]] = r.get(metric)
     steps = [s for s in sorted(by_step) if all(by_step[s].get(k) is not None for k in seeds)]

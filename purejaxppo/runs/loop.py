@@ -14,16 +14,25 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxppo.checkpoint import CheckpointError, CheckpointManager, atomic_write_bytes, read_checkpoint, unflatten_state
+from purejaxppo.checkpoint import (
+    CheckpointError,
+    CheckpointManager,
+    atomic_write_bytes,
+    read_checkpoint,
+    unflatten_state,
+)
 from purejaxppo.config import PPOConfig
+from purejaxppo.parallel import gather
 from purejaxppo.progress import ProgressReporter
+from purejaxppo.runs.axis import RunAxis
 from purejaxppo.runs.chunks import _state_template, _strong, check_run_fits, compiled_chunk, jitted_init
 from purejaxppo.runs.files import (
     RunWriteError,
@@ -53,10 +62,19 @@ from purejaxppo.runs.folder import (
     remove_owned,
     remove_stale_temp_files,
 )
-from purejaxppo.parallel import gather
-from purejaxppo.runs.axis import RunAxis
-from purejaxppo.runs.mesh import Peers, follow_run, place_hparams, place_run, replicated, resolve_mesh_shape, to_canonical
+from purejaxppo.runs.mesh import (
+    Peers,
+    follow_run,
+    place_hparams,
+    place_run,
+    replicated,
+    resolve_mesh_shape,
+    to_canonical,
+)
 from purejaxppo.runs.writers import JsonlWriter, TensorBoardWriter, WandbWriter, _rows
+
+if TYPE_CHECKING:
+    from purejaxppo.train import Train
 
 ON_DIVERGE = ("stop", "continue")
 
@@ -102,7 +120,7 @@ class _Start:
     """Where a run starts: its config, train function, state and bookkeeping (new or resumed)."""
 
     config: PPOConfig
-    train: Callable
+    train: Train
     state: Any
     start: int
     num_seeds: int
@@ -131,7 +149,9 @@ def _new_start(train, num_seeds, seed, checkpoint_every, run_dir, overwrite, log
     return _Start(config, train, state, 0, num_seeds, seed, every, {}, runs, hp)
 
 
-def _resume_start(config, overrides, num_seeds, checkpoint_every, run_dir, resume, explicit_config, log) -> tuple[_Start, Path]:
+def _resume_start(
+    config, overrides, num_seeds, checkpoint_every, run_dir, resume, explicit_config, log
+) -> tuple[_Start, Path]:
     from purejaxppo.train import make_train
 
     manager = CheckpointManager(run_dir / CHECKPOINT_DIR)
@@ -160,15 +180,20 @@ def _resume_start(config, overrides, num_seeds, checkpoint_every, run_dir, resum
     try:
         state = unflatten_state(template, leaves, keys, source=f"checkpoint {ck_path}")
     except CheckpointError as e:
-        raise RunError(f"cannot resume with this config, it changes the shapes of the saved state "
-                       f"({_describe_diff(diff) or 'no field differs'}); {e}") from None
+        raise RunError(
+            f"cannot resume with this config, it changes the shapes of the saved state "
+            f"({_describe_diff(diff) or 'no field differs'}); {e}"
+        ) from None
     behavioural = {k: v for k, v in diff.items() if k not in LOGGING_FIELDS}
     if behavioural:
-        log(f"warning: resuming with changed fields {_describe_diff(behavioural)}; "
-            "the result will differ from an uninterrupted run")
+        log(
+            f"warning: resuming with changed fields {_describe_diff(behavioural)}; "
+            "the result will differ from an uninterrupted run"
+        )
     every = checkpoint_every or int(meta.get("checkpoint_every") or default_checkpoint_every(config.num_updates))
-    return _Start(config, train, state, start, saved_seeds, seed, every, read_run_info(run_dir, log), runs,
-                  _hparams(config, runs)), ck_path
+    return _Start(
+        config, train, state, start, saved_seeds, seed, every, read_run_info(run_dir, log), runs, _hparams(config, runs)
+    ), ck_path
 
 
 # ------------------------------------------------------------------------ train_run
@@ -265,9 +290,29 @@ def train_run(
         return None
     peers = Peers()
     try:
-        return _train_run(config, out_dir, overrides, num_seeds, seed, checkpoint_every, resume, overwrite, progress,
-                          stop_after, on_diverge, tensorboard, wandb_project, command, log, progress_file, runs_root,
-                          mesh, peers, runs, reporter)
+        return _train_run(
+            config,
+            out_dir,
+            overrides,
+            num_seeds,
+            seed,
+            checkpoint_every,
+            resume,
+            overwrite,
+            progress,
+            stop_after,
+            on_diverge,
+            tensorboard,
+            wandb_project,
+            command,
+            log,
+            progress_file,
+            runs_root,
+            mesh,
+            peers,
+            runs,
+            reporter,
+        )
     except KeyboardInterrupt:  # every process got the interrupt (the launcher passes it on)
         raise
     except BaseException:
@@ -275,9 +320,29 @@ def train_run(
         raise
 
 
-def _train_run(config, out_dir, overrides, num_seeds, seed, checkpoint_every, resume, overwrite, progress, stop_after,
-               on_diverge, tensorboard, wandb_project, command, log, progress_file, runs_root, mesh, peers, runs,
-               reporter):
+def _train_run(
+    config,
+    out_dir,
+    overrides,
+    num_seeds,
+    seed,
+    checkpoint_every,
+    resume,
+    overwrite,
+    progress,
+    stop_after,
+    on_diverge,
+    tensorboard,
+    wandb_project,
+    command,
+    log,
+    progress_file,
+    runs_root,
+    mesh,
+    peers,
+    runs,
+    reporter,
+):
     from purejaxppo.parallel import parse_mesh
 
     if isinstance(mesh, str):
@@ -318,8 +383,9 @@ def _train_run(config, out_dir, overrides, num_seeds, seed, checkpoint_every, re
         num_seeds = 1 if num_seeds is None else num_seeds
         new_train = make_train(config)
         check_run_fits(new_train, num_seeds)
-        resolve_mesh_shape(mesh, num_seeds=num_seeds, config=config, device_count=jax.device_count(),
-                           process_count=jax.process_count())  # a mesh that cannot run: before any folder exists
+        resolve_mesh_shape(
+            mesh, num_seeds=num_seeds, config=config, device_count=jax.device_count(), process_count=jax.process_count()
+        )  # a mesh that cannot run: before any folder exists
         if out_dir is None:
             run_dir, claimed = claim_new_run_dir(runs_root, config.env), True
         else:
@@ -333,12 +399,33 @@ def _train_run(config, out_dir, overrides, num_seeds, seed, checkpoint_every, re
     try:
         lock = RunLock(run_dir, list(command) if command else None).acquire()
     except OSError as e:
-        raise RunWriteError(f"cannot write to run folder {run_dir} ({e.strerror or e}); "
-                            "check its permissions or choose another --out") from None
+        raise RunWriteError(
+            f"cannot write to run folder {run_dir} ({e.strerror or e}); check its permissions or choose another --out"
+        ) from None
     try:
-        return _train_locked(config if resume else new_train, run_dir, overrides, num_seeds, seed, checkpoint_every, resume, overwrite,
-                             progress, stop_after, on_diverge, tensorboard, wandb_project, command, log,
-                             progress_file, t_start, mesh, peers, runs, reporter)
+        return _train_locked(
+            config if resume else new_train,
+            run_dir,
+            overrides,
+            num_seeds,
+            seed,
+            checkpoint_every,
+            resume,
+            overwrite,
+            progress,
+            stop_after,
+            on_diverge,
+            tensorboard,
+            wandb_project,
+            command,
+            log,
+            progress_file,
+            t_start,
+            mesh,
+            peers,
+            runs,
+            reporter,
+        )
     except BaseException:
         if claimed and is_empty_but_lock(run_dir):  # nothing was written: leave no empty folder behind
             (run_dir / ".lock").unlink(missing_ok=True)
@@ -348,20 +435,53 @@ def _train_run(config, out_dir, overrides, num_seeds, seed, checkpoint_every, re
         lock.release()
 
 
-def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoint_every, resume, overwrite, progress,
-                  stop_after, on_diverge, tensorboard, wandb_project, command, log, progress_file, t_start,
-                  mesh_request, peers, runs, external_reporter) -> RunResult:
+def _train_locked(
+    config_or_train,
+    run_dir,
+    overrides,
+    num_seeds,
+    seed,
+    checkpoint_every,
+    resume,
+    overwrite,
+    progress,
+    stop_after,
+    on_diverge,
+    tensorboard,
+    wandb_project,
+    command,
+    log,
+    progress_file,
+    t_start,
+    mesh_request,
+    peers,
+    runs,
+    external_reporter,
+) -> RunResult:
     manager = CheckpointManager(run_dir / CHECKPOINT_DIR)
     if resume:
-        st, ck_path = _resume_start(config_or_train, overrides, num_seeds, checkpoint_every, run_dir, resume,
-                                    explicit_config=config_or_train is not None, log=log)
+        st, ck_path = _resume_start(
+            config_or_train,
+            overrides,
+            num_seeds,
+            checkpoint_every,
+            run_dir,
+            resume,
+            explicit_config=config_or_train is not None,
+            log=log,
+        )
     else:
         st = _new_start(config_or_train, num_seeds, seed, checkpoint_every, run_dir, overwrite, log, runs)
     config, start, num_seeds = st.config, st.start, st.num_seeds
     num_updates, log_every = config.num_updates, config.log_every
     target = num_updates if stop_after is None else min(num_updates, stop_after)
-    mesh_shape = resolve_mesh_shape(mesh_request, num_seeds=num_seeds, config=config,
-                                    device_count=jax.device_count(), process_count=jax.process_count())
+    mesh_shape = resolve_mesh_shape(
+        mesh_request,
+        num_seeds=num_seeds,
+        config=config,
+        device_count=jax.device_count(),
+        process_count=jax.process_count(),
+    )
     if resume and start >= target:  # leave run.json (status, sessions) exactly as it is
         why = f" (--stop-after {stop_after})" if stop_after is not None and stop_after < num_updates else ""
         log(f"nothing to do: {run_dir} is already at update {start} of {num_updates}{why}")
@@ -377,9 +497,16 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
     writers = _open_writers(run_dir, config, tensorboard, wandb_project, bool(resume))
 
     use_progress = progress != "off" and log_every > 0
-    header = dict(config=config.to_dict(), num_seeds=num_seeds, seed=st.seed, chunk_len=chunk_len,
-                  use_progress=use_progress, stop_on_diverge=on_diverge == "stop", mesh=mesh_shape,
-                  runs=None if st.runs is None else st.runs.to_json())
+    header = dict(
+        config=config.to_dict(),
+        num_seeds=num_seeds,
+        seed=st.seed,
+        chunk_len=chunk_len,
+        use_progress=use_progress,
+        stop_on_diverge=on_diverge == "stop",
+        mesh=mesh_shape,
+        runs=None if st.runs is None else st.runs.to_json(),
+    )
     peers.send_header(header, st.state)
     train, state, mesh = st.train, st.state, None
     stop_flag = jnp.asarray(on_diverge == "stop")
@@ -389,8 +516,14 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
     t_compile = time.perf_counter()
     compiled, relay = compiled_chunk(train, chunk_len, num_seeds, use_progress, state, hp, mesh)
     compile_s = time.perf_counter() - t_compile
-    where = "" if mesh is None else (f" on a mesh of seed={mesh_shape['seed']} x data={mesh_shape['data']} devices"
-                                     f" ({jax.process_count()} process(es))")
+    where = (
+        ""
+        if mesh is None or mesh_shape is None  # (a mesh is placed exactly when mesh_shape is given)
+        else (
+            f" on a mesh of seed={mesh_shape['seed']} x data={mesh_shape['data']} devices"
+            f" ({jax.process_count()} process(es))"
+        )
+    )
     log(f"compiled one chunk of {chunk_len} updates x {num_seeds} seed(s){where} in {compile_s:.1f}s")
 
     # The bar starts after compiling, so its clock and steps/s cover training only.
@@ -399,14 +532,27 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
         reporter = external_reporter
         reporter.stage(num_updates, config.batch_size, num_seeds, initial_update=start)
     elif use_progress:
-        reporter = ProgressReporter(num_updates, config.batch_size, num_seeds, initial_update=start, style=progress,
-                                    desc=config.env, file=progress_file)
+        reporter = ProgressReporter(
+            num_updates,
+            config.batch_size,
+            num_seeds,
+            initial_update=start,
+            style=progress,
+            desc=config.env,
+            file=progress_file,
+        )
     if relay is not None:
         relay.target = reporter
     say = reporter.write if reporter is not None else log
 
-    run = _Progress(state, start, np.flatnonzero(np.asarray(st.state.diverged)).tolist(), np.asarray(st.state.diverged),
-                    host=st.state, mesh=mesh)
+    run = _Progress(
+        state,
+        start,
+        np.flatnonzero(np.asarray(st.state.diverged)).tolist(),
+        np.asarray(st.state.diverged),
+        host=st.state,
+        mesh=mesh,
+    )
     status, error = "interrupted", None
     interrupt = _DeferredInterrupt(peers.count > 1, say)
     try:
@@ -423,9 +569,11 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
             if reporter is not None and reporter.style == "bar":
                 reporter.set_note(f"ckpt {run.done}")  # shown in the bar instead of a line per checkpoint
             else:
-                say(f"checkpoint {path.name}: update {run.done}/{num_updates}, return {ret.mean():.1f}"
+                say(
+                    f"checkpoint {path.name}: update {run.done}/{num_updates}, return {ret.mean():.1f}"
                     + (f" [{ret.min():.1f}, {ret.max():.1f}]" if num_seeds > 1 else "")
-                    + (f", DIVERGED seeds {np.flatnonzero(diverged).tolist()}" if diverged.any() else ""))
+                    + (f", DIVERGED seeds {np.flatnonzero(diverged).tolist()}" if diverged.any() else "")
+                )
             # Wall time so far, so a session killed without cleanup (SIGKILL, a lost node) still counts up to
             # its last checkpoint; the finally below overwrites it with the session's full time.
             session.update(end_update=run.done, wall_time_s=round(time.perf_counter() - t_start, 3))
@@ -448,13 +596,31 @@ def _train_locked(config_or_train, run_dir, overrides, num_seeds, seed, checkpoi
         _close(relay, reporter if reporter is not external_reporter else None, writers, log)
         wall = time.perf_counter() - t_start
         sps = (run.done - start) * config.batch_size * num_seeds / run.run_s if run.run_s > 0 else 0.0
-        session.update(ended=_now(), end_update=run.done, status=status, wall_time_s=round(wall, 3),
-                       compile_time_s=round(compile_s, 3), run_time_s=round(run.run_s, 3), env_steps_per_s=round(sps, 1))
+        session.update(
+            ended=_now(),
+            end_update=run.done,
+            status=status,
+            wall_time_s=round(wall, 3),
+            compile_time_s=round(compile_s, 3),
+            run_time_s=round(run.run_s, 3),
+            env_steps_per_s=round(sps, 1),
+        )
         _finish_info(run_dir, st.run_info, status, run.done, error, log)
-    return RunResult(run_dir, config, run.host, run.done, run.done >= num_updates, compile_s, wall, sps,
-                     reporter.calls if reporter is not None else 0, reporter.reports if reporter is not None else [],
-                     status=status, diverged_seeds=run.diverged_seeds,
-                     diverged_at_update=st.run_info.get("diverged_at_update"))
+    return RunResult(
+        run_dir,
+        config,
+        run.host,
+        run.done,
+        run.done >= num_updates,
+        compile_s,
+        wall,
+        sps,
+        reporter.calls if reporter is not None else 0,
+        reporter.reports if reporter is not None else [],
+        status=status,
+        diverged_seeds=run.diverged_seeds,
+        diverged_at_update=st.run_info.get("diverged_at_update"),
+    )
 
 
 # ------------------------------------------------------------- pieces of _train_locked
@@ -482,11 +648,19 @@ def _open_session(st: _Start, run_dir: Path, chunk_len: int, command, mesh_shape
     atomic_write_bytes(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
     session = {"started": _now(), "start_update": st.start, "command": list(command) if command else None}
     st.run_info.update(
-        versions=versions(), device=device_info(), env=config.env, num_seeds=st.num_seeds, seed=st.seed,
+        versions=versions(),
+        device=device_info(),
+        env=config.env,
+        num_seeds=st.num_seeds,
+        seed=st.seed,
         seed_keys=f"jax.random.split(jax.random.key({st.seed}), {st.num_seeds})",
-        num_updates=config.num_updates, batch_size=config.batch_size, checkpoint_every=chunk_len,
-        log_every=config.log_every, status="running",
-        mesh=mesh_shape, processes=jax.process_count(),
+        num_updates=config.num_updates,
+        batch_size=config.batch_size,
+        checkpoint_every=chunk_len,
+        log_every=config.log_every,
+        status="running",
+        mesh=mesh_shape,
+        processes=jax.process_count(),
     )
     st.run_info.pop("error", None)
     st.run_info.setdefault("sessions", []).append(session)
@@ -521,20 +695,37 @@ def _run_chunk(compiled, relay, run: _Progress, hp, n: int, stop_flag) -> tuple[
     return metrics, int(np.max(np.asarray(run.host.update_step))) - run.done
 
 
-def _save_chunk(run: _Progress, metrics: dict, ran: int, writers: list, manager: CheckpointManager, st: _Start,
-                chunk_len: int, run_dir: Path) -> Path:
+def _save_chunk(
+    run: _Progress,
+    metrics: dict,
+    ran: int,
+    writers: list,
+    manager: CheckpointManager,
+    st: _Start,
+    chunk_len: int,
+    run_dir: Path,
+) -> Path:
     """The chunk's metric rows to every writer, then the checkpoint that covers them; returns its path.
     A failed write is a RunWriteError that says what is intact."""
     config = st.config
-    rows = _rows(metrics, run.done, ran, config.log_every, config.num_updates, config.batch_size, run.prev_diverged,
-                 None if st.runs is None else st.runs.labels)
+    rows = _rows(
+        metrics,
+        run.done,
+        ran,
+        config.log_every,
+        config.num_updates,
+        config.batch_size,
+        run.prev_diverged,
+        None if st.runs is None else st.runs.labels,
+    )
     run.prev_diverged = np.asarray(run.host.diverged)
     try:
         for w in writers:
             w.write(rows)
         run.done += ran
-        return manager.save(run.host, _checkpoint_meta(config, run.done, st.num_seeds, st.seed, chunk_len, st.runs),
-                            run.done)
+        return manager.save(
+            run.host, _checkpoint_meta(config, run.done, st.num_seeds, st.seed, chunk_len, st.runs), run.done
+        )
     except OSError as e:
         raise _write_error(e, run_dir, manager) from None
 
@@ -546,10 +737,15 @@ def _note_divergence(run: _Progress, metrics: dict, ran: int, run_info: dict, on
         first = int(np.argmax(np.asarray(metrics["diverged"])[:, :ran].max(axis=0) > 0)) + run.done - ran + 1
         run.diverged_seeds = np.flatnonzero(diverged).tolist()
         run_info.update(diverged_seeds=run.diverged_seeds, diverged_at_update=first)
-        say(f"DIVERGED: seed(s) {run.diverged_seeds} produced non-finite numbers at update {first}; their "
+        say(
+            f"DIVERGED: seed(s) {run.diverged_seeds} produced non-finite numbers at update {first}; their "
             "parameters are frozen at the last finite values"
-            + (" — stopping (checkpointed; --on-diverge continue trains the other seeds on)"
-               if on_diverge == "stop" else " — continuing (--on-diverge continue)"))
+            + (
+                " — stopping (checkpointed; --on-diverge continue trains the other seeds on)"
+                if on_diverge == "stop"
+                else " — continuing (--on-diverge continue)"
+            )
+        )
     elif diverged.any():
         run.diverged_seeds = sorted(set(run.diverged_seeds) | set(np.flatnonzero(diverged).tolist()))
         run_info.update(diverged_seeds=run.diverged_seeds)
@@ -572,9 +768,12 @@ def _close(relay, reporter, writers: list, log) -> None:
 
 def _finish_info(run_dir: Path, run_info: dict, status: str, done: int, error: str | None, log) -> None:
     """run.json at the end of a session: status, update, totals over all sessions, the error if any."""
-    run_info.update(status=status, update=done,
-                    wall_time_s=round(sum(s.get("wall_time_s", 0.0) for s in run_info["sessions"]), 3),
-                    compile_time_s=round(sum(s.get("compile_time_s", 0.0) for s in run_info["sessions"]), 3))
+    run_info.update(
+        status=status,
+        update=done,
+        wall_time_s=round(sum(s.get("wall_time_s", 0.0) for s in run_info["sessions"]), 3),
+        compile_time_s=round(sum(s.get("compile_time_s", 0.0) for s in run_info["sessions"]), 3),
+    )
     if error:
         run_info["error"] = error
     _save_info(run_dir / RUN_FILE, run_info, log)

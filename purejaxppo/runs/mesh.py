@@ -32,11 +32,13 @@ built.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from purejaxppo.checkpoint import _is_key
 from purejaxppo.parallel import DATA, LOCAL_SEEDS, SEED, gather, global_array, on_key_data, shard
@@ -75,18 +77,24 @@ def to_mesh(state, mesh: Mesh):
 def to_canonical(state):
     """Global `[S, D, ...]` state -> canonical host state `[S, ...]` (data shard 0's copy of replicated
     leaves). A collective when the state spans processes: call it on every process."""
+
     def env_leaf(x):
         return on_key_data(lambda a: a.reshape((a.shape[0], a.shape[1] * a.shape[2]) + a.shape[3:]), x)
 
     return _split_env_leaves(gather(state), env_leaf, lambda x: x[:, 0])
 
 
-def chunk_on_mesh(chunk: Callable, mesh: Mesh, axis_name: str = LOCAL_SEEDS, per_run_hp: bool = False) -> Callable:
+def chunk_on_mesh(
+    chunk: Callable, mesh: Mesh, axis_name: str = LOCAL_SEEDS, per_run_hp: bool = False
+) -> jax.stages.Wrapped:
     """`chunk(state, hp, n, stop)` of one seed -> the jitted program over the mesh's global state `[S, D, ...]`:
     each device vmaps it (as `axis_name`) over its own seeds. `per_run_hp`: `hp` has `[S]` fields sharded over
     the seed axis like the runs (a sweep group), else it is replicated."""
-    fn = lambda state, hp, n, stop: tuple(jax.vmap(chunk, in_axes=(0, 0 if per_run_hp else None, None, None),  # noqa: E731
-                                                   axis_name=axis_name)(state, hp, n, stop))
+
+    def fn(state, hp, n, stop):
+        per_seed = jax.vmap(chunk, in_axes=(0, 0 if per_run_hp else None, None, None), axis_name=axis_name)
+        return tuple(per_seed(state, hp, n, stop))
+
     return jax.jit(shard(fn, mesh, ("state", "seed" if per_run_hp else "rep", "rep", "rep"), ("state", "seed")))
 
 
@@ -128,16 +136,20 @@ def broadcast_state(state, template):
 
     def to_data(x):
         if _is_key(x):  # the state's keys are jax.random.key(...) keys: the default implementation
-            return np.asarray(jax.random.key_data(x)) if leader else np.zeros(
-                tuple(x.shape) + np.shape(jax.random.key_data(jax.random.key(0))), np.uint32)
+            return (
+                np.asarray(jax.random.key_data(x))
+                if leader
+                else np.zeros(tuple(x.shape) + np.shape(jax.random.key_data(jax.random.key(0))), np.uint32)
+            )
         return np.asarray(x) if leader else np.zeros(x.shape, x.dtype)
 
     got = jax.tree.map(lambda x: _broadcast(to_data(x)), src)
     return jax.tree.map(lambda t, x: jax.random.wrap_key_data(x) if _is_key(t) else x, src, got)
 
 
-def resolve_mesh_shape(requested: dict | None, *, num_seeds: int, config, device_count: int,
-                       process_count: int) -> dict | None:
+def resolve_mesh_shape(
+    requested: dict | None, *, num_seeds: int, config, device_count: int, process_count: int
+) -> dict | None:
     """The ("seed", "data") sizes a run uses, or None for the plain single-device program.
 
     No request: None on one device; otherwise every device, seeds first
@@ -155,9 +167,11 @@ def resolve_mesh_shape(requested: dict | None, *, num_seeds: int, config, device
     check_mesh_shape(shape, num_seeds=num_seeds, config=config, num_devices=device_count)
     if process_count > 1 and shape[SEED] * shape[DATA] != device_count:
         raise ValueError(
-            f"--mesh seed={shape[SEED]},data={shape[DATA]} uses {shape[SEED] * shape[DATA]} of the {device_count} devices "
+            f"--mesh seed={shape[SEED]},data={shape[DATA]} uses {shape[SEED] * shape[DATA]} of the {device_count} "
+            "devices "
             f"of {process_count} processes; with several processes the mesh must use every device "
-            f"(e.g. --mesh seed={device_count} with a multiple of {device_count} seeds, or --mesh data={device_count})")
+            f"(e.g. --mesh seed={device_count} with a multiple of {device_count} seeds, or --mesh data={device_count})"
+        )
     return shape
 
 
@@ -235,8 +249,9 @@ def follow_run() -> int:
     runs = RunAxis.from_json(header.get("runs"), source="the leader process")
     hp = place_hparams(mesh, config.hparams() if runs is None else runs.hp())
     stop = replicated(mesh, np.asarray(header["stop_on_diverge"]))
-    compiled, _ = compiled_chunk(per_device, header["chunk_len"], header["num_seeds"], header["use_progress"],
-                                 state, hp, mesh)
+    compiled, _ = compiled_chunk(
+        per_device, header["chunk_len"], header["num_seeds"], header["use_progress"], state, hp, mesh
+    )
     while True:
         n = broadcast_int(0)
         if n <= 0:

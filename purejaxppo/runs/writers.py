@@ -24,8 +24,16 @@ def _json_value(x) -> float | None:
     return x if math.isfinite(x) else None  # NaN (e.g. eval_return on non-eval updates) -> null
 
 
-def _rows(metrics: dict, done: int, n: int, log_every: int, num_updates: int, batch_size: int,
-          prev_diverged: np.ndarray | None = None, labels=None) -> list[dict]:
+def _rows(
+    metrics: dict,
+    done: int,
+    n: int,
+    log_every: int,
+    num_updates: int,
+    batch_size: int,
+    prev_diverged: np.ndarray | None = None,
+    labels=None,
+) -> list[dict]:
     """metrics.jsonl rows of a chunk of `n` updates after update `done`: every log_every-th update, the
     last one, and the update at which a seed diverged (first non-finite update; `prev_diverged` [S] are
     the flags before the chunk). `labels` ([S] dicts, a sweep group's runs): each row gets "run" (the index
@@ -72,13 +80,16 @@ class JsonlWriter:
 
 
 class TensorBoardWriter:
-    """Scalars to TensorBoard (`pip install 'purejaxppo[tensorboard]'`, uses tensorboardX): mean over seeds and per seed."""
+    """Scalars to TensorBoard (`pip install 'purejaxppo[tensorboard]'`, uses tensorboardX): mean over seeds and
+    per seed."""
 
     def __init__(self, logdir: Path):
         try:
             from tensorboardX import SummaryWriter
         except ImportError:
-            raise RunError("--tensorboard needs the tensorboardX package: pip install 'purejaxppo[tensorboard]'") from None
+            raise RunError(
+                "--tensorboard needs the tensorboardX package: pip install 'purejaxppo[tensorboard]'"
+            ) from None
         self._w = SummaryWriter(str(logdir))
 
     def write(self, rows: list[dict]) -> None:
@@ -101,13 +112,22 @@ class WandbWriter:
         except ImportError:
             raise RunError("--wandb needs the wandb package: pip install 'purejaxppo[wandb]'") from None
         self._wandb = wandb
-        self._run = wandb.init(project=project, name=run_dir.name, dir=str(run_dir), config=config.to_dict(),
-                               resume="allow" if resume else None, id=run_dir.name if resume else None)
+        self._run = wandb.init(
+            project=project,
+            name=run_dir.name,
+            dir=str(run_dir),
+            config=config.to_dict(),
+            resume="allow" if resume else None,
+            id=run_dir.name if resume else None,
+        )
 
     def write(self, rows: list[dict]) -> None:
         for step, group in _group_by_update(rows):
-            data = {k: float(np.mean([v for v in vals if v is not None])) for k, vals in group.items()
-                    if any(v is not None for v in vals)}
+            data = {
+                k: float(np.mean([v for v in vals if v is not None]))
+                for k, vals in group.items()
+                if any(v is not None for v in vals)
+            }
             self._run.log(data, step=step)
 
     def close(self) -> None:

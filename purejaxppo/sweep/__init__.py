@@ -10,8 +10,17 @@ statistical report (`purejaxppo sweep`, `purejaxppo report`).
 
 from purejaxppo.sweep.spec import Range, Setting, SweepPlan, SweepSpec, build_spec, plan_sweep, read_sweep_file
 
-__all__ = ["Range", "Setting", "SweepPlan", "SweepSpec", "build_spec", "plan_sweep", "read_sweep_file", "sweep_run",
-           "make_report"]
+__all__ = [
+    "Range",
+    "Setting",
+    "SweepPlan",
+    "SweepSpec",
+    "build_spec",
+    "plan_sweep",
+    "read_sweep_file",
+    "sweep_run",
+    "make_report",
+]
 
 
 def __getattr__(name):  # the runner and the report import purejaxppo.runs / matplotlib only when used

@@ -88,23 +88,24 @@ MAX_SENSITIVITY_LINES = 10
 
 DEFINITIONS = {
     "final": "mean episode return over the last ceil(10%) of a run's logged points (at least 1), ignoring "
-             "non-finite points; if none of those is finite, the last finite value before them",
+    "non-finite points; if none of those is finite, the last finite value before them",
     "auc": "area under the learning curve (np.trapezoid over env steps through the finite points only) divided by "
-           "the env-step span of those points, i.e. the average return over training; a single finite point gives "
-           "its value",
+    "the env-step span of those points, i.e. the average return over training; a single finite point gives "
+    "its value",
     "failed": "a run with no finite episode_return; excluded from the statistics and counted per setting",
     "diverged": "a run that hit non-finite numbers during training; counted, its scores still count",
     "comparison_setting": "the settings sharing all varied fields' values except env (when env is varied), "
-                          "evaluated over the K envs; otherwise each setting alone (K = 1)",
+    "evaluated over the K envs; otherwise each setting alone (K = 1)",
     "normalized": "K > 1 only: per env (score - lo) / (hi - lo), denominator 1 if hi == lo; (lo, hi) from "
-                  "reference_scores or the min/max of that env's usable run scores over the sweep (per score kind)",
+    "reference_scores or the min/max of that env's usable run scores over the sweep (per score kind)",
     "statistics": "IQM, mean, median with percentile-bootstrap CIs over seeds (stratified per env for K > 1), "
-                  "purejaxppo.stats.bootstrap_ci",
+    "purejaxppo.stats.bootstrap_ci",
     "matrix": "K > 1: when envs have different numbers of usable runs, every env keeps its first n_min usable runs "
-              "(by seed index), n_min the smallest count",
+    "(by seed index), n_min the smallest count",
     "rank": "by the IQM point estimate of the chosen score, highest first (ties broken by the other score's IQM); "
-            "settings with no usable run are unranked",
-    "prob_improvement_of_best": "P(#1 > this) (ties 1/2) with bootstrap CI, purejaxppo.stats.probability_of_improvement",
+    "settings with no usable run are unranked",
+    "prob_improvement_of_best": "P(#1 > this) (ties 1/2) with bootstrap CI, "
+    "purejaxppo.stats.probability_of_improvement",
     "overlap": "CIs [l1, h1] and [l2, h2] overlap when l1 <= h2 and l2 <= h1 (IQM CI of the chosen score)",
     "not_distinguishable_from_best": "the IQM CI overlaps the best's (false for the best, null if unranked)",
 }
@@ -144,7 +145,7 @@ def run_scores(steps, returns) -> dict[str, np.ndarray]:
         ok = np.isfinite(row)
         if not ok.any():
             continue
-        window = row[t - k:][ok[t - k:]]
+        window = row[t - k :][ok[t - k :]]
         final[i] = window.mean() if window.size else row[ok][-1]
         xs, ys = x[ok], row[ok]
         span = xs[-1] - xs[0]
@@ -261,8 +262,10 @@ def _check_runs(runs, varied) -> tuple[list[SettingRuns], list[str]]:
         if ret.ndim != 2 or ret.shape[0] < 1 or ret.shape[1] < 1:
             raise ValueError(f"setting {r.id}: `returns` must be [S, T] with S, T >= 1, got shape {ret.shape}")
         if st.shape != (ret.shape[1],):
-            raise ValueError(f"setting {r.id}: `steps` must have shape ({ret.shape[1]},) to match `returns` "
-                             f"{ret.shape}, got {st.shape}")
+            raise ValueError(
+                f"setting {r.id}: `steps` must have shape ({ret.shape[1]},) to match `returns` "
+                f"{ret.shape}, got {st.shape}"
+            )
         if not np.all(np.isfinite(st.astype(np.float64))) or np.any(np.diff(st.astype(np.float64)) <= 0):
             raise ValueError(f"setting {r.id}: `steps` must be finite and strictly increasing")
         if dv.shape != (ret.shape[0],):
@@ -272,17 +275,22 @@ def _check_runs(runs, varied) -> tuple[list[SettingRuns], list[str]]:
                 if "env" in r.values and r.values["env"] != r.env:
                     raise ValueError(f"setting {r.id}: values['env'] = {r.values['env']!r} but env = {r.env!r}")
             elif f not in r.values:
-                raise ValueError(f"varied field {f!r} is missing from setting {r.id}'s values "
-                                 f"(has {sorted(map(str, r.values))})")
+                raise ValueError(
+                    f"varied field {f!r} is missing from setting {r.id}'s values (has {sorted(map(str, r.values))})"
+                )
     by_env: dict[str, SettingRuns] = {}
     for r in runs:
         first = by_env.setdefault(r.env, r)
         if np.asarray(r.returns).shape[0] != np.asarray(first.returns).shape[0]:
-            raise ValueError(f"env {r.env!r}: settings {first.id} and {r.id} have different numbers of seeds "
-                             f"({np.asarray(first.returns).shape[0]} vs {np.asarray(r.returns).shape[0]})")
+            raise ValueError(
+                f"env {r.env!r}: settings {first.id} and {r.id} have different numbers of seeds "
+                f"({np.asarray(first.returns).shape[0]} vs {np.asarray(r.returns).shape[0]})"
+            )
     if len(by_env) > 1 and "env" not in varied:
-        raise ValueError(f"the runs span several envs ({', '.join(map(repr, by_env))}) but 'env' is not in "
-                         "`varied`: add it to compare settings across envs")
+        raise ValueError(
+            f"the runs span several envs ({', '.join(map(repr, by_env))}) but 'env' is not in "
+            "`varied`: add it to compare settings across envs"
+        )
     return runs, varied
 
 
@@ -326,16 +334,21 @@ def compute_report(
         g = groups.setdefault(key, {})
         if r.env in g:
             what = "the same varied values" + (f" on env {r.env!r}" if k > 1 else "")
-            raise ValueError(f"settings {g[r.env].id} and {r.id} have {what}: {{{', '.join(f'{f}={r.values[f]!r}' for f in fields)}}}")
+            raise ValueError(
+                f"settings {g[r.env].id} and {r.id} have {what}: "
+                f"{{{', '.join(f'{f}={r.values[f]!r}' for f in fields)}}}"
+            )
         g[r.env] = r
     if k > 1:
         for g in groups.values():
             missing = [e for e in envs if e not in g]
             if missing:
                 some = next(iter(g.values()))
-                raise ValueError(f"setting {some.id} ({', '.join(f'{f}={some.values[f]!r}' for f in fields) or 'no other field'}) "
-                                 f"has no counterpart on env(s) {', '.join(map(repr, missing))}: every combination "
-                                 "of the other varied fields needs a setting on every env")
+                raise ValueError(
+                    f"setting {some.id} ({', '.join(f'{f}={some.values[f]!r}' for f in fields) or 'no other field'}) "
+                    f"has no counterpart on env(s) {', '.join(map(repr, missing))}: every combination "
+                    "of the other varied fields needs a setting on every env"
+                )
 
     # Labels.
     per_field_values = {f: list({_key(r.values[f]): _jsonable(r.values[f]) for r in runs}.values()) for f in fields}
@@ -360,8 +373,9 @@ def compute_report(
                 try:
                     lo, hi = (float(v) for v in reference_scores[e])
                 except (TypeError, ValueError):
-                    raise ValueError(f"`reference_scores[{e!r}]` must be a (lo, hi) pair of numbers, "
-                                     f"got {reference_scores[e]!r}") from None
+                    raise ValueError(
+                        f"`reference_scores[{e!r}]` must be a (lo, hi) pair of numbers, got {reference_scores[e]!r}"
+                    ) from None
                 if not (math.isfinite(lo) and math.isfinite(hi)):
                     raise ValueError(f"`reference_scores[{e!r}]` must be finite, got {(lo, hi)}")
                 bounds[e] = {s: (lo, hi) for s in SCORES}
@@ -373,8 +387,7 @@ def compute_report(
                     vals = np.concatenate([scores[r.id][s][usable[r.id]] for r in runs if r.env == e])
                     bounds[e][s] = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
             method = "min-max"
-        normalization = {"method": method,
-                         "bounds": {e: {s: list(bounds[e][s]) for s in SCORES} for e in envs}}
+        normalization = {"method": method, "bounds": {e: {s: list(bounds[e][s]) for s in SCORES} for e in envs}}
 
     def normalize(x: np.ndarray, env: str, s: str) -> np.ndarray:
         lo, hi = bounds[env][s]
@@ -416,25 +429,38 @@ def compute_report(
             "_order": order,
         }
         if n_failed:
-            where = "" if k == 1 else " (" + ", ".join(
-                f"{m.env}: {int((~usable[m.id]).sum())}" for m in members if (~usable[m.id]).any()) + ")"
+            where = (
+                ""
+                if k == 1
+                else " ("
+                + ", ".join(f"{m.env}: {int((~usable[m.id]).sum())}" for m in members if (~usable[m.id]).any())
+                + ")"
+            )
             total = entry["n_runs"]
             if n_min == 0:
-                notes.append(f"`{label}`: {n_failed} of {total} runs failed{where}, leaving "
-                             + ("no usable run" if k == 1 else "an env with no usable run") + "; it is unranked.")
+                notes.append(
+                    f"`{label}`: {n_failed} of {total} runs failed{where}, leaving "
+                    + ("no usable run" if k == 1 else "an env with no usable run")
+                    + "; it is unranked."
+                )
             else:
-                notes.append(f"`{label}`: {n_failed} of {total} runs failed{where}; its statistics use the "
-                             "remaining runs.")
+                notes.append(
+                    f"`{label}`: {n_failed} of {total} runs failed{where}; its statistics use the remaining runs."
+                )
         if k > 1 and n_min > 0 and len(set(counts.values())) > 1:
-            notes.append(f"`{label}`: usable runs per env differ ({', '.join(f'{e}: {c}' for e, c in counts.items())}); "
-                         f"the normalized score matrix keeps the first {n_min} usable runs of each env.")
+            notes.append(
+                f"`{label}`: usable runs per env differ ({', '.join(f'{e}: {c}' for e, c in counts.items())}); "
+                f"the normalized score matrix keeps the first {n_min} usable runs of each env."
+            )
         mat = None
         if n_min > 0:
             if k == 1:
                 mat = {s: scores[first.id][s][usable[first.id]] for s in SCORES}
             else:
-                mat = {s: np.stack([normalize(scores[m.id][s][usable[m.id]][:n_min], m.env, s) for m in members],
-                                   axis=1) for s in SCORES}
+                mat = {
+                    s: np.stack([normalize(scores[m.id][s][usable[m.id]][:n_min], m.env, s) for m in members], axis=1)
+                    for s in SCORES
+                }
             entry["scores"] = {s: {mt: ci3(mat[s], mt) for mt in METRICS} for s in SCORES}
         if k > 1:
             per_env = {}
@@ -445,8 +471,7 @@ def compute_report(
                     "n_seeds": int(np.asarray(m.returns).shape[0]),
                     "n_failed": int((~u).sum()),
                     "n_diverged": int(np.asarray(m.diverged, bool).sum()),
-                    **{s: ({mt: ci3(scores[m.id][s][u], mt) for mt in METRICS} if u.any() else None)
-                       for s in SCORES},
+                    **{s: ({mt: ci3(scores[m.id][s][u], mt) for mt in METRICS} if u.any() else None) for s in SCORES},
                 }
             entry["per_env"] = per_env
         entries.append(entry)
@@ -454,9 +479,14 @@ def compute_report(
 
     # Ranking: by the chosen score's IQM; ties (e.g. every setting at an env's maximum return) by the other score's.
     other = "auc" if score == "final" else "final"
-    ranked = sorted((i for i, e in enumerate(entries) if e["scores"] is not None),
-                    key=lambda i: (-entries[i]["scores"][score]["iqm"][0], -entries[i]["scores"][other]["iqm"][0],
-                                   entries[i]["_order"]))
+    ranked = sorted(
+        (i for i, e in enumerate(entries) if e["scores"] is not None),
+        key=lambda i: (
+            -entries[i]["scores"][score]["iqm"][0],
+            -entries[i]["scores"][other]["iqm"][0],
+            entries[i]["_order"],
+        ),
+    )
     unranked = [i for i, e in enumerate(entries) if e["scores"] is None]
     for rank, i in enumerate(ranked, start=1):
         entries[i]["rank"] = rank
@@ -466,14 +496,18 @@ def compute_report(
         for i in ranked:
             e = entries[i]
             own = e["scores"][score]["iqm"]
-            e["overlapping_ranks"] = [entries[j]["rank"] for j in ranked
-                                      if j != i and _overlap(own, entries[j]["scores"][score]["iqm"])]
+            e["overlapping_ranks"] = [
+                entries[j]["rank"] for j in ranked if j != i and _overlap(own, entries[j]["scores"][score]["iqm"])
+            ]
             if i == b:
                 e["not_distinguishable_from_best"] = False
                 continue
             e["not_distinguishable_from_best"] = _overlap(own, best_ci)
-            e["prob_improvement_of_best"] = list(stats.probability_of_improvement(
-                matrices[b][score], matrices[i][score], reps=reps, seed=seed, confidence=confidence))
+            e["prob_improvement_of_best"] = list(
+                stats.probability_of_improvement(
+                    matrices[b][score], matrices[i][score], reps=reps, seed=seed, confidence=confidence
+                )
+            )
     settings = [entries[i] for i in ranked + unranked]
     for e in settings:
         del e["_order"]
@@ -486,10 +520,13 @@ def compute_report(
         verdict = f"Only #1 `{settings[0]['label']}` has usable runs: nothing to compare it with."
     else:
         best = settings[0]
-        close = [e["rank"] for e in settings[1:len(ranked)] if e["not_distinguishable_from_best"]]
+        close = [e["rank"] for e in settings[1 : len(ranked)] if e["not_distinguishable_from_best"]]
         if close:
-            verdict = (f"#1 `{best['label']}` is not distinguishable from "
-                       + ", ".join(f"#{r}" for r in close) + f" (overlapping {what}).")
+            verdict = (
+                f"#1 `{best['label']}` is not distinguishable from "
+                + ", ".join(f"#{r}" for r in close)
+                + f" (overlapping {what})."
+            )
         else:
             verdict = f"#1 `{best['label']}` is ahead of every other setting with non-overlapping {what}."
 
@@ -537,76 +574,124 @@ def _markdown(report: dict, title: str, images: list[str], plot_note: str | None
     fmts = _value_formatters(report["varied_values"])
     envs = report["envs"]
     spp = report["seeds_per_setting"]
-    seeds = (f"{next(iter(spp.values()))} seeds per setting" if len(set(spp.values())) == 1
-             else "seeds per setting: " + ", ".join(f"{e}: {s}" for e, s in spp.items()))
+    seeds = (
+        f"{next(iter(spp.values()))} seeds per setting"
+        if len(set(spp.values())) == 1
+        else "seeds per setting: " + ", ".join(f"{e}: {s}" for e, s in spp.items())
+    )
     env_txt = ", ".join(f"`{e}`" for e in envs)
     varied_txt = "; ".join(f"`{f}` ∈ {_values_summary(report['varied_values'][f], fmts[f])}" for f in fields)
     if k > 1:
-        para = (f"This sweep compared {report['num_comparison_settings']} settings, each trained on {k} envs "
-                f"({env_txt}; {report['num_settings']} env-settings in all), {seeds}. ")
+        para = (
+            f"This sweep compared {report['num_comparison_settings']} settings, each trained on {k} envs "
+            f"({env_txt}; {report['num_settings']} env-settings in all), {seeds}. "
+        )
     else:
         para = f"This sweep compared {report['num_settings']} settings on {env_txt}, {seeds}. "
-    para += (f"Varied: {varied_txt}." if varied_txt else "No field other than env was varied.")
-    para += (f" Settings are ranked by the IQM of the **{score}** score (ties broken by the other score's IQM)"
-             + (", normalized per env and aggregated over envs" if k > 1 else "")
-             + f"; intervals are {pct} percentile-bootstrap CIs over seeds ({report['reps']} resamples"
-             + (", stratified per env" if k > 1 else "") + ").")
+    para += f"Varied: {varied_txt}." if varied_txt else "No field other than env was varied."
+    para += (
+        f" Settings are ranked by the IQM of the **{score}** score (ties broken by the other score's IQM)"
+        + (", normalized per env and aggregated over envs" if k > 1 else "")
+        + f"; intervals are {pct} percentile-bootstrap CIs over seeds ({report['reps']} resamples"
+        + (", stratified per env" if k > 1 else "")
+        + ")."
+    )
 
-    lines = [f"# {title}", "", para, "", "Definitions:", "",
-             f"- **final**: {DEFINITIONS['final']}.",
-             f"- **AUC**: {DEFINITIONS['auc']}.",
-             f"- **failed** run: {DEFINITIONS['failed']}; **diverged** run: {DEFINITIONS['diverged']}.",
-             "- **IQM**: mean of the middle 50% of the scores (`purejaxppo.stats`).",
-             f"- **P(#1 > this)**: probability that a run of #1 beats a run of this setting (ties 1/2), "
-             f"{pct} bootstrap CI" + (", averaged over envs" if k > 1 else "") + ".",
-             f"- **≈ #1**: this setting's {score} IQM CI overlaps #1's (not distinguishable); "
-             "**overlaps**: the ranks whose IQM CIs overlap this one's."]
+    lines = [
+        f"# {title}",
+        "",
+        para,
+        "",
+        "Definitions:",
+        "",
+        f"- **final**: {DEFINITIONS['final']}.",
+        f"- **AUC**: {DEFINITIONS['auc']}.",
+        f"- **failed** run: {DEFINITIONS['failed']}; **diverged** run: {DEFINITIONS['diverged']}.",
+        "- **IQM**: mean of the middle 50% of the scores (`purejaxppo.stats`).",
+        f"- **P(#1 > this)**: probability that a run of #1 beats a run of this setting (ties 1/2), "
+        f"{pct} bootstrap CI" + (", averaged over envs" if k > 1 else "") + ".",
+        f"- **≈ #1**: this setting's {score} IQM CI overlaps #1's (not distinguishable); "
+        "**overlaps**: the ranks whose IQM CIs overlap this one's.",
+    ]
     if k > 1:
         norm = report["normalization"]
         if norm["method"] == "reference_scores":
-            how = ("with the given reference scores (lo, hi) per env: "
-                   + ", ".join(f"{e}: ({_num(b['final'][0])}, {_num(b['final'][1])})" for e, b in norm["bounds"].items()))
+            how = "with the given reference scores (lo, hi) per env: " + ", ".join(
+                f"{e}: ({_num(b['final'][0])}, {_num(b['final'][1])})" for e, b in norm["bounds"].items()
+            )
         else:
-            how = ("with (lo, hi) = the min and max of that env's run scores over this sweep (per score kind), "
-                   "so 0 is the sweep's worst run and 1 its best")
-        lines.append(f"- **normalized** scores (columns marked norm.): per env (score - lo) / (hi - lo), {how}. "
-                     f"{DEFINITIONS['matrix'][0].upper()}{DEFINITIONS['matrix'][1:]}.")
+            how = (
+                "with (lo, hi) = the min and max of that env's run scores over this sweep (per score kind), "
+                "so 0 is the sweep's worst run and 1 its best"
+            )
+        lines.append(
+            f"- **normalized** scores (columns marked norm.): per env (score - lo) / (hi - lo), {how}. "
+            f"{DEFINITIONS['matrix'][0].upper()}{DEFINITIONS['matrix'][1:]}."
+        )
     lines.append("")
     if report["notes"]:
         lines += ["Notes:", ""] + [f"- {n}" for n in report["notes"]] + [""]
 
     nrm = " (norm.)" if k > 1 else ""
-    header = ["rank", "setting", f"final IQM{nrm} [{pct} CI]", f"final mean{nrm} [CI]", f"final median{nrm} [CI]",
-              f"AUC IQM{nrm} [CI]", "P(#1 > this) [CI]", "≈ #1", "overlaps", "runs", "diverged / failed"]
+    header = [
+        "rank",
+        "setting",
+        f"final IQM{nrm} [{pct} CI]",
+        f"final mean{nrm} [CI]",
+        f"final median{nrm} [CI]",
+        f"AUC IQM{nrm} [CI]",
+        "P(#1 > this) [CI]",
+        "≈ #1",
+        "overlaps",
+        "runs",
+        "diverged / failed",
+    ]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for e in settings:
         sc = e["scores"]
         pi = e["prob_improvement_of_best"]
         flag = "—" if e["rank"] == 1 or e["rank"] is None else ("yes" if e["not_distinguishable_from_best"] else "no")
-        row = [str(e["rank"]) if e["rank"] is not None else "unranked",
-               f"`{e['label']}`",
-               _ci(sc and sc["final"]["iqm"]), _ci(sc and sc["final"]["mean"]), _ci(sc and sc["final"]["median"]),
-               _ci(sc and sc["auc"]["iqm"]),
-               _ci(pi, lambda x: f"{x:.2f}") if pi else "—",
-               flag,
-               ", ".join(f"#{r}" for r in e["overlapping_ranks"]) or "—",
-               str(e["n_used"]) + (" × " + str(k) + " envs" if k > 1 else ""),
-               f"{e['n_diverged']} / {e['n_failed']}"]
+        row = [
+            str(e["rank"]) if e["rank"] is not None else "unranked",
+            f"`{e['label']}`",
+            _ci(sc and sc["final"]["iqm"]),
+            _ci(sc and sc["final"]["mean"]),
+            _ci(sc and sc["final"]["median"]),
+            _ci(sc and sc["auc"]["iqm"]),
+            _ci(pi, lambda x: f"{x:.2f}") if pi else "—",
+            flag,
+            ", ".join(f"#{r}" for r in e["overlapping_ranks"]) or "—",
+            str(e["n_used"]) + (" × " + str(k) + " envs" if k > 1 else ""),
+            f"{e['n_diverged']} / {e['n_failed']}",
+        ]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", f"**Verdict:** {report['verdict']}", ""]
 
     if k > 1:
         lines += ["Per-env raw scores (not normalized):", ""]
         for env in envs:
-            lines += [f"**{env}**", "",
-                      f"| rank | setting | final IQM [{pct} CI] | AUC IQM [CI] | seeds | diverged / failed |",
-                      "|---|---|---|---|---|---|"]
+            lines += [
+                f"**{env}**",
+                "",
+                f"| rank | setting | final IQM [{pct} CI] | AUC IQM [CI] | seeds | diverged / failed |",
+                "|---|---|---|---|---|---|",
+            ]
             for e in settings:
                 pe = e["per_env"][env]
-                lines.append("| " + " | ".join([
-                    str(e["rank"]) if e["rank"] is not None else "unranked", f"`{e['label']}`",
-                    _ci(pe["final"] and pe["final"]["iqm"]), _ci(pe["auc"] and pe["auc"]["iqm"]),
-                    str(pe["n_seeds"]), f"{pe['n_diverged']} / {pe['n_failed']}"]) + " |")
+                lines.append(
+                    "| "
+                    + " | ".join(
+                        [
+                            str(e["rank"]) if e["rank"] is not None else "unranked",
+                            f"`{e['label']}`",
+                            _ci(pe["final"] and pe["final"]["iqm"]),
+                            _ci(pe["auc"] and pe["auc"]["iqm"]),
+                            str(pe["n_seeds"]),
+                            f"{pe['n_diverged']} / {pe['n_failed']}",
+                        ]
+                    )
+                    + " |"
+                )
             lines.append("")
     if plot_note:
         lines += [plot_note, ""]
@@ -665,8 +750,18 @@ def _plot_curve_files(report: dict, runs_by_id: dict, out_dir: pathlib.Path) -> 
         title = f"{env}: learning curves"
         if capped:
             title += f" (top {MAX_CURVES} of {len(ranked)} settings by rank)"
-        paths.append(stats.plot_curves(curves, steps, out_dir / name, metric="iqm", title=title,
-                                       reps=report["reps"], confidence=report["confidence"], seed=report["seed"]))
+        paths.append(
+            stats.plot_curves(
+                curves,
+                steps,
+                out_dir / name,
+                metric="iqm",
+                title=title,
+                reps=report["reps"],
+                confidence=report["confidence"],
+                seed=report["seed"],
+            )
+        )
     return paths
 
 
@@ -701,8 +796,10 @@ def _plot_sensitivity(report: dict, field: str, path: pathlib.Path) -> pathlib.P
     xs_all = [e["values"][field] for e in ranked]
     numeric = all(_is_number(v) for v in xs_all)
     if numeric:
+
         def pos(v):
             return float(v)
+
         pos_vals = [float(v) for v in xs_all]
         logx = bool(pos_vals) and min(pos_vals) > 0 and max(pos_vals) / min(pos_vals) >= 10
         cats = None
@@ -712,6 +809,7 @@ def _plot_sensitivity(report: dict, field: str, path: pathlib.Path) -> pathlib.P
 
         def pos(v):
             return float(index[_key(v)])
+
         logx = False
 
     as_lines, groups = sensitivity_series(report, field)
@@ -738,8 +836,17 @@ def _plot_sensitivity(report: dict, field: str, path: pathlib.Path) -> pathlib.P
         draw(ranked, "o", None, color="C0")
     if ranked:  # mark #1
         b = ranked[0]
-        ax.plot([pos(b["values"][field])], [b["scores"][score]["iqm"][0]], marker="*", markersize=14,
-                color="gold", markeredgecolor="black", linestyle="none", label="#1", zorder=5)
+        ax.plot(
+            [pos(b["values"][field])],
+            [b["scores"][score]["iqm"][0]],
+            marker="*",
+            markersize=14,
+            color="gold",
+            markeredgecolor="black",
+            linestyle="none",
+            label="#1",
+            zorder=5,
+        )
     if logx:
         ax.set_xscale("log")
     if cats is not None:
@@ -761,8 +868,9 @@ def _plot_sensitivity(report: dict, field: str, path: pathlib.Path) -> pathlib.P
 # --------------------------------------------------------------------------- writing
 
 
-def write_report(report: dict, runs: list[SettingRuns], out_dir, *, title: str | None = None,
-                 plots: bool = True) -> list[pathlib.Path]:
+def write_report(
+    report: dict, runs: list[SettingRuns], out_dir, *, title: str | None = None, plots: bool = True
+) -> list[pathlib.Path]:
     """Write sweep.md, sweep.json and the PNGs into out_dir; return the written paths.
 
     report: `compute_report`'s dict; runs: the same `SettingRuns` (their curves are plotted).

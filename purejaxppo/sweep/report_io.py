@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -30,38 +30,57 @@ def load_setting_runs(sweep_dir: str | os.PathLike, metric: str = "episode_retur
         gdir = sweep_dir / GROUPS_DIR / g.dir_name
         status, update = group_state(gdir)
         if update < g.config.num_updates:
-            raise RunError(f"sweep {sweep_dir} is not finished: program {g.id} ({gdir}) is at update {update} of "
-                           f"{g.config.num_updates}; continue it with: purejaxppo sweep --resume {sweep_dir}")
+            raise RunError(
+                f"sweep {sweep_dir} is not finished: program {g.id} ({gdir}) is at update {update} of "
+                f"{g.config.num_updates}; continue it with: purejaxppo sweep --resume {sweep_dir}"
+            )
         rows = read_metrics(gdir)
         by_setting: dict[int, dict[int, dict[int, tuple]]] = {}
         for r in rows:
             by_setting.setdefault(r["setting"], {}).setdefault(r["seed"], {})[r["env_steps"]] = (
-                r.get(metric), r.get("diverged"))
+                r.get(metric),
+                r.get("diverged"),
+            )
         for st in g.settings:
             seeds = by_setting.get(st.id)
             if not seeds or len(seeds) != spec.seeds:
-                raise RunError(f"{gdir}/metrics.jsonl has no rows for setting {st.id} x {spec.seeds} seeds; "
-                               "the folder was changed by hand?")
+                raise RunError(
+                    f"{gdir}/metrics.jsonl has no rows for setting {st.id} x {spec.seeds} seeds; "
+                    "the folder was changed by hand?"
+                )
             steps = sorted(set().union(*(set(v) for v in seeds.values())))
-            returns = np.array([[np.nan if seeds[s].get(x, (None,))[0] is None else seeds[s][x][0] for x in steps]
-                                for s in range(spec.seeds)], np.float64)
+            returns = np.array(
+                [
+                    [np.nan if seeds[s].get(x, (None,))[0] is None else seeds[s][x][0] for x in steps]
+                    for s in range(spec.seeds)
+                ],
+                np.float64,
+            )
             diverged = np.array([any((v[1] or 0) > 0 for v in seeds[s].values()) for s in range(spec.seeds)])
-            out.append(SettingRuns(id=st.id, values=dict(st.values), env=g.config.env, steps=np.asarray(steps, np.float64),
-                                   returns=returns, diverged=diverged))
+            out.append(
+                SettingRuns(
+                    id=st.id,
+                    values=dict(st.values),
+                    env=g.config.env,
+                    steps=np.asarray(steps, np.float64),
+                    returns=returns,
+                    diverged=diverged,
+                )
+            )
     saved_ids = [s["id"] for s in saved.get("settings", [])]
     if saved_ids and saved_ids != [s.id for s in plan.settings]:
         raise RunError(f"{sweep_dir}/{SPEC_FILE}: its settings no longer match the spec (edited by hand?)")
     return sorted(out, key=lambda r: r.id), spec.varied, spec
 
 
-def make_report(sweep_dir: str | os.PathLike, *, log: Callable[[str], None] = print, reps: int = 2000,
-                score: str | None = None) -> tuple[dict, list[Path]]:
+def make_report(
+    sweep_dir: str | os.PathLike, *, log: Callable[[str], None] = print, reps: int = 2000, score: str | None = None
+) -> tuple[dict, list[Path]]:
     """Compute and write the report of a finished sweep folder (sweep.md, sweep.json, PNGs); returns
     (the sweep.json dict, the written paths)."""
     from purejaxppo.sweep.report import compute_report, write_report
 
     runs, varied, spec = load_setting_runs(sweep_dir)
-    report = compute_report(runs, varied, score=score or spec.score, reference_scores=spec.reference_scores,
-                            reps=reps)
+    report = compute_report(runs, varied, score=score or spec.score, reference_scores=spec.reference_scores, reps=reps)
     title = f"Sweep: {', '.join(varied)} on {', '.join(sorted({r.env for r in runs}))}"
     return report, write_report(report, runs, sweep_dir, title=title)

@@ -23,8 +23,8 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from purejaxppo.runs.files import _now, _save_info, _write_json
 from purejaxppo.runs.folder import RunError, RunLock, claim_new_run_dir, is_empty_but_lock
@@ -104,13 +104,26 @@ def _save_spec(sweep_dir: Path, plan: SweepPlan) -> None:
 
     from purejaxppo.checkpoint import atomic_write_bytes
 
-    data = {"spec": plan.spec.to_dict(),
-            "settings": [{"id": s.id, "group": s.group, "values": {k: list(v) if isinstance(v, tuple) else v
-                                                                     for k, v in s.values.items()}}
-                         for s in plan.settings],
-            "groups": [{"id": g.id, "dir": f"{GROUPS_DIR}/{g.dir_name}",
-                        "static": {k: list(v) if isinstance(v, tuple) else v for k, v in g.static.items()},
-                        "settings": [s.id for s in g.settings]} for g in plan.groups]}
+    data = {
+        "spec": plan.spec.to_dict(),
+        "settings": [
+            {
+                "id": s.id,
+                "group": s.group,
+                "values": {k: list(v) if isinstance(v, tuple) else v for k, v in s.values.items()},
+            }
+            for s in plan.settings
+        ],
+        "groups": [
+            {
+                "id": g.id,
+                "dir": f"{GROUPS_DIR}/{g.dir_name}",
+                "static": {k: list(v) if isinstance(v, tuple) else v for k, v in g.static.items()},
+                "settings": [s.id for s in g.settings],
+            }
+            for g in plan.groups
+        ],
+    }
     atomic_write_bytes(sweep_dir / SPEC_FILE, yaml.safe_dump(data, sort_keys=False).encode())
 
 
@@ -182,7 +195,8 @@ def sweep_run(
         if not resume and sweep_dir.is_dir() and not overwrite and not is_empty_but_lock(sweep_dir):
             raise RunLock.busy_error(sweep_dir) or RunError(
                 f"sweep folder {sweep_dir} already exists and is not empty; continue it with --resume {sweep_dir}, "
-                "replace it with --overwrite, or choose another --out")
+                "replace it with --overwrite, or choose another --out"
+            )
         sweep_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(sweep_dir, list(command) if command else None).acquire()
     try:
@@ -191,8 +205,20 @@ def sweep_run(
             log(f"--overwrite: removed the previous sweep's files in {sweep_dir}: {', '.join(removed) or 'none'}")
         if not resume:
             _save_spec(sweep_dir, plan)
-        return _run_groups(plan, sweep_dir, resume, checkpoint_every, stop_after, progress, mesh, report, log,
-                           progress_file, command, t0)
+        return _run_groups(
+            plan,
+            sweep_dir,
+            resume,
+            checkpoint_every,
+            stop_after,
+            progress,
+            mesh,
+            report,
+            log,
+            progress_file,
+            command,
+            t0,
+        )
     except BaseException:
         if claimed and is_empty_but_lock(sweep_dir):
             (sweep_dir / ".lock").unlink(missing_ok=True)
@@ -202,8 +228,9 @@ def sweep_run(
         lock.release()
 
 
-def _run_groups(plan, sweep_dir, resume, checkpoint_every, stop_after, progress, mesh, report, log, progress_file,
-                command, t0) -> SweepResult:
+def _run_groups(
+    plan, sweep_dir, resume, checkpoint_every, stop_after, progress, mesh, report, log, progress_file, command, t0
+) -> SweepResult:
     from purejaxppo.progress import ProgressReporter
     from purejaxppo.runs import RunInterrupted, train_run
 
@@ -215,13 +242,27 @@ def _run_groups(plan, sweep_dir, resume, checkpoint_every, stop_after, progress,
         except ValueError:
             info = {}
     session = {"started": _now(), "command": list(command) if command else None}
-    info.update(kind="sweep", status="running", num_settings=len(plan.settings), seeds=spec.seeds,
-                num_runs=plan.num_runs, varied=spec.varied)
+    info.update(
+        kind="sweep",
+        status="running",
+        num_settings=len(plan.settings),
+        seeds=spec.seeds,
+        num_runs=plan.num_runs,
+        varied=spec.varied,
+    )
     info.setdefault("sessions", []).append(session)
     states = [group_state(sweep_dir / GROUPS_DIR / g.dir_name) for g in plan.groups]
-    info["groups"] = [{"id": g.id, "dir": f"{GROUPS_DIR}/{g.dir_name}", "static": {k: str(v) for k, v in g.static.items()},
-                       "settings": len(g.settings), "runs": len(g.settings) * spec.seeds, "status": s[0]}
-                      for g, s in zip(plan.groups, states)]
+    info["groups"] = [
+        {
+            "id": g.id,
+            "dir": f"{GROUPS_DIR}/{g.dir_name}",
+            "static": {k: str(v) for k, v in g.static.items()},
+            "settings": len(g.settings),
+            "runs": len(g.settings) * spec.seeds,
+            "status": s[0],
+        }
+        for g, s in zip(plan.groups, states, strict=True)
+    ]
     _write_json(sweep_dir / RUN_FILE, info)
 
     n_groups = len(plan.groups)
@@ -229,34 +270,56 @@ def _run_groups(plan, sweep_dir, resume, checkpoint_every, stop_after, progress,
     use_bar = progress != "off" and all(g.config.log_every > 0 for g in plan.groups)
     if use_bar:
         total = sum(g.config.num_updates * g.config.batch_size * len(g.settings) * spec.seeds for g in plan.groups)
-        bar = ProgressReporter(plan.groups[0].config.num_updates, plan.groups[0].config.batch_size,
-                               len(plan.groups[0].settings) * spec.seeds, style=progress, desc="sweep",
-                               file=progress_file, bar_total_steps=total)
+        bar = ProgressReporter(
+            plan.groups[0].config.num_updates,
+            plan.groups[0].config.batch_size,
+            len(plan.groups[0].settings) * spec.seeds,
+            style=progress,
+            desc="sweep",
+            file=progress_file,
+            bar_total_steps=total,
+        )
     say = bar.write if bar is not None else log
     result = SweepResult(sweep_dir, plan, "running")
     status = "interrupted"
     try:
         if bar is not None:
             bar.start()
-        for g, (gstatus, done) in zip(plan.groups, states):
+        for g, (gstatus, done) in zip(plan.groups, states, strict=True):
             gdir = sweep_dir / GROUPS_DIR / g.dir_name
             runs = len(g.settings) * spec.seeds
             desc = "sweep" if n_groups == 1 else f"sweep {g.id + 1}/{n_groups}"
             target = g.config.num_updates if stop_after is None else min(stop_after, g.config.num_updates)
             if bar is not None:
-                bar.stage(g.config.num_updates, g.config.batch_size, runs, initial_update=done, desc=desc,
-                          done_steps=done * g.config.batch_size * runs)
+                bar.stage(
+                    g.config.num_updates,
+                    g.config.batch_size,
+                    runs,
+                    initial_update=done,
+                    desc=desc,
+                    done_steps=done * g.config.batch_size * runs,
+                )
             if done >= target:
                 info["groups"][g.id]["status"] = gstatus
                 continue
             what = ", ".join(f"{k}={v}" for k, v in g.static.items())
-            say(f"program {g.id + 1}/{n_groups}{' (' + what + ')' if what else ''}: {len(g.settings)} setting(s) x "
+            say(
+                f"program {g.id + 1}/{n_groups}{' (' + what + ')' if what else ''}: {len(g.settings)} setting(s) x "
                 f"{spec.seeds} seed(s) = {runs} runs, {g.config.num_updates} updates"
-                + (f" (continuing from update {done})" if done else ""))
+                + (f" (continuing from update {done})" if done else "")
+            )
             gdir.parent.mkdir(exist_ok=True)
-            kwargs = dict(checkpoint_every=checkpoint_every, progress=progress, stop_after=stop_after,
-                          on_diverge="continue", command=command, log=say, progress_file=progress_file, mesh=mesh,
-                          reporter=bar)
+            kwargs = dict(
+                checkpoint_every=checkpoint_every,
+                progress=progress,
+                stop_after=stop_after,
+                on_diverge="continue",
+                command=command,
+                log=say,
+                progress_file=progress_file,
+                mesh=mesh,
+                reporter=bar,
+            )
             try:
                 if done:
                     res = train_run(None, gdir, resume=True, **kwargs)
@@ -281,8 +344,9 @@ def _run_groups(plan, sweep_dir, resume, checkpoint_every, stop_after, progress,
         if bar is not None:
             bar.close()
         result.wall_s = time.perf_counter() - t0
-        session.update(ended=_now(), status=status, wall_time_s=round(result.wall_s, 3),
-                       compile_time_s=round(result.compile_s, 3))
+        session.update(
+            ended=_now(), status=status, wall_time_s=round(result.wall_s, 3), compile_time_s=round(result.compile_s, 3)
+        )
         info["status"] = status
         _save_info(sweep_dir / RUN_FILE, info, log)
     result.status = status

@@ -91,22 +91,37 @@ class SweepSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/YAML-able; `from_dict` gives the spec back (the base config in full)."""
-        return {"config": self.base.to_dict(), "config_source": self.config_source, "seeds": self.seeds,
-                "seed": self.seed, "grid": {k: [list(v) if isinstance(v, tuple) else v for v in vals]
-                                             for k, vals in self.grid.items()},
-                "random": self.random, "range": {k: r.text() for k, r in self.ranges.items()},
-                "sweep_seed": self.sweep_seed, "score": self.score,
-                "reference_scores": None if self.reference_scores is None else
-                {k: list(v) for k, v in self.reference_scores.items()}}
+        return {
+            "config": self.base.to_dict(),
+            "config_source": self.config_source,
+            "seeds": self.seeds,
+            "seed": self.seed,
+            "grid": {k: [list(v) if isinstance(v, tuple) else v for v in vals] for k, vals in self.grid.items()},
+            "random": self.random,
+            "range": {k: r.text() for k, r in self.ranges.items()},
+            "sweep_seed": self.sweep_seed,
+            "score": self.score,
+            "reference_scores": None
+            if self.reference_scores is None
+            else {k: list(v) for k, v in self.reference_scores.items()},
+        }
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "sweep") -> "SweepSpec":
+    def from_dict(cls, data: dict, source: str = "sweep") -> SweepSpec:
         base = PPOConfig.from_dict(data["config"], source=f"{source}: config")
-        return build_spec(base, grid=data.get("grid") or {}, ranges=data.get("range") or {},
-                          random=data.get("random") or 0, seeds=data.get("seeds", 1), seed=data.get("seed", 0),
-                          sweep_seed=data.get("sweep_seed", 0), score=data.get("score", "final"),
-                          reference_scores=data.get("reference_scores"), config_source=data.get("config_source"),
-                          source=source)
+        return build_spec(
+            base,
+            grid=data.get("grid") or {},
+            ranges=data.get("range") or {},
+            random=data.get("random") or 0,
+            seeds=data.get("seeds", 1),
+            seed=data.get("seed", 0),
+            sweep_seed=data.get("sweep_seed", 0),
+            score=data.get("score", "final"),
+            reference_scores=data.get("reference_scores"),
+            config_source=data.get("config_source"),
+            source=source,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,8 +192,10 @@ def _known_field(name: Any, source: str) -> str:
     if not isinstance(name, str) or name not in _FIELD_TYPES:
         close = difflib.get_close_matches(str(name), list(_FIELD_TYPES), n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"{source}: unknown config field {name!r}.{hint} Sweepable fields: every PPOConfig field "
-                         f"(traced, one program: {', '.join(HPARAM_FIELDS)}; any other field gives one program per value)")
+        raise ValueError(
+            f"{source}: unknown config field {name!r}.{hint} Sweepable fields: every PPOConfig field "
+            f"(traced, one program: {', '.join(HPARAM_FIELDS)}; any other field gives one program per value)"
+        )
     return name
 
 
@@ -220,10 +237,20 @@ def parse_range(name: str, text: Any, source: str) -> Range:
     return Range(parts[0], low, high)
 
 
-def build_spec(base: PPOConfig, *, grid: dict | None = None, ranges: dict | None = None, random: int = 0,
-               seeds: int = 1, seed: int = 0, sweep_seed: int = 0, score: str = "final",
-               reference_scores: dict | None = None, config_source: str | None = None,
-               source: str = "sweep") -> SweepSpec:
+def build_spec(
+    base: PPOConfig,
+    *,
+    grid: dict | None = None,
+    ranges: dict | None = None,
+    random: int = 0,
+    seeds: int = 1,
+    seed: int = 0,
+    sweep_seed: int = 0,
+    score: str = "final",
+    reference_scores: dict | None = None,
+    config_source: str | None = None,
+    source: str = "sweep",
+) -> SweepSpec:
     """Check and coerce a sweep's parts (field names, value types, ranges' form and bounds, counts)."""
     grid_out: dict[str, tuple] = {}
     for name, values in (grid or {}).items():
@@ -243,16 +270,20 @@ def build_spec(base: PPOConfig, *, grid: dict | None = None, ranges: dict | None
     for name, text in (ranges or {}).items():
         _known_field(name, f"{source}: range")
         if name not in HPARAM_FIELDS:
-            raise ValueError(f"{source}: range {name}: random ranges are for the traced float hyperparameters "
-                             f"({', '.join(HPARAM_FIELDS)}); list values of a static field with --grid {name}=V1,V2")
+            raise ValueError(
+                f"{source}: range {name}: random ranges are for the traced float hyperparameters "
+                f"({', '.join(HPARAM_FIELDS)}); list values of a static field with --grid {name}=V1,V2"
+            )
         if name in grid_out:
             raise ValueError(f"{source}: {name} is in both the grid and the ranges; give it one or the other")
         r = parse_range(name, text, source)
         rule = HPARAM_RANGES[name]
         for end in (r.low, r.high):
             if not rule.holds(np.float32(end)):
-                raise ValueError(f"{source}: range {name}: {r.text()} leaves the field's allowed range "
-                                 f"({name} must be {rule.text}); narrow the range")
+                raise ValueError(
+                    f"{source}: range {name}: {r.text()} leaves the field's allowed range "
+                    f"({name} must be {rule.text}); narrow the range"
+                )
         range_out[name] = r
     for what, v, low in (("seeds", seeds, 1), ("seed", seed, 0), ("sweep_seed", sweep_seed, 0), ("random", random, 0)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
@@ -260,8 +291,9 @@ def build_spec(base: PPOConfig, *, grid: dict | None = None, ranges: dict | None
     if range_out and random < 1:
         raise ValueError(f"{source}: ranges ({', '.join(range_out)}) need a number of random draws: --random N")
     if random and not range_out:
-        raise ValueError(f"{source}: --random {random} needs at least one range to draw from: "
-                         "--range FIELD=log:LOW:HIGH")
+        raise ValueError(
+            f"{source}: --random {random} needs at least one range to draw from: --range FIELD=log:LOW:HIGH"
+        )
     if not grid_out and not range_out:
         raise ValueError(f"{source}: nothing varies: give --grid FIELD=V1,V2 (and/or --random N --range FIELD=...)")
     if score not in SCORES:
@@ -279,8 +311,9 @@ def build_spec(base: PPOConfig, *, grid: dict | None = None, ranges: dict | None
             if not lo < hi:
                 raise ValueError(f"{source}: reference_scores[{env!r}] needs low < high, got {pair!r}")
             refs[str(env)] = (lo, hi)
-    return SweepSpec(base, grid_out, range_out, int(random), int(seeds), int(seed), int(sweep_seed), score, refs,
-                     config_source)
+    return SweepSpec(
+        base, grid_out, range_out, int(random), int(seeds), int(seed), int(sweep_seed), score, refs, config_source
+    )
 
 
 def read_sweep_file(path: str | os.PathLike) -> dict:
@@ -316,12 +349,13 @@ def expand_settings(spec: SweepSpec) -> list[dict[str, Any]]:
     out = []
     for combo in itertools.product(*(spec.grid[n] for n in names)):
         for d in draws:
-            out.append({**dict(zip(names, combo)), **d})
+            out.append({**dict(zip(names, combo, strict=True)), **d})
     return out
 
 
-def plan_sweep(spec: SweepSpec, *, check_memory: bool = True, mesh: dict | None = None,
-               device_count: int | None = None) -> SweepPlan:
+def plan_sweep(
+    spec: SweepSpec, *, check_memory: bool = True, mesh: dict | None = None, device_count: int | None = None
+) -> SweepPlan:
     """Settings and groups of `spec`, every setting's config validated and every group's memory estimated
     (ValueError / purejaxppo.resources.ResourceError naming the setting or group). Traces each group's
     program shapes (`jax.eval_shape`); compiles nothing."""
@@ -359,17 +393,21 @@ def _check_groups(plan: SweepPlan, mesh: dict | None, device_count: int | None) 
 
     devices = jax.device_count() if device_count is None else device_count
     for g in plan.groups:
-        where = f"sweep program {g.id}" + (f" ({', '.join(f'{k}={_fmt(v)}' for k, v in g.static.items())})"
-                                           if g.static else "")
+        where = f"sweep program {g.id}" + (
+            f" ({', '.join(f'{k}={_fmt(v)}' for k, v in g.static.items())})" if g.static else ""
+        )
         runs = len(g.settings) * plan.spec.seeds
         try:
             train = make_train(g.config)
             check_run_fits(train, runs)
-            resolve_mesh_shape(mesh, num_seeds=runs, config=g.config, device_count=devices,
-                               process_count=jax.process_count())
+            resolve_mesh_shape(
+                mesh, num_seeds=runs, config=g.config, device_count=devices, process_count=jax.process_count()
+            )
         except ValueError as e:
             msg = str(e)
             if "memory" in msg:
-                msg += (f"; this program runs {len(g.settings)} setting(s) x {plan.spec.seeds} seed(s) = {runs} runs "
-                        "at once: fewer seeds, fewer values of the traced fields, or split the sweep")
+                msg += (
+                    f"; this program runs {len(g.settings)} setting(s) x {plan.spec.seeds} seed(s) = {runs} runs "
+                    "at once: fewer seeds, fewer values of the traced fields, or split the sweep"
+                )
             raise type(e)(f"{where}: {msg}") from None
