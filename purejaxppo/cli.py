@@ -25,8 +25,12 @@ import errno
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from purejaxppo.config import PPOConfig, coerce_field
+
+if TYPE_CHECKING:
+    from purejaxppo.runs.loop import RunInterrupted
 
 
 def parse_sets(pairs: list[str]) -> dict:
@@ -58,6 +62,8 @@ def cmd_train(args) -> int:
     config = PPOConfig.from_yaml(args.config) if args.config else None
     style = _progress_style(args.progress)
 
+    out_dir: Path | None
+    resume: bool | Path  # a checkpoint file, True for the folder's newest, or False for a new run
     if args.resume:
         if args.out and Path(args.out) != Path(args.resume):
             raise ValueError("--resume continues a run in its own folder; do not pass a different --out")
@@ -325,7 +331,10 @@ def cmd_sweep(args) -> int:
                 raise ValueError(f"--range expects FIELD=log:LOW:HIGH or FIELD=LOW:HIGH, got {r!r}")
             name, text = (p.strip() for p in r.split("=", 1))
             ranges[name] = text
-        pick = lambda flag, key, default: flag if flag is not None else data.get(key, default)  # noqa: E731
+
+        def pick(flag: Any, key: str, default: Any) -> Any:  # the command line's value, else the file's
+            return flag if flag is not None else data.get(key, default)
+
         spec = build_spec(
             base,
             grid=grid,
@@ -636,9 +645,10 @@ def _launch_workers(args) -> int:
 
 
 def _interrupted_message(e: KeyboardInterrupt) -> str:
-    if getattr(e, "sweep_dir", None) is not None:
+    sweep_dir = getattr(e, "sweep_dir", None)  # a SweepInterrupted
+    if sweep_dir is not None:
         return (
-            f"interrupted; every finished chunk is checkpointed; continue with: purejaxppo sweep --resume {e.sweep_dir}"
+            f"interrupted; every finished chunk is checkpointed; continue with: purejaxppo sweep --resume {sweep_dir}"
         )
     run_dir, ck = getattr(e, "run_dir", None), getattr(e, "checkpoint", None)
     if run_dir is None:
@@ -648,8 +658,9 @@ def _interrupted_message(e: KeyboardInterrupt) -> str:
             f"interrupted before the first checkpoint of {run_dir}; nothing to resume yet "
             f"(start again, with --overwrite to reuse the folder: purejaxppo train ... --out {run_dir} --overwrite)"
         )
+    update = cast("RunInterrupted", e).update  # a run folder and a checkpoint: train_run's RunInterrupted
     return (
-        f"interrupted; the newest checkpoint {ck.name} (update {e.update}) is intact; "
+        f"interrupted; the newest checkpoint {ck.name} (update {update}) is intact; "
         f"continue with: purejaxppo train --resume {run_dir}"
     )
 
@@ -674,11 +685,12 @@ def _user_error_message(e: BaseException) -> str | None:
     if isinstance(e, FileNotFoundError):
         return text
     if isinstance(e, OSError):
-        hint = {
+        hints: dict[int | None, str] = {  # (e.errno may be None)
             errno.ENOSPC: "free disk space",
             errno.EROFS: "the file system is read-only: choose another --out",
             errno.EDQUOT: "the disk quota is exceeded: free space",
-        }.get(e.errno)
+        }
+        hint = hints.get(e.errno)
         return f"{text} ({hint}; an interrupted run continues with: purejaxppo train --resume RUN)" if hint else text
     if isinstance(e, ImportError):
         return (

@@ -130,6 +130,7 @@ def make_mesh(seed: int | None = None, data: int | None = None, devices: Sequenc
     if seed is None and data is None:
         seed, data = n, 1
     elif seed is None:
+        assert data is not None  # the first branch took seed and data both None
         seed = n // data
     elif data is None:
         data = n // seed
@@ -154,8 +155,10 @@ def shard(fn: Callable, mesh: Mesh, in_kinds: Sequence[str], out_kinds: Sequence
     """
 
     def body(*args):
-        args = [jax.tree.map(lambda x: x[:, 0], a) if k == "state" else a for a, k in zip(args, in_kinds, strict=True)]
-        outs = fn(*args)
+        blocks = [
+            jax.tree.map(lambda x: x[:, 0], a) if k == "state" else a for a, k in zip(args, in_kinds, strict=True)
+        ]
+        outs = fn(*blocks)
         return tuple(
             jax.tree.map(lambda x: x[:, None], o) if k == "state" else o for o, k in zip(outs, out_kinds, strict=True)
         )

@@ -107,7 +107,7 @@ _DRAWERS = {
 }
 
 
-def draw_frames(env_name: str, env_params: Any, states: Sequence[Any], returns: Sequence[float]) -> list:
+def draw_frames(env_name: str, env_params: Any, states: Sequence[Any], returns: Sequence[float] | np.ndarray) -> list:
     """Pillow images, one per env state (classic-control envs)."""
     from PIL import Image, ImageDraw
 
@@ -130,7 +130,12 @@ def write_gif(frames: list, path: str | Path, fps: int = 25) -> Path:
 
 
 def render_states(
-    env: Any, env_params: Any, env_name: str, states: Sequence[Any], returns: Sequence[float], path: str | Path
+    env: Any,
+    env_params: Any,
+    env_name: str,
+    states: Sequence[Any],
+    returns: Sequence[float] | np.ndarray,
+    path: str | Path,
 ) -> Path:
     """Write a GIF of `states` (one env state per frame; `returns` the running return shown)."""
     check_renderable(env_name)

@@ -126,7 +126,7 @@ class SettingRuns:
 # --------------------------------------------------------------------------- per-run scores
 
 
-_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2.0 has only trapz
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # type: ignore[attr-defined]  # numpy < 2.0 has only trapz
 
 
 def run_scores(steps, returns) -> dict[str, np.ndarray]:
@@ -494,23 +494,25 @@ def compute_report(
         b = ranked[0]
         best_ci = entries[b]["scores"][score]["iqm"]
         for i in ranked:
-            e = entries[i]
-            own = e["scores"][score]["iqm"]
-            e["overlapping_ranks"] = [
+            ent = entries[i]
+            own = ent["scores"][score]["iqm"]
+            ent["overlapping_ranks"] = [
                 entries[j]["rank"] for j in ranked if j != i and _overlap(own, entries[j]["scores"][score]["iqm"])
             ]
             if i == b:
-                e["not_distinguishable_from_best"] = False
+                ent["not_distinguishable_from_best"] = False
                 continue
-            e["not_distinguishable_from_best"] = _overlap(own, best_ci)
-            e["prob_improvement_of_best"] = list(
+            ent["not_distinguishable_from_best"] = _overlap(own, best_ci)
+            best_mat, own_mat = matrices[b], matrices[i]
+            assert best_mat is not None and own_mat is not None  # a ranked setting has scores: a score matrix
+            ent["prob_improvement_of_best"] = list(
                 stats.probability_of_improvement(
-                    matrices[b][score], matrices[i][score], reps=reps, seed=seed, confidence=confidence
+                    best_mat[score], own_mat[score], reps=reps, seed=seed, confidence=confidence
                 )
             )
     settings = [entries[i] for i in ranked + unranked]
-    for e in settings:
-        del e["_order"]
+    for ent in settings:
+        del ent["_order"]
 
     # Verdict.
     what = f"{confidence:.0%} CIs of the {score}-score IQM" + (" (normalized over envs)" if k > 1 else "")

@@ -5,13 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from purejaxppo.runs.folder import RunError
 
+if TYPE_CHECKING:
+    from purejaxppo.sweep.report import SettingRuns
+    from purejaxppo.sweep.spec import SweepSpec
 
-def load_setting_runs(sweep_dir: str | os.PathLike, metric: str = "episode_return") -> tuple[list, list[str], object]:
+
+def load_setting_runs(
+    sweep_dir: str | os.PathLike, metric: str = "episode_return"
+) -> tuple[list[SettingRuns], list[str], SweepSpec]:
     """([SettingRuns], varied fields, SweepSpec) of a sweep folder whose groups have all finished.
 
     Each setting's `returns[s, t]` is `metric` of its seed s at the t-th logged update; `diverged[s]` is true

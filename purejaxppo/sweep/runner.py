@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from purejaxppo.runs.files import _now, _save_info, _write_json
 from purejaxppo.runs.folder import RunError, RunLock, claim_new_run_dir, is_empty_but_lock
@@ -241,7 +242,7 @@ def _run_groups(
             info = json.loads((sweep_dir / RUN_FILE).read_text())
         except ValueError:
             info = {}
-    session = {"started": _now(), "command": list(command) if command else None}
+    session: dict[str, Any] = {"started": _now(), "command": list(command) if command else None}  # a JSON record
     info.update(
         kind="sweep",
         status="running",
@@ -327,6 +328,8 @@ def _run_groups(
                     res = train_run(g.config, gdir, runs=g.run_axis(spec.seeds), overwrite=True, **kwargs)
             except RunInterrupted as e:
                 raise SweepInterrupted(sweep_dir, gdir, e.checkpoint) from None
+            # train_run returns None only on a follower process of jax.distributed, which never runs a sweep here
+            assert res is not None
             result.group_results.append(res)
             result.compile_s += res.compile_s
             info["groups"][g.id]["status"] = res.status
