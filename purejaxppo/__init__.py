@@ -8,11 +8,23 @@ out = jax.jit(train)(jax.random.key(0))
 # Importing changes nothing global: CPU settings (XLA scheduler flag, unrolled threefry) are opt-in,
 # `purejaxppo.cpu.configure()` before any JAX computation (the CLI, train_run and benchmarks call it).
 from purejaxppo import cpu  # noqa: E402
-from purejaxppo.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from purejaxppo.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from purejaxppo.config import HParams, PPOConfig, validate_hparams  # noqa: E402
 from purejaxppo.cpu import configure as configure_cpu  # noqa: E402
 from purejaxppo.distributions import Categorical, DiagGaussian  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402
+from purejaxppo.errors import (  # noqa: E402
+    CheckpointError,
+    ConfigError,
+    DivergedError,
+    EnvError,
+    EnvUnavailableError,
+    ExtraMissingError,
+    PureJaxPPOError,
+    ResourceError,
+    RunError,
+    RunWriteError,
+)
 from purejaxppo.evaluate import build_evaluate, make_evaluate  # noqa: E402
 from purejaxppo.gae import compute_gae  # noqa: E402
 from purejaxppo.networks import ActionSpec, ActorCritic, make_network  # noqa: E402
@@ -40,6 +52,16 @@ __all__ = [
     "make_train",
     "raise_if_diverged",
     "validate_hparams",
+    # errors (purejaxppo.errors): the CLI shows these as one line; anything else is a bug with its traceback
+    "PureJaxPPOError",
+    "ConfigError",
+    "DivergedError",
+    "EnvError",
+    "EnvUnavailableError",
+    "ExtraMissingError",
+    "ResourceError",
+    "RunError",
+    "RunWriteError",
     # run folders, checkpoints, evaluation, progress (purejaxppo.runs / checkpoint / evaluate / progress)
     "CheckpointError",
     "ProgressReporter",

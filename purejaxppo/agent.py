@@ -57,6 +57,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from purejaxppo.errors import ConfigError
 from purejaxppo.normalization import normalize_obs
 from purejaxppo.spaces import ACTION_MASK_KEY
 
@@ -79,7 +80,7 @@ def apply_action_mask(dist: Any, obs: Any) -> Any:
 
     The mask's shape must equal the logits' (`[..., num_actions]`, or
     `[..., sum(nvec)]` for a multi-discrete space); a distribution without a
-    `masked` method (a Gaussian) cannot take one: both are ValueErrors at
+    `masked` method (a Gaussian) cannot take one: both are ConfigErrors at
     trace time.
     """
     if not (isinstance(obs, dict) and ACTION_MASK_KEY in obs):
@@ -87,13 +88,13 @@ def apply_action_mask(dist: Any, obs: Any) -> Any:
     mask = obs[ACTION_MASK_KEY]
     masked = getattr(dist, "masked", None)
     if not callable(masked):
-        raise ValueError(
+        raise ConfigError(
             f"the env's observation has an {ACTION_MASK_KEY!r}, but the policy's distribution "
             f"{type(dist).__name__} cannot be masked (only Categorical and MultiCategorical can)"
         )
     logits = getattr(dist, "logits", None)
     if logits is not None and tuple(mask.shape) != tuple(logits.shape):
-        raise ValueError(
+        raise ConfigError(
             f"the env's obs[{ACTION_MASK_KEY!r}] has shape {tuple(mask.shape)} but the policy has "
             f"logits of shape {tuple(logits.shape)}: the mask must hold one bool per action "
             "(per sub-action choice, concatenated, for a MultiDiscrete space)"
@@ -187,7 +188,7 @@ def as_agent(network) -> Agent:
         if all(callable(getattr(network, m, None)) for m in RECURRENT_METHODS):
             return RecurrentAgent(network)
         return FeedForwardAgent(network)
-    raise ValueError(
+    raise ConfigError(
         f"network_factory must return a flax module (obs[B, ...] -> (dist, value[B]), or a recurrent one with "
         f"{', '.join(RECURRENT_METHODS)}) or an Agent with init, initial_carry, step and sequence; "
         f"got {type(network).__name__}"

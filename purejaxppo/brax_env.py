@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from purejaxppo.errors import EnvError, ExtraMissingError
+
 BRAX_PREFIX = "brax/"
 INSTALL_HINT = "pip install -e '.[brax]'"
 
@@ -58,7 +60,7 @@ def _import_brax_envs():
     try:
         from brax import envs as brax_envs
     except ImportError as err:
-        raise ImportError(
+        raise ExtraMissingError(
             f"PPOConfig.env: Brax environments ('brax/<name>') need the optional brax package, "
             f"which is not installed ({err}). Install it with: {INSTALL_HINT}"
         ) from err
@@ -92,11 +94,11 @@ def brax_env_names() -> list[str]:
 def parse_brax_name(name: str) -> tuple[str, str | None]:
     """'brax/hopper@positional' -> ('hopper', 'positional'); 'brax/ant' -> ('ant', None)."""
     if not name.startswith(BRAX_PREFIX):
-        raise ValueError(f"PPOConfig.env: {name!r} is not a Brax env id (expected 'brax/<name>[@<backend>]')")
+        raise EnvError(f"PPOConfig.env: {name!r} is not a Brax env id (expected 'brax/<name>[@<backend>]')")
     rest = name[len(BRAX_PREFIX) :]
     env_name, sep, backend = rest.partition("@")
     if not env_name or (sep and not backend):
-        raise ValueError(
+        raise EnvError(
             f"PPOConfig.env: malformed Brax env id {name!r}; expected 'brax/<name>' or 'brax/<name>@<backend>', "
             "e.g. 'brax/ant' or 'brax/hopper@positional'"
         )
@@ -117,9 +119,7 @@ class BraxEnv:
         self.name = name or type(env).__name__
         obs = jax.eval_shape(env.reset, jax.random.PRNGKey(0)).obs
         if not hasattr(obs, "shape"):
-            raise ValueError(
-                f"Brax env {self.name!r} has dict observations; purejaxppo needs a single observation array"
-            )
+            raise EnvError(f"Brax env {self.name!r} has dict observations; purejaxppo needs a single observation array")
         self._obs_shape = tuple(int(s) for s in obs.shape)
         self._action_size = int(env.action_size)
 
@@ -173,14 +173,14 @@ class BraxEnv:
 
 
 def make_brax_env(name: str) -> tuple[BraxEnv, BraxEnvParams]:
-    """`'brax/<name>[@<backend>]'` -> (BraxEnv, BraxEnvParams()); unknown names raise ValueError."""
+    """`'brax/<name>[@<backend>]'` -> (BraxEnv, BraxEnvParams()); unknown names raise EnvError."""
     env_name, backend = parse_brax_name(name)
     brax_envs = _import_brax_envs()
     known = brax_env_names()
     if env_name not in known:
         close = difflib.get_close_matches(env_name, known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(BRAX_PREFIX + c) for c in close)}?" if close else ""
-        raise ValueError(
+        raise EnvError(
             f"PPOConfig.env: unknown Brax environment {env_name!r} in {name!r}.{hint} "
             f"Registered Brax environments: {', '.join(known)}."
         )
@@ -188,7 +188,7 @@ def make_brax_env(name: str) -> tuple[BraxEnv, BraxEnvParams]:
     try:
         raw = brax_envs.get_environment(env_name, **kwargs)
     except ValueError as err:  # e.g. an unknown backend
-        raise ValueError(
+        raise EnvError(
             f"PPOConfig.env: could not make Brax env {name!r}: {err} "
             "(backends: 'generalized', 'positional', 'spring', 'mjx')"
         ) from err

@@ -39,14 +39,12 @@ import jax
 import numpy as np
 from flax import serialization
 
+from purejaxppo.errors import CheckpointError, ConfigError
+
 FORMAT = "purejaxppo-checkpoint"
 VERSION = 1
 SUFFIX = ".msgpack"
 _NAME_RE = re.compile(r"^ckpt-(\d+)\.msgpack$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt, or does not match the run's config."""
 
 
 # ----------------------------------------------------------------------------- leaves
@@ -219,7 +217,7 @@ class CheckpointManager:
 
     def __init__(self, directory: str | os.PathLike, keep: int = 2):
         if keep < 1:
-            raise ValueError(f"CheckpointManager: keep must be >= 1, got {keep}")
+            raise ConfigError(f"CheckpointManager: keep must be >= 1, got {keep}")
         self.directory = Path(directory)
         self.keep = keep
 

@@ -9,13 +9,16 @@
                      [--set FIELD=VALUE ...] [--out runs/NAME] [--resume runs/NAME] [--stop-after N]
     purejaxppo report runs/NAME
 
-User errors (bad config key or value, unknown env, existing or busy output
-folder, missing/corrupt/mismatched checkpoint, a run that does not fit in
-memory, a full disk, a missing optional extra, an env that needs a download
-while offline, a diverged run, ...) print one line `purejaxppo: error: ...` on
-stderr and exit with status 2; set PUREJAXPPO_TRACEBACK=1 to see the
-traceback instead. Ctrl-C exits with 130 and says which checkpoint to continue
-from (the newest checkpoint stays valid).
+User errors print one line `purejaxppo: error: ...` on stderr and exit with
+status 2: purejaxppo's own errors (`purejaxppo.errors.PureJaxPPOError`: bad
+config key or value, unknown env, missing optional extra, existing or busy
+output folder, missing/corrupt/mismatched checkpoint, a run that does not fit
+in memory, a diverged run, ...) and the machine's (a full disk, permissions, a
+missing file, no network, memory running out). Set PUREJAXPPO_TRACEBACK=1 to
+see their traceback too. Any other exception is a bug: it keeps its traceback
+(exit status 1), with a note saying whether the run folder is intact. Ctrl-C
+exits with 130 and says which checkpoint to continue from (the newest
+checkpoint stays valid).
 """
 
 from __future__ import annotations
@@ -28,17 +31,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from purejaxppo.config import PPOConfig, coerce_field
+from purejaxppo.errors import ConfigError, DivergedError, PureJaxPPOError
 
 if TYPE_CHECKING:
     from purejaxppo.runs.loop import RunInterrupted
 
 
 def parse_sets(pairs: list[str]) -> dict:
-    """`["FIELD=VALUE", ...]` -> {field: value}, each value type-checked against PPOConfig (ValueError if not)."""
+    """`["FIELD=VALUE", ...]` -> {field: value}, each value type-checked against PPOConfig (ConfigError if not)."""
     out = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ValueError(f"--set expects FIELD=VALUE, got {pair!r}")
+            raise ConfigError(f"--set expects FIELD=VALUE, got {pair!r}")
         name, value = pair.split("=", 1)
         out[name.strip()] = coerce_field(name.strip(), value.strip(), source="--set")
     return out
@@ -66,7 +70,7 @@ def cmd_train(args) -> int:
     resume: bool | Path  # a checkpoint file, True for the folder's newest, or False for a new run
     if args.resume:
         if args.out and Path(args.out) != Path(args.resume):
-            raise ValueError("--resume continues a run in its own folder; do not pass a different --out")
+            raise ConfigError("--resume continues a run in its own folder; do not pass a different --out")
         resume_path = Path(args.resume)
         if resume_path.is_file():  # a specific checkpoint file
             out_dir = resume_path.parent.parent if resume_path.parent.name == "checkpoints" else resume_path.parent
@@ -107,7 +111,7 @@ def cmd_train(args) -> int:
     if result.status == "diverged":
         first = result.diverged_at_update
         seeds = f"seed(s) {result.diverged_seeds}" if result.state.diverged.shape[0] > 1 else "the run"
-        raise FloatingPointError(
+        raise DivergedError(
             f"training diverged at update {first} in {seeds}: non-finite losses or parameters (params frozen at the "
             f"last finite values; see the 'diverged' column of {result.run_dir}/metrics.jsonl). Lower learning_rate, "
             "enable normalize_obs/normalize_reward, or check the env's rewards and observations"
@@ -162,7 +166,7 @@ def cmd_eval(args) -> int:
     from purejaxppo.stats import bootstrap_ci, iqm
 
     if args.episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     run = load_run(args.run)
     evaluate = make_evaluate(run.train)
     n, s = args.episodes, run.num_seeds
@@ -199,9 +203,9 @@ def cmd_render(args) -> int:
 
     out = Path(args.out)
     if out.suffix.lower() != ".gif":
-        raise ValueError(f"--out must be a .gif file, got {out}")
+        raise ConfigError(f"--out must be a .gif file, got {out}")
     if args.max_frames < 1:
-        raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
+        raise ConfigError(f"--max-frames must be >= 1, got {args.max_frames}")
     # Check the env before compiling anything.
     run_dir, ck = resolve_checkpoint(args.run)
     meta = read_checkpoint(ck)[0] if ck else CheckpointManager(run_dir / CHECKPOINT_DIR).read_latest()[1]
@@ -220,7 +224,7 @@ def cmd_render(args) -> int:
 
     run = load_run(args.run)
     if not 0 <= args.seed_index < run.num_seeds:
-        raise ValueError(f"--seed-index {args.seed_index} out of range: the run has {run.num_seeds} seed(s)")
+        raise ConfigError(f"--seed-index {args.seed_index} out of range: the run has {run.num_seeds} seed(s)")
     acting = jax.tree.map(lambda x: x[args.seed_index], ActingState(run.state.params, run.state.obs_norm))
     rollout = jax.jit(make_episode_rollout(run.train), static_argnums=2)
     ep = jax.device_get(rollout(acting, jax.random.key(args.seed), not args.stochastic))
@@ -259,7 +263,7 @@ def cmd_plot(args) -> int:
         hi = min(s[-1] for s in steps_list)
         lo = max(s[0] for s in steps_list)
         if hi <= lo:
-            raise ValueError("plot: the runs share no range of env steps")
+            raise ConfigError("plot: the runs share no range of env steps")
         grid = np.linspace(lo, hi, max(len(s) for s in steps_list))
         curves = {
             k: np.stack([np.interp(grid, s, row) for row in v])
@@ -309,9 +313,9 @@ def cmd_sweep(args) -> int:
             if v
         ]
         if given:
-            raise ValueError(f"--resume continues the sweep saved in {args.resume}; do not pass {', '.join(given)}")
+            raise ConfigError(f"--resume continues the sweep saved in {args.resume}; do not pass {', '.join(given)}")
         if args.out and Path(args.out) != Path(args.resume):
-            raise ValueError("--resume continues a sweep in its own folder; do not pass a different --out")
+            raise ConfigError("--resume continues a sweep in its own folder; do not pass a different --out")
         result = sweep_run(None, args.resume, resume=True, **kwargs)
     else:
         data = read_sweep_file(args.file) if args.file else {}
@@ -328,7 +332,7 @@ def cmd_sweep(args) -> int:
         ranges = dict(data.get("range") or {})
         for r in args.range:
             if "=" not in r:
-                raise ValueError(f"--range expects FIELD=log:LOW:HIGH or FIELD=LOW:HIGH, got {r!r}")
+                raise ConfigError(f"--range expects FIELD=log:LOW:HIGH or FIELD=LOW:HIGH, got {r!r}")
             name, text = (p.strip() for p in r.split("=", 1))
             ranges[name] = text
 
@@ -377,7 +381,7 @@ def cmd_report(args) -> int:
     from purejaxppo.sweep.report_io import make_report
 
     if args.reps < 1:
-        raise ValueError(f"--reps must be >= 1, got {args.reps}")
+        raise ConfigError(f"--reps must be >= 1, got {args.reps}")
     _, paths = make_report(args.run, score=args.score, reps=args.reps)
     print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
@@ -626,7 +630,7 @@ def _launch_workers(args) -> int:
     from purejaxppo.distributed import launch
 
     if args.processes < 1:
-        raise ValueError(f"--processes must be >= 1, got {args.processes}")
+        raise ConfigError(f"--processes must be >= 1, got {args.processes}")
     if args.mesh:
         from purejaxppo.parallel import parse_mesh
 
@@ -666,11 +670,14 @@ def _interrupted_message(e: KeyboardInterrupt) -> str:
 
 
 def _user_error_message(e: BaseException) -> str | None:
-    """The one-line message for an error the user can fix, or None for a bug (shown as a traceback)."""
+    """The one-line message for an error the user can fix, or None for a bug (shown with its traceback).
+
+    User errors are purejaxppo's own (`PureJaxPPOError`: config, env, extra, run folder, checkpoint, memory
+    estimate, divergence) and the machine's: files, disks, permissions and the network (`OSError`), and host or
+    device memory running out. Anything else (a ValueError, TypeError, KeyError, ... raised inside purejaxppo,
+    JAX or an env) is a bug and keeps its traceback."""
     text = _one_line(e)
-    if isinstance(e, FloatingPointError):
-        return text
-    if isinstance(e, (ValueError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)):
+    if isinstance(e, PureJaxPPOError):
         return text
     try:
         from urllib.error import URLError
@@ -682,8 +689,6 @@ def _user_error_message(e: BaseException) -> str | None:
             )
     except ImportError:  # pragma: no cover
         pass
-    if isinstance(e, FileNotFoundError):
-        return text
     if isinstance(e, OSError):
         hints: dict[int | None, str] = {  # (e.errno may be None)
             errno.ENOSPC: "free disk space",
@@ -692,14 +697,6 @@ def _user_error_message(e: BaseException) -> str | None:
         }
         hint = hints.get(e.errno)
         return f"{text} ({hint}; an interrupted run continues with: purejaxppo train --resume RUN)" if hint else text
-    if isinstance(e, ImportError):
-        return (
-            text
-            if "pip install" in text
-            else f"{text} (a package is missing: pip install it, or the extra that names it)"
-        )
-    if isinstance(e, OverflowError):
-        return f"{text}: a count is too large (counters are 32-bit); reduce total_timesteps, num_envs or num_steps"
     if isinstance(e, MemoryError):
         return "out of host memory; reduce num_envs, num_steps or --seeds"
     if "RESOURCE_EXHAUSTED" in str(e) or "Out of memory" in str(e):
@@ -710,13 +707,6 @@ def _user_error_message(e: BaseException) -> str | None:
             f"out of device memory while running the training program ({first[:200]}); reduce num_envs, "
             "num_steps or --seeds (a resumed run continues from its newest checkpoint)"
         )
-    try:
-        import yaml
-
-        if isinstance(e, yaml.YAMLError):
-            return text
-    except ImportError:  # pragma: no cover
-        pass
     return None
 
 

@@ -14,7 +14,7 @@ YAML file describes a whole run; `config.hparams()` turns those into an
 `HParams` pytree.
 
 Validation: a `PPOConfig` checks every field when it is built (type, range,
-and the int32/float32 limits of the compiled program) and raises ValueError
+and the int32/float32 limits of the compiled program) and raises ConfigError
 naming the field. `HParams` built by hand or as a sweep grid are checked by
 `validate_hparams` (called by make_train's train/init/update on concrete
 hyperparameters; under jit/vmap they are tracers and cannot be checked).
@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+
+from purejaxppo.errors import ConfigError
 
 OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
 NETWORKS = ("auto", "mlp", "cnn", "gru", "lstm")
@@ -260,7 +262,7 @@ class PPOConfig:
         return HParams(**{n: jnp.asarray(getattr(self, n), dtype=jnp.float32) for n in HPARAM_FIELDS})
 
     def replace(self, **changes) -> PPOConfig:
-        """A copy with fields changed (validated); unknown names raise ValueError."""
+        """A copy with fields changed (validated); unknown names raise ConfigError."""
         for name in changes:
             _check_known(name, "PPOConfig.replace")
         return dataclasses.replace(self, **changes)
@@ -275,9 +277,9 @@ class PPOConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> PPOConfig:
-        """Build from a mapping of field: value; unknown keys, wrong types and bad values raise ValueError."""
+        """Build from a mapping of field: value; unknown keys, wrong types and bad values raise ConfigError."""
         if not isinstance(data, dict):
-            raise ValueError(
+            raise ConfigError(
                 f"{source}: must be a mapping of field: value (e.g. 'num_envs: 8', one per line), "
                 f"got {type(data).__name__} {data!r:.80}"
             )
@@ -293,7 +295,7 @@ class PPOConfig:
 
         A missing file raises FileNotFoundError; a file that is not UTF-8, not
         valid YAML (the message gives the line), not a mapping at the top level,
-        or that holds unknown fields or bad values raises ValueError naming it.
+        or that holds unknown fields or bad values raises ConfigError naming it.
         """
         return cls.from_dict(_read_yaml(path), source=str(path))
 
@@ -325,7 +327,7 @@ def _read_yaml(path) -> Any:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ValueError(
+        raise ConfigError(
             f"{path}: is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); save the config as UTF-8"
         ) from None
     try:
@@ -333,9 +335,9 @@ def _read_yaml(path) -> Any:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ValueError(f"{path}: invalid YAML{at}: {e.problem or e.context}") from None
+        raise ConfigError(f"{path}: invalid YAML{at}: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: invalid YAML: {e}") from None
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
     return {} if data is None else data
 
 
@@ -353,11 +355,11 @@ _GRID_HINT = (
 
 def _check_known(name: Any, source: str) -> None:
     if not isinstance(name, str):
-        raise ValueError(f"{source}: config field names must be strings, got {name!r}")
+        raise ConfigError(f"{source}: config field names must be strings, got {name!r}")
     if name not in _FIELD_TYPES:
         close = difflib.get_close_matches(name, list(_FIELD_TYPES), n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"{source}: unknown config field {name!r}.{hint} Valid fields: {', '.join(_FIELD_TYPES)}")
+        raise ConfigError(f"{source}: unknown config field {name!r}.{hint} Valid fields: {', '.join(_FIELD_TYPES)}")
 
 
 def _plain_scalar(value: Any, where: str) -> Any:
@@ -366,7 +368,7 @@ def _plain_scalar(value: Any, where: str) -> Any:
     Floats keep the shortest decimal of their own precision: np.float32(1e-3) -> 0.001.
     """
     if isinstance(value, jax.core.Tracer):
-        raise ValueError(
+        raise ConfigError(
             f"{where}: got a traced JAX value; PPOConfig is static, so pass traced hyperparameters "
             "through HParams instead (config.hparams().replace(...))"
         )
@@ -385,7 +387,7 @@ def _plain_value(name: str, value: Any, where: str) -> Any:
     NumPy/JAX scalars become Python ones; a list/array of widths becomes a
     tuple; a whole float becomes an int for int fields (1e6 -> 1000000) and an
     int a float for float fields. A list or array for any other field raises
-    ValueError (a grid of values is not one config). Whatever else is wrong is
+    ConfigError (a grid of values is not one config). Whatever else is wrong is
     left for the type/range checks to report.
     """
     hint = _HINTS[name]
@@ -395,7 +397,7 @@ def _plain_value(name: str, value: Any, where: str) -> Any:
             return tuple(_plain_scalar(v, where) for v in value)
         return _plain_scalar(value, where)
     if isinstance(value, (list, tuple, set, dict)) or (is_array and np.ndim(value) > 0):
-        raise ValueError(f"{where}: expects {_type_name(hint)}, got {value!r:.80}; {_GRID_HINT}")
+        raise ConfigError(f"{where}: expects {_type_name(hint)}, got {value!r:.80}; {_GRID_HINT}")
     value = _plain_scalar(value, where)
     if hint is int and isinstance(value, float) and value.is_integer():
         return int(value)
@@ -442,7 +444,7 @@ def coerce_field(name: str, value: Any, *, source: str = "config") -> Any:
     Strings are parsed for non-str fields: ints from '64', '1e6' or '2.5e5'
     (whole numbers only), floats from '3e-4', bools and lists as YAML. NumPy
     and JAX scalars become Python values and a single int is a one-layer
-    width list. Raises ValueError naming the field on a wrong type; ranges are
+    width list. Raises ConfigError naming the field on a wrong type; ranges are
     checked when the PPOConfig is built.
     """
     _check_known(name, source)
@@ -455,7 +457,7 @@ def coerce_field(name: str, value: Any, *, source: str = "config") -> Any:
         value = (value,)
     if not _has_type(hint, value):
         whole = " (not a whole number)" if hint is int and isinstance(value, float) else ""
-        raise ValueError(f"{where} expects {_type_name(hint)}, got {value!r}{whole}")
+        raise ConfigError(f"{where} expects {_type_name(hint)}, got {value!r}{whole}")
     return value
 
 
@@ -569,7 +571,7 @@ def _float32_note(v: float, f32: np.float32) -> str:
 
 def _validate(c: PPOConfig) -> None:
     def fail(field, msg):
-        raise ValueError(f"PPOConfig.{field}: {msg}")
+        raise ConfigError(f"PPOConfig.{field}: {msg}")
 
     # Integers: type, lower bound, the int32/float64 limits.
     for name, (low, limit) in _INT_LIMITS.items():
@@ -688,11 +690,11 @@ def _validate(c: PPOConfig) -> None:
 
 
 def _hparam_array(name: str, x: Any) -> np.ndarray:
-    """A concrete HParams leaf as a float32 NumPy array (ValueError unless it holds floats)."""
+    """A concrete HParams leaf as a float32 NumPy array (ConfigError unless it holds floats)."""
     arr = np.asarray(x) if isinstance(x, (np.ndarray, jax.Array, float, np.floating)) else None
     if arr is None or not np.issubdtype(arr.dtype, np.floating):
         dtype = f"dtype {arr.dtype}" if arr is not None else type(x).__name__
-        raise ValueError(
+        raise ConfigError(
             f"HParams.{name}: must be a float array (any shape), got {dtype}: {x!r:.80}; "
             "pass floats, e.g. jnp.asarray(value, jnp.float32) as PPOConfig.hparams() does"
         )
@@ -701,7 +703,7 @@ def _hparam_array(name: str, x: Any) -> np.ndarray:
 
 
 def _check_entries(name: str, requirement: str, bad: np.ndarray, show) -> None:
-    """Raise ValueError naming field `name` and the first entry where `bad` holds (its index when batched).
+    """Raise ConfigError naming field `name` and the first entry where `bad` holds (its index when batched).
 
     `show(index)` describes the offending value(s) at that index.
     """
@@ -709,7 +711,7 @@ def _check_entries(name: str, requirement: str, bad: np.ndarray, show) -> None:
         return
     first = tuple(int(i) for i in np.argwhere(bad)[0])
     where = f" at index {first} ({int(bad.sum())} of {bad.size} entries)" if bad.ndim else ""
-    raise ValueError(f"HParams.{name}: {requirement}, got {show(first)}{where}")
+    raise ConfigError(f"HParams.{name}: {requirement}, got {show(first)}{where}")
 
 
 def validate_hparams(hp: HParams, *, objective: str | None = None) -> HParams:
@@ -731,7 +733,9 @@ def validate_hparams(hp: HParams, *, objective: str | None = None) -> HParams:
         out = jax.jit(jax.vmap(train, in_axes=(None, 0)))(key, grid)
     """
     if not isinstance(hp, HParams):
-        raise ValueError(f"validate_hparams: expected an HParams (e.g. PPOConfig().hparams()), got {type(hp).__name__}")
+        raise ConfigError(
+            f"validate_hparams: expected an HParams (e.g. PPOConfig().hparams()), got {type(hp).__name__}"
+        )
     leaves = {name: getattr(hp, name) for name in HPARAM_FIELDS}
     if any(isinstance(x, jax.core.Tracer) for x in leaves.values()):
         return hp
@@ -742,7 +746,7 @@ def validate_hparams(hp: HParams, *, objective: str | None = None) -> HParams:
     try:
         lo, hi, beta = np.broadcast_arrays(values["kl_beta_min"], values["kl_beta_max"], values["kl_beta"])
     except ValueError:
-        raise ValueError(
+        raise ConfigError(
             "HParams.kl_beta_min: the shapes of kl_beta_min, kl_beta_max and kl_beta "
             f"({values['kl_beta_min'].shape}, {values['kl_beta_max'].shape}, {values['kl_beta'].shape}) do not "
             "broadcast"

@@ -30,6 +30,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from purejaxppo.errors import ConfigError
+
 ENV_COORDINATOR = "PUREJAXPPO_COORDINATOR"
 ENV_NUM_PROCESSES = "PUREJAXPPO_NUM_PROCESSES"
 ENV_PROCESS_ID = "PUREJAXPPO_PROCESS_ID"
@@ -44,7 +46,7 @@ def _int_env(name: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"{name}={value!r} must be an integer") from None
+        raise ConfigError(f"{name}={value!r} must be an integer") from None
 
 
 def initialize(
@@ -62,9 +64,9 @@ def initialize(
     num_processes = num_processes if num_processes is not None else _int_env(ENV_NUM_PROCESSES)
     process_id = process_id if process_id is not None else _int_env(ENV_PROCESS_ID)
     if num_processes is not None and num_processes < 1:
-        raise ValueError(f"--num-processes must be >= 1, got {num_processes}")
+        raise ConfigError(f"--num-processes must be >= 1, got {num_processes}")
     if process_id is not None and num_processes is not None and not 0 <= process_id < num_processes:
-        raise ValueError(f"--process-id {process_id} must be in [0, {num_processes})")
+        raise ConfigError(f"--process-id {process_id} must be in [0, {num_processes})")
     try:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     except Exception:  # noqa: BLE001 (an older/newer jax without the option: its default applies)
@@ -141,9 +143,9 @@ def launch(
     """
     limit = max_local_processes()
     if processes < 1:
-        raise ValueError(f"--processes must be >= 1, got {processes}")
+        raise ConfigError(f"--processes must be >= 1, got {processes}")
     if processes > limit:
-        raise ValueError(
+        raise ConfigError(
             f"--processes {processes}: this machine lets this process use {limit} CPU core(s); "
             f"start at most {limit} local workers (one per core), or use --distributed on a cluster"
         )

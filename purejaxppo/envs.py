@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from purejaxppo.errors import EnvError
 from purejaxppo.spaces import ActionSpec, action_spec_from_space, obs_spec_from_space  # noqa: F401 (re-exported)
 
 
 def make_env(name: str) -> tuple[Any, Any]:
-    """Environment and its default params, by name; unknown names raise ValueError with close matches.
+    """Environment and its default params, by name; unknown names raise EnvError with close matches.
 
     * A gymnax id (`"CartPole-v1"`, `"Pendulum-v1"`, `"Breakout-MinAtar"`, ...):
       `gymnax.make(name)`.
@@ -54,7 +55,7 @@ def make_env(name: str) -> tuple[Any, Any]:
     if name not in known:
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
+        raise EnvError(
             f"PPOConfig.env: unknown environment {name!r}.{hint} Registered gymnax environments: {', '.join(known)}. "
             "To use your own environment, pass it as make_train(config, env=my_env, env_params=my_params)."
         )
@@ -74,10 +75,10 @@ def env_name(env: Any) -> str:
 
 
 def check_env_api(env: Any, *, where: str = "make_train") -> None:
-    """ValueError unless `env` has the gymnax API methods (reset, step, observation_space, action_space)."""
+    """EnvError unless `env` has the gymnax API methods (reset, step, observation_space, action_space)."""
     missing = [m for m in ENV_METHODS if not callable(getattr(env, m, None))]
     if missing:
-        raise ValueError(
+        raise EnvError(
             f"{where}: env must be an environment object with the gymnax API ({', '.join(ENV_METHODS)}), "
             f"or an environment id string such as 'CartPole-v1'; got {type(env).__name__} {env!r:.60}, "
             f"which lacks {', '.join(missing)}"
@@ -85,11 +86,11 @@ def check_env_api(env: Any, *, where: str = "make_train") -> None:
 
 
 def default_env_params(env: Any, *, where: str = "make_train") -> Any:
-    """`env.default_params`, or ValueError asking for env_params when the env has none."""
+    """`env.default_params`, or EnvError asking for env_params when the env has none."""
     try:
         return env.default_params
     except AttributeError:
-        raise ValueError(f"{where}: env {env_name(env)} has no default_params; pass env_params=...") from None
+        raise EnvError(f"{where}: env {env_name(env)} has no default_params; pass env_params=...") from None
 
 
 def env_spaces(env: Any, env_params: Any, *, trace_reset: bool = False, where: str = "make_train") -> tuple[Any, Any]:
@@ -98,7 +99,7 @@ def env_spaces(env: Any, env_params: Any, *, trace_reset: bool = False, where: s
     With `trace_reset`, also traces `env.reset` abstractly (`jax.eval_shape`:
     no computation). Params of another env fail in there with an
     AttributeError or TypeError from deep inside the env; that becomes a
-    ValueError naming the env.
+    EnvError naming the env.
     """
     try:
         spaces = env.observation_space(env_params), env.action_space(env_params)
@@ -107,7 +108,7 @@ def env_spaces(env: Any, env_params: Any, *, trace_reset: bool = False, where: s
 
             jax.eval_shape(lambda key: env.reset(key, env_params), jax.random.key(0))
     except (AttributeError, TypeError) as e:
-        raise ValueError(
+        raise EnvError(
             f"{where}: env_params do not fit env {env_name(env)}: {type(e).__name__}: {e}; "
             "pass the env's own params, e.g. env.default_params"
         ) from e
@@ -133,13 +134,13 @@ def make_action_transform(action_spec: ActionSpec, action_handling: str = "clip"
         return lambda action: jnp.clip(action, low, high)
     if action_handling == "tanh":
         if not (np.all(np.isfinite(action_spec.low)) and np.all(np.isfinite(action_spec.high))):
-            raise ValueError("PPOConfig.action_handling: 'tanh' needs a bounded Box action space; use 'clip'")
+            raise EnvError("PPOConfig.action_handling: 'tanh' needs a bounded Box action space; use 'clip'")
         return lambda action: low + (jnp.tanh(action) + 1.0) * 0.5 * (high - low)
-    raise ValueError(f"PPOConfig.action_handling: {action_handling!r} is not one of ('clip', 'tanh')")
+    raise EnvError(f"PPOConfig.action_handling: {action_handling!r} is not one of ('clip', 'tanh')")
 
 
 def obs_shape_from_space(space: Any) -> tuple[int, ...]:
-    """Shape of a single-array observation space (ValueError for dict/tuple spaces: use obs_spec_from_space)."""
+    """Shape of a single-array observation space (EnvError for dict/tuple spaces: use obs_spec_from_space)."""
     from purejaxppo.spaces import obs_shape
 
     return obs_shape(obs_spec_from_space(space))

@@ -41,6 +41,7 @@ import numpy as np
 
 from purejaxppo.agent import ActingState, Agent, as_agent, make_policy
 from purejaxppo.envs import make_action_transform
+from purejaxppo.errors import ConfigError
 from purejaxppo.rollout import step_envs
 from purejaxppo.spaces import ActionSpec
 
@@ -53,13 +54,13 @@ def max_episode_steps(env: Any, env_params: Any, max_steps: int | None = None) -
     if max_steps is None:
         max_steps = getattr(env_params, "max_steps_in_episode", None)
     if max_steps is None:
-        raise ValueError(
+        raise ConfigError(
             f"evaluation needs a step cap: {type(env).__name__}'s params have no max_steps_in_episode; "
             "pass max_steps=... explicitly"
         )
     max_steps = int(max_steps)
     if max_steps <= 0:
-        raise ValueError(f"evaluation step cap must be positive, got {max_steps}")
+        raise ConfigError(f"evaluation step cap must be positive, got {max_steps}")
     return max_steps
 
 
@@ -116,12 +117,12 @@ def build_evaluate(
         acting: ActingState, key, num_episodes: int, deterministic: bool = True, *, obs_clip=None, enabled=True
     ):
         if not isinstance(acting, ActingState):
-            raise ValueError(
+            raise ConfigError(
                 "evaluate: the first argument is an ActingState(params, obs_norm) "
                 f"(purejaxppo.agent), got {type(acting).__name__}"
             )
         if not isinstance(num_episodes, (int, np.integer)) or num_episodes <= 0:
-            raise ValueError(f"evaluate: num_episodes must be a positive int (static), got {num_episodes!r}")
+            raise ConfigError(f"evaluate: num_episodes must be a positive int (static), got {num_episodes!r}")
         n = int(num_episodes)
         clip = default_clip if obs_clip is None else obs_clip
         k_reset, k_loop = jax.random.split(key)

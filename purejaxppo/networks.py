@@ -23,6 +23,7 @@ import numpy as np
 
 from purejaxppo.config import PPOConfig
 from purejaxppo.distributions import Categorical, DiagGaussian, MultiCategorical, TanhGaussian
+from purejaxppo.errors import ConfigError
 from purejaxppo.spaces import ActionSpec  # noqa: F401 (re-exported: purejaxppo.networks.ActionSpec)
 
 _ACTIVATIONS: dict[str, Callable] = {
@@ -259,7 +260,7 @@ class RecurrentActorCritic(nn.Module):
 
     def setup(self):
         if self.cell not in ("gru", "lstm"):
-            raise ValueError(f"RecurrentActorCritic.cell: {self.cell!r} is not 'gru' or 'lstm'")
+            raise ConfigError(f"RecurrentActorCritic.cell: {self.cell!r} is not 'gru' or 'lstm'")
         cores = 1 if self.shared_core else 2
         cell = nn.GRUCell if self.cell == "gru" else nn.OptimizedLSTMCell
         self.torsos = [Torso(self.torso_hidden, self.activation, self.cnn_channels) for _ in range(cores)]
@@ -381,7 +382,7 @@ def make_network(
     if kind == "cnn":
         if not image:
             shape = obs_spec.shape if single else "a pytree without an image leaf"
-            raise ValueError(
+            raise ConfigError(
                 f"PPOConfig.network: 'cnn' needs image observations [H, W, C] (or a pytree with an "
                 f"image leaf), got {shape}; use 'mlp'"
             )

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo.config import HParams
+from purejaxppo.errors import ConfigError
 
 
 def _no_state(hp: HParams) -> Any:
@@ -116,11 +117,11 @@ _REGISTRY: dict[str, Objective] = {}
 def register_objective(objective: Objective, *, replace: bool = False) -> Objective:
     """Make `objective` selectable as `PPOConfig(objective=objective.name)`. Returns it."""
     if not isinstance(objective, Objective):
-        raise ValueError(f"register_objective: expected an Objective, got {type(objective).__name__}")
+        raise ConfigError(f"register_objective: expected an Objective, got {type(objective).__name__}")
     if not objective.name or not isinstance(objective.name, str):
-        raise ValueError("register_objective: an objective needs a non-empty string name")
+        raise ConfigError("register_objective: an objective needs a non-empty string name")
     if objective.name in _REGISTRY and not replace and _REGISTRY[objective.name] is not objective:
-        raise ValueError(
+        raise ConfigError(
             f"register_objective: {objective.name!r} is already registered; pass replace=True to replace it"
         )
     _REGISTRY[objective.name] = objective
@@ -138,7 +139,7 @@ def get_objective(name: str | Objective) -> Objective:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"PPOConfig.objective: {name!r} is not one of {objective_names()} "
             "(register a new one with purejaxppo.objectives.register_objective)"
         ) from None

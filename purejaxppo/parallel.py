@@ -42,6 +42,7 @@ from jax.sharding import PartitionSpec as P
 
 from purejaxppo.checkpoint import _is_key
 from purejaxppo.config import RECURRENT_NETWORKS, HParams, PPOConfig, validate_hparams
+from purejaxppo.errors import ConfigError
 from purejaxppo.train import Train, TrainOutput, make_train
 
 SEED, DATA = "seed", "data"
@@ -51,23 +52,23 @@ LOCAL_SEEDS = "local_seeds"
 
 
 def parse_mesh(text: str) -> dict[str, int]:
-    """`"seed=2,data=1"` -> {"seed": 2, "data": 1} (ValueError naming the flag on anything else)."""
+    """`"seed=2,data=1"` -> {"seed": 2, "data": 1} (ConfigError naming the flag on anything else)."""
     shape: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in str(text).split(","))):
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or name not in AXES:
-            raise ValueError(
+            raise ConfigError(
                 f"--mesh: {part!r} is not AXIS=SIZE with AXIS one of {', '.join(AXES)} (e.g. --mesh seed=2,data=1)"
             )
         if name in shape:
-            raise ValueError(f"--mesh: axis {name!r} given twice")
+            raise ConfigError(f"--mesh: axis {name!r} given twice")
         try:
             size = int(value)
         except ValueError:
-            raise ValueError(f"--mesh: {name}={value!r} must be a positive integer (e.g. --mesh {name}=2)") from None
+            raise ConfigError(f"--mesh: {name}={value!r} must be a positive integer (e.g. --mesh {name}=2)") from None
         if size < 1:
-            raise ValueError(f"--mesh: {name}={size} must be a positive integer (e.g. --mesh {name}=2)")
+            raise ConfigError(f"--mesh: {name}={size} must be a positive integer (e.g. --mesh {name}=2)")
         shape[name] = size
     return shape
 
@@ -87,32 +88,32 @@ def default_mesh_shape(num_seeds: int, num_envs: int, num_devices: int) -> dict[
 
 
 def check_mesh_shape(shape: dict[str, int], *, num_seeds: int, config: PPOConfig, num_devices: int) -> None:
-    """ValueError naming the field and the fix for a mesh that does not fit the run."""
+    """ConfigError naming the field and the fix for a mesh that does not fit the run."""
     seed, data = shape.get(SEED, 1), shape.get(DATA, 1)
     if seed * data > num_devices:
-        raise ValueError(
+        raise ConfigError(
             f"mesh: seed={seed} x data={data} needs {seed * data} devices but {num_devices} are available "
             f"({jax.default_backend()}); shrink the mesh, or start more processes (--processes)"
         )
     if num_seeds % seed:
-        raise ValueError(
+        raise ConfigError(
             f"mesh: --seeds {num_seeds} is not divisible by the seed axis ({seed}); use a multiple of "
             f"{seed} seeds or --mesh seed=<a divisor of {num_seeds}>"
         )
     if config.num_envs % data:
-        raise ValueError(
+        raise ConfigError(
             f"PPOConfig.num_envs: {config.num_envs} is not divisible by the data axis ({data}); "
             f"use a multiple of {data} envs or --mesh data=<a divisor of {config.num_envs}>"
         )
     local = config.num_envs // data * config.num_steps
     if local % config.num_minibatches:
-        raise ValueError(
+        raise ConfigError(
             f"PPOConfig.num_minibatches: each of the {data} data shards holds num_envs / {data} * num_steps = {local} "
             f"samples, which must be divisible by num_minibatches = {config.num_minibatches}; choose a divisor of "
             f"{local}"
         )
     if config.network in RECURRENT_NETWORKS and (config.num_envs // data) % config.num_minibatches:
-        raise ValueError(
+        raise ConfigError(
             f"PPOConfig.num_minibatches: network={config.network!r} takes minibatches of whole env sequences from each "
             f"data shard's num_envs / {data} = {config.num_envs // data} envs, which must be divisible by "
             f"num_minibatches = {config.num_minibatches}; lower num_minibatches or raise num_envs"
@@ -135,7 +136,7 @@ def make_mesh(seed: int | None = None, data: int | None = None, devices: Sequenc
     elif data is None:
         data = n // seed
     if seed < 1 or data < 1 or seed * data > n:
-        raise ValueError(f"make_mesh: seed={seed} x data={data} does not fit {n} device(s)")
+        raise ConfigError(f"make_mesh: seed={seed} x data={data} does not fit {n} device(s)")
     return Mesh(np.asarray(devices[: seed * data], dtype=object).reshape(seed, data), AXES)
 
 
@@ -212,7 +213,7 @@ def hparams_kind(hp: HParams) -> str:
         return "rep"
     if ndims == {1}:
         return "seed"
-    raise ValueError("hparams: every field must be a scalar (shared by all seeds) or a [num_seeds] array")
+    raise ConfigError("hparams: every field must be a scalar (shared by all seeds) or a [num_seeds] array")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -287,12 +288,12 @@ def make_sharded_train(
 ) -> ShardedTrain:
     """`make_train(config, env, env_params, network_factory)` for `num_seeds` seeds on `mesh` (see module doc).
 
-    Pass an already built `train` to reuse it. ValueError when the mesh does
+    Pass an already built `train` to reuse it. ConfigError when the mesh does
     not fit (seeds not divisible by the seed axis, num_envs or the minibatches
     not divisible by the data axis).
     """
     if tuple(mesh.axis_names) != AXES:
-        raise ValueError(
+        raise ConfigError(
             f"make_sharded_train: the mesh's axes must be {AXES} (purejaxppo.parallel.make_mesh), "
             f"got {tuple(mesh.axis_names)}"
         )

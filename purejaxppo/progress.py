@@ -53,6 +53,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purejaxppo.errors import ConfigError
+
 PROGRESS_METRICS = ("episode_return", "eval_return", "diverged")
 
 
@@ -154,7 +156,7 @@ class ProgressReporter:
         bar_total_steps: int | None = None,
     ):
         if style not in ("bar", "lines", "off"):
-            raise ValueError(f"ProgressReporter: style must be 'bar', 'lines' or 'off', got {style!r}")
+            raise ConfigError(f"ProgressReporter: style must be 'bar', 'lines' or 'off', got {style!r}")
         self.total_updates = int(total_updates)
         self.steps_per_update = int(steps_per_update)
         self.num_runs = int(num_runs)

@@ -6,7 +6,7 @@ with Pillow's `ImageDraw` — gymnax's own visualizer draws them through
 gymnasium + pygame, which are not dependencies. The other envs gymnax's
 `Visualizer` can draw (Catch, the MinAtar games, PointRobot, MetaMaze,
 FourRooms) go through it (matplotlib; MinAtar also needs seaborn). Any other
-env raises `ValueError` with the list of drawable ones.
+env raises `EnvError` with the list of drawable ones.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from purejaxppo.errors import EnvError
 
 OWN_DRAWERS = ("CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0")
 GYMNAX_VISUALIZER = (
@@ -39,7 +41,7 @@ BG, FG, ACCENT, GOAL = (255, 255, 255), (40, 40, 40), (204, 102, 51), (60, 150, 
 
 def check_renderable(env_name: str) -> None:
     if env_name not in RENDERABLE:
-        raise ValueError(
+        raise EnvError(
             f"render: environment {env_name!r} cannot be drawn; drawable environments: {', '.join(RENDERABLE)}"
         )
 
@@ -140,7 +142,7 @@ def render_states(
     """Write a GIF of `states` (one env state per frame; `returns` the running return shown)."""
     check_renderable(env_name)
     if not states:
-        raise ValueError("render: the episode has no steps")
+        raise EnvError("render: the episode has no steps")
     if env_name in _DRAWERS:
         return write_gif(draw_frames(env_name, env_params, states, returns), path)
     try:
@@ -149,7 +151,7 @@ def render_states(
         matplotlib.use("Agg")
         from gymnax.visualize import Visualizer
     except ImportError as e:
-        raise ValueError(
+        raise EnvError(
             f"render: drawing {env_name} uses gymnax's visualizer, which needs {e.name}: pip install {e.name}"
         ) from None
     path = Path(path)

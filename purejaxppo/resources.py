@@ -22,12 +22,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from purejaxppo.errors import ResourceError
+
 SKIP_ENV_VAR = "PUREJAXPPO_SKIP_MEMORY_CHECK"
 _F32 = 4
-
-
-class ResourceError(ValueError):
-    """A run does not fit the device (memory), with the estimate and the fix."""
 
 
 class MemoryEstimate(NamedTuple):

@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purejaxppo.errors import ConfigError
+
 #: The observation-dict key under which an env gives its legal-action mask (module docstring).
 ACTION_MASK_KEY = "action_mask"
 
@@ -45,7 +47,7 @@ class MultiDiscrete:
     def __init__(self, nvec):
         self.nvec = tuple(int(n) for n in np.asarray(nvec).reshape(-1))
         if not self.nvec or min(self.nvec) < 1:
-            raise ValueError(f"MultiDiscrete: nvec must be a non-empty list of positive ints, got {nvec!r}")
+            raise ConfigError(f"MultiDiscrete: nvec must be a non-empty list of positive ints, got {nvec!r}")
         self.shape = (len(self.nvec),)
         self.dtype = jnp.int32
 
@@ -111,7 +113,7 @@ def action_spec_from_space(space: Any) -> ActionSpec:
             low=tuple(float(v) for v in low),
             high=tuple(float(v) for v in high),
         )
-    raise ValueError(
+    raise ConfigError(
         f"action space {space!r} is not supported: purejaxppo handles Discrete (Categorical policy), "
         "MultiDiscrete (purejaxppo.spaces.MultiDiscrete: a product of Categoricals) "
         "and Box (diagonal Gaussian policy) action spaces"
@@ -127,7 +129,7 @@ def obs_spec_from_space(space: Any) -> Any:
     if isinstance(inner, (tuple, list)):
         return tuple(obs_spec_from_space(v) for v in inner)
     if not hasattr(space, "shape"):
-        raise ValueError(
+        raise ConfigError(
             f"observation space {space!r} has no shape: purejaxppo needs array (Box), Dict or Tuple observation spaces"
         )
     dtype = getattr(space, "dtype", jnp.float32)
@@ -144,9 +146,9 @@ def is_array_spec(spec: Any) -> bool:
 
 
 def obs_shape(spec: Any) -> tuple[int, ...]:
-    """The shape of a single-array observation spec (ValueError for a pytree one)."""
+    """The shape of a single-array observation spec (ConfigError for a pytree one)."""
     if not is_array_spec(spec):
-        raise ValueError(f"expected a single-array observation, got a pytree of {len(jax.tree.leaves(spec))} arrays")
+        raise ConfigError(f"expected a single-array observation, got a pytree of {len(jax.tree.leaves(spec))} arrays")
     return tuple(spec.shape)
 
 

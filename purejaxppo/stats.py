@@ -29,6 +29,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from purejaxppo.errors import ConfigError
+
 METRICS = ("iqm", "mean", "median")
 
 # Upper bound on the number of float64 values `curve_ci` materializes at once for
@@ -40,26 +42,26 @@ _CURVE_CHUNK_ELEMENTS = 2**22
 
 
 def _as_array(x, name: str, ndims: tuple[int, ...] | None = None) -> np.ndarray:
-    """`x` as a float64 array, with a `ValueError` naming `name` if it is unusable."""
+    """`x` as a float64 array, with a `ConfigError` naming `name` if it is unusable."""
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"`{name}` must be numeric array-like: {e}") from None
+        raise ConfigError(f"`{name}` must be numeric array-like: {e}") from None
     if ndims is not None and arr.ndim not in ndims:
         want = " or ".join(f"{d}-D" for d in ndims)
-        raise ValueError(f"`{name}` must be {want}, got shape {arr.shape}")
+        raise ConfigError(f"`{name}` must be {want}, got shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError(f"`{name}` is empty (shape {arr.shape})")
+        raise ConfigError(f"`{name}` is empty (shape {arr.shape})")
     if np.isnan(arr).any():
-        raise ValueError(f"`{name}` contains NaN values")
+        raise ConfigError(f"`{name}` contains NaN values")
     if np.isinf(arr).any():
-        raise ValueError(f"`{name}` contains infinite values")
+        raise ConfigError(f"`{name}` contains infinite values")
     return arr
 
 
 def _check_metric(metric: str) -> Callable[[np.ndarray, int], np.ndarray]:
     if not isinstance(metric, str) or metric not in _METRIC_FNS:
-        raise ValueError(f"`metric` must be one of {METRICS}, got {metric!r}")
+        raise ConfigError(f"`metric` must be one of {METRICS}, got {metric!r}")
     return _METRIC_FNS[metric]
 
 
@@ -68,15 +70,15 @@ def _check_confidence(confidence: float) -> tuple[float, float]:
     try:
         c = float(confidence)
     except (TypeError, ValueError):
-        raise ValueError(f"`confidence` must be a number in (0, 1), got {confidence!r}") from None
+        raise ConfigError(f"`confidence` must be a number in (0, 1), got {confidence!r}") from None
     if not 0.0 < c < 1.0:  # also rejects NaN
-        raise ValueError(f"`confidence` must be in (0, 1), got {confidence!r}")
+        raise ConfigError(f"`confidence` must be in (0, 1), got {confidence!r}")
     return 50.0 * (1.0 - c), 50.0 * (1.0 + c)
 
 
 def _check_reps(reps: int) -> int:
     if isinstance(reps, bool) or not isinstance(reps, (int, np.integer)) or reps < 1:
-        raise ValueError(f"`reps` must be a positive integer, got {reps!r}")
+        raise ConfigError(f"`reps` must be a positive integer, got {reps!r}")
     return int(reps)
 
 
@@ -115,7 +117,7 @@ def iqm(x, axis: int | None = -1):
     if axis is None:
         arr, axis = arr.reshape(-1), 0
     if arr.ndim == 0:
-        raise ValueError("`x` must have at least one dimension")
+        raise ConfigError("`x` must have at least one dimension")
     out = _iqm_unchecked(arr, axis)
     return float(out) if out.ndim == 0 else out
 
@@ -226,11 +228,11 @@ def probability_of_improvement(
     xa = _as_array(x, "x", ndims=(1, 2))
     ya = _as_array(y, "y", ndims=(1, 2))
     if xa.ndim != ya.ndim:
-        raise ValueError(f"`x` and `y` must have the same ndim, got shapes {xa.shape} and {ya.shape}")
+        raise ConfigError(f"`x` and `y` must have the same ndim, got shapes {xa.shape} and {ya.shape}")
     if xa.ndim == 1:
         xa, ya = xa[:, None], ya[:, None]
     if xa.shape[1] != ya.shape[1]:
-        raise ValueError(
+        raise ConfigError(
             f"`x` and `y` must have the same number of tasks (columns), got shapes {xa.shape} and {ya.shape}"
         )
     lo_pct, hi_pct = _check_confidence(confidence)
@@ -312,10 +314,10 @@ def plot_curves(
     _check_metric(metric)
     _check_confidence(confidence)
     if not isinstance(curves, Mapping) or len(curves) == 0:
-        raise ValueError("`curves` must be a non-empty mapping of run name -> [num_seeds, T] array")
+        raise ConfigError("`curves` must be a non-empty mapping of run name -> [num_seeds, T] array")
     per_run = isinstance(steps, Mapping)
     if per_run and set(steps) != set(curves):
-        raise ValueError("`steps` given per run must have exactly the keys of `curves`")
+        raise ConfigError("`steps` given per run must have exactly the keys of `curves`")
     shared = None if per_run else _as_array(steps, "steps", ndims=(1,))
     xs: dict[str, np.ndarray] = {}
     bands = {}
@@ -328,7 +330,7 @@ def plot_curves(
             x = shared
         xs[name] = x
         if arr.shape[1] != x.shape[0]:
-            raise ValueError(f"`curves[{name!r}]` has T={arr.shape[1]} steps but `steps` has {x.shape[0]}")
+            raise ConfigError(f"`curves[{name!r}]` has T={arr.shape[1]} steps but `steps` has {x.shape[0]}")
         bands[name] = (arr.shape[0], *curve_ci(arr, metric, reps=reps, confidence=confidence, seed=seed))
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -33,6 +33,7 @@ from purejaxppo import collectives
 from purejaxppo.agent import ActingState, Agent, as_agent, is_recurrent
 from purejaxppo.config import HParams, PPOConfig, validate_hparams
 from purejaxppo.envs import check_env_api, default_env_params, env_spaces, make_action_transform, make_env
+from purejaxppo.errors import ConfigError, DivergedError
 from purejaxppo.gae import compute_gae
 from purejaxppo.losses import Batch, ppo_loss
 from purejaxppo.networks import make_network, network_options
@@ -523,7 +524,7 @@ def make_train(
         `env.default_params`); by default the env named by `config.env`. A
         string env is an environment id like `config.env` ("CartPole-v1",
         "brax/ant"), made with `purejaxppo.envs.make_env`. Params that do not
-        fit the env raise ValueError. Observations may be arrays or pytrees
+        fit the env raise ConfigError. Observations may be arrays or pytrees
         (dict/tuple spaces).
       network_factory: `f(obs_spec, action_spec) -> flax module` whose
         `__call__(obs [B, ...])` returns `(dist, value [B])` (obs_spec: a
@@ -540,9 +541,9 @@ def make_train(
       jit/vmap they are tracers and unchecked.
     """
     if not isinstance(config, PPOConfig):
-        raise ValueError(f"make_train: config must be a PPOConfig, got {type(config).__name__}")
+        raise ConfigError(f"make_train: config must be a PPOConfig, got {type(config).__name__}")
     if network_factory is not None and not callable(network_factory):
-        raise ValueError(
+        raise ConfigError(
             "make_train: network_factory must be callable as f(obs_spec, action_spec) -> flax module, "
             f"got {type(network_factory).__name__} {network_factory!r:.60}"
         )
@@ -594,7 +595,7 @@ def raise_if_diverged(out: TrainOutput) -> None:
         flat = diverged.reshape(-1, diverged.shape[-1])
         runs = np.flatnonzero(flat.any(axis=-1))
         first = int(np.argmax(flat[runs[0]])) + 1  # metrics[..., j] belong to update j + 1
-        raise FloatingPointError(
+        raise DivergedError(
             f"training diverged: {len(runs)} of {flat.shape[0]} run(s) produced non-finite losses or parameters "
             f"(run {int(runs[0])} first at update {first}); their params were frozen at the last finite values. "
             "Lower learning_rate, enable normalize_obs/normalize_reward, or check the environment's "

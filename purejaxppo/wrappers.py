@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from purejaxppo.errors import EnvError
+
 #: gymnax id -> indices of the observation entries the masked task keeps (the positions).
 MASKS: dict[str, tuple[int, ...]] = {
     "CartPole-v1": (0, 2),
@@ -40,7 +42,7 @@ class MaskedObservation:
         self.env = env
         self.keep = tuple(int(i) for i in keep)
         if not self.keep:
-            raise ValueError("MaskedObservation: keep must name at least one observation entry")
+            raise EnvError("MaskedObservation: keep must name at least one observation entry")
         self._name = name or f"{PREFIX}{getattr(env, 'name', type(env).__name__)}"
 
     @property
@@ -73,7 +75,7 @@ class MaskedObservation:
 
         inner = self.env.observation_space(params)
         if len(inner.shape) != 1 or max(self.keep) >= inner.shape[0] or min(self.keep) < -inner.shape[0]:
-            raise ValueError(
+            raise EnvError(
                 f"MaskedObservation: keep={self.keep} does not index the flat observation of shape "
                 f"{tuple(inner.shape)} of {getattr(self.env, 'name', type(self.env).__name__)}"
             )
@@ -90,12 +92,12 @@ class MaskedObservation:
 
 
 def make_masked_env(name: str) -> tuple[MaskedObservation, Any]:
-    """`masked/<gymnax id>` -> (MaskedObservation, default params); ValueError listing the maskable ids."""
+    """`masked/<gymnax id>` -> (MaskedObservation, default params); EnvError listing the maskable ids."""
     import gymnax
 
     base = name[len(PREFIX) :]
     if base not in MASKS:
-        raise ValueError(
+        raise EnvError(
             f"PPOConfig.env: {name!r} has no masked version; masked tasks: "
             f"{', '.join(PREFIX + k for k in MASKS)} (or wrap any env: "
             "purejaxppo.wrappers.MaskedObservation(env, keep=...))"

@@ -98,6 +98,10 @@ TIERS: dict[str, str | set[str]] = {
     # the multi-process launcher's failure report (its real 2-process runs are slow)
     "test_distributed.py": {"test_launcher_shows_the_output_of_a_worker_that_ended_before_worker_0_failed"},
     "test_render.py": "fast",
+    # the error hierarchy and the CLI's one-line vs traceback rule (the checkpointed-bug case trains: slow)
+    "test_errors.py": {"test_every_error_is_a_purejaxppo_error_and_keeps_its_builtin_base",
+                       "test_the_package_raises_no_bare_builtin_error", "test_a_purejaxppo_error_is_one_line_and_exit_2",
+                       "test_an_internal_error_keeps_its_traceback_and_says_what_the_folder_holds"},
     "test_interfaces.py": {"test_masked_categorical_is_finite_and_correct", "test_reset_carry_replaces_only_finished_envs",
                            "test_evaluate_and_episode_rollout_act_through_the_agent_with_its_carry",
                            "test_episode_rollout_matches_a_plain_python_loop"},

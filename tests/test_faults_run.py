@@ -326,6 +326,8 @@ def test_size_and_count_errors_are_one_line_and_fast(tmp_path, capsys, monkeypat
 
 
 def test_library_errors_become_one_line(tmp_path, capsys, monkeypatch):
+    """A missing extra, no network, device memory and a read-only disk are the user's to fix: one line each.
+    (An OverflowError is a bug since config fields are range-checked against int32: tests/test_errors.py.)"""
     from urllib.error import URLError
 
     from purejaxppo import runs
@@ -341,7 +343,6 @@ def test_library_errors_become_one_line(tmp_path, capsys, monkeypatch):
         URLError(OSError(-3, "Temporary failure in name resolution")): "offline",
         jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9 GB.\nmore"):
             "out of device memory",
-        OverflowError("Python integer 195312500000 out of bounds for int32"): "32-bit",
         OSError(errno.EROFS, "Read-only file system", "runs/x/run.json"): "read-only",
     }
     for exc, words in cases.items():

@@ -14,7 +14,7 @@ never both True, plus `observation_space(params)`, `action_space(params)`,
 bool `obs["action_mask"]` (purejaxppo.spaces.ACTION_MASK_KEY).
 
 `make_env("<prefix>/<name>")` selects one by name; the library is imported only
-then, and a missing one raises an ImportError naming the extra to install.
+then, and a missing one raises an ExtraMissingError (an ImportError) naming the extra to install.
 This package's core never imports any of these libraries.
 
     prefix        extra          module
@@ -38,6 +38,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from purejaxppo.errors import EnvError, ExtraMissingError
+
 #: name prefix -> (module under purejaxppo.adapters, pip extra)
 ADAPTERS: dict[str, tuple[str, str]] = {
     "playground/": ("playground", "playground"),
@@ -60,30 +62,30 @@ def make_adapted_env(name: str) -> tuple[Any, Any]:
     """`'<prefix>/<env name>'` -> (env with the gymnax API, its default params), via the prefix's adapter module."""
     found = adapter_for(name)
     if found is None:
-        raise ValueError(f"PPOConfig.env: {name!r} names no adapter; prefixes: {', '.join(ADAPTERS)}")
+        raise EnvError(f"PPOConfig.env: {name!r} names no adapter; prefixes: {', '.join(ADAPTERS)}")
     prefix, module, _ = found
     mod = importlib.import_module(f"purejaxppo.adapters.{module}")
     return mod.make(name[len(prefix) :])
 
 
 def import_library(module: str, *, extra: str, prefix: str, what: str):
-    """Import an adapter's library, or an ImportError that names the extra to install."""
+    """Import an adapter's library, or an ExtraMissingError that names the extra to install."""
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise ImportError(
+        raise ExtraMissingError(
             f"PPOConfig.env: {what} environments ('{prefix}<name>') need the optional package "
             f"{module.split('.')[0]!r}, "
             f"which could not be imported ({err}). Install it with: pip install -e '.[{extra}]'"
         ) from err
 
 
-def unknown_env_error(prefix: str, name: str, known: Iterable[str], what: str) -> ValueError:
-    """ValueError for an unknown env name: close matches first, then the library's own names."""
+def unknown_env_error(prefix: str, name: str, known: Iterable[str], what: str) -> EnvError:
+    """EnvError for an unknown env name: close matches first, then the library's own names."""
     known = sorted(known)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(prefix + c) for c in close)}?" if close else ""
-    return ValueError(
+    return EnvError(
         f"PPOConfig.env: unknown {what} environment {name!r} in {prefix + name!r}.{hint} "
         f"{what} environments: {', '.join(known)}."
     )

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from purejaxppo.adapters import cast_like, import_library, raw_key, strong, unknown_env_error
+from purejaxppo.errors import EnvError
 
 PREFIX = "craftax/"
 WHAT = "Craftax"
@@ -114,7 +115,7 @@ class CraftaxEnv:
 
     def __init__(self, env: Any, name: str, *, pool_size: int = DEFAULT_POOL_SIZE, pool_seed: int = 0):
         if pool_size < 1:
-            raise ValueError(f"CraftaxEnv: pool_size must be >= 1, got {pool_size}")
+            raise EnvError(f"CraftaxEnv: pool_size must be >= 1, got {pool_size}")
         self.env = env
         self.name = name
         self.pool_size = int(pool_size)

@@ -72,6 +72,7 @@ import numpy as np
 from flax import struct
 
 from purejaxppo.adapters import cast_like, import_library, raw_key, unknown_env_error, where_done
+from purejaxppo.errors import EnvError, EnvUnavailableError
 from purejaxppo.spaces import ACTION_MASK_KEY, MultiDiscrete
 
 PREFIX = "jumanji/"
@@ -218,7 +219,7 @@ class JumanjiEnv:
                 np.broadcast_to(np.asarray(spec.maximum, np.float32), self._action_shape),
             )
         else:
-            raise ValueError(
+            raise EnvError(
                 f"Jumanji env {self.name!r}: action spec {spec!r} is not supported "
                 "(DiscreteArray, MultiDiscreteArray or BoundedArray)"
             )
@@ -246,7 +247,7 @@ class JumanjiEnv:
         self.flat = bool(flat)
         if self.flat:
             if self._kind != "multi" or self.mask_layout == "per_sub":
-                raise ValueError(
+                raise EnvError(
                     f"Jumanji env {self.name!r}: {FLAT_SUFFIX} needs a multi-discrete env with a joint "
                     f"action mask or none (this one: {self._kind}, mask {self.mask_layout})"
                 )
@@ -258,10 +259,10 @@ class JumanjiEnv:
         if self._kind == "discrete":
             assert self.nvec is not None  # set for "discrete" and "multi" (None only for "box")
             if math.prod(shape) != self.nvec[0]:
-                raise ValueError(f"Jumanji env {self.name!r}: action_mask of shape {shape} for {self.nvec[0]} actions")
+                raise EnvError(f"Jumanji env {self.name!r}: action_mask of shape {shape} for {self.nvec[0]} actions")
             return "flat"
         if self._kind != "multi":
-            raise ValueError(f"Jumanji env {self.name!r}: an action_mask with a continuous action space")
+            raise EnvError(f"Jumanji env {self.name!r}: an action_mask with a continuous action space")
         assert self.nvec is not None
         k = len(self.nvec)
         per_sub = len(set(self.nvec)) == 1 and tuple(shape) == (k, self.nvec[0])
@@ -272,7 +273,7 @@ class JumanjiEnv:
             return "per_sub"
         if joint:
             return "joint"
-        raise ValueError(
+        raise EnvError(
             f"Jumanji env {self.name!r}: action_mask of shape {shape} fits neither a per-sub-action "
             f"[{k}, n] nor a joint {list(self.nvec)} layout"
         )
@@ -401,7 +402,7 @@ def make(name: str) -> tuple[JumanjiEnv, JumanjiEnvParams]:
     jumanji = _jumanji()
     env_id, sep, option = name.partition("@")
     if sep and option != FLAT_SUFFIX[1:]:
-        raise ValueError(
+        raise EnvError(
             f"PPOConfig.env: unknown option {'@' + option!r} in {PREFIX + name!r}; "
             f"the only one is {FLAT_SUFFIX!r} (a multi-discrete env as one Discrete action)"
         )
@@ -411,7 +412,7 @@ def make(name: str) -> tuple[JumanjiEnv, JumanjiEnvParams]:
     try:
         raw = jumanji.make(env_id)
     except Exception as err:  # e.g. Sokoban's level download offline
-        raise RuntimeError(
+        raise EnvUnavailableError(
             f"PPOConfig.env: could not make Jumanji env {env_id!r} ({type(err).__name__}: {err}); "
             "note: Sokoban-v0 downloads its levels from the Hugging Face Hub (needs network)"
         ) from err

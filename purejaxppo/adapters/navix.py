@@ -47,6 +47,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from purejaxppo.adapters import cast_like, import_library, raw_key, strong, unknown_env_error, where_done
+from purejaxppo.errors import EnvError
 
 PREFIX = "navix/"
 WHAT = "Navix"
@@ -138,14 +139,14 @@ class NavixEnv:
 
 
 def make(name: str) -> tuple[NavixEnv, NavixEnvParams]:
-    """`'<id>'` or `'<id>@<observation>'` (no prefix) -> (NavixEnv, NavixEnvParams()); unknown ids raise ValueError."""
+    """`'<id>'` or `'<id>@<observation>'` (no prefix) -> (NavixEnv, NavixEnvParams()); unknown ids raise EnvError."""
     nx = _navix()
     env_id, sep, obs_name = name.partition("@")
     known = list(nx.registry())
     if env_id not in known:
         raise unknown_env_error(PREFIX, env_id, known, WHAT)
     if sep and obs_name not in OBSERVATIONS:
-        raise ValueError(
+        raise EnvError(
             f"PPOConfig.env: unknown Navix observation {obs_name!r} in {PREFIX + name!r}; "
             f"one of: {', '.join(OBSERVATIONS)}"
         )

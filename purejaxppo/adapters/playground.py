@@ -53,6 +53,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from purejaxppo.adapters import cast_like, import_library, raw_key, strong, unknown_env_error, where_done
+from purejaxppo.errors import EnvUnavailableError
 
 PREFIX = "playground/"
 EXTRA = "playground"
@@ -208,12 +209,12 @@ class PlaygroundEnv:
         )
 
 
-def _menagerie_error(name: str, suite: str, err: BaseException) -> RuntimeError:
+def _menagerie_error(name: str, suite: str, err: BaseException) -> EnvUnavailableError:
     from mujoco_playground._src import mjx_env
 
     path = getattr(mjx_env, "MENAGERIE_PATH", "<mujoco_playground>/external_deps/mujoco_menagerie")
     sha = getattr(mjx_env, "MENAGERIE_COMMIT_SHA", "<commit>")
-    return RuntimeError(
+    return EnvUnavailableError(
         f"PPOConfig.env: could not load {WHAT} {suite} env {PREFIX + name!r}: its robot model comes from "
         f"mujoco_menagerie, which Playground git-clones from GitHub into {path} when the env is first loaded, "
         f"and that failed (no network?): {type(err).__name__}: {str(err).rstrip('.')}. "
@@ -224,7 +225,7 @@ def _menagerie_error(name: str, suite: str, err: BaseException) -> RuntimeError:
 
 
 def make(name: str, impl: str | None = None) -> tuple[PlaygroundEnv, PlaygroundEnvParams]:
-    """`<EnvName>` (without the prefix) -> (PlaygroundEnv, its default params); unknown names raise ValueError.
+    """`<EnvName>` (without the prefix) -> (PlaygroundEnv, its default params); unknown names raise EnvError.
 
     `impl`: MJX implementation ('jax' or 'warp'); default 'jax' on CPU, Playground's own default elsewhere.
     """

@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo.adapters import cast_like, import_library, raw_key, unknown_env_error, where_done
+from purejaxppo.errors import EnvError
 
 PREFIX = "xminigrid/"
 WHAT = "XLand-MiniGrid"
@@ -144,28 +145,26 @@ def _benchmark_ruleset(xminigrid, full: str, spec: str):
     bench, sep, index = spec.partition(":")
     known = list(xminigrid.registered_benchmarks())
     if not sep or not index.isdigit():
-        raise ValueError(
+        raise EnvError(
             f"PPOConfig.env: malformed XLand ruleset {spec!r} in {full!r}; expected "
             f"'{PREFIX}<XLand id>@<benchmark>:<index>', e.g. "
             f"'{PREFIX}XLand-MiniGrid-R1-9x9@trivial-21k:0'; benchmarks: {', '.join(known)}"
         )
     if bench not in known:
-        raise ValueError(
-            f"PPOConfig.env: unknown XLand benchmark {bench!r} in {full!r}; benchmarks: {', '.join(known)}"
-        )
+        raise EnvError(f"PPOConfig.env: unknown XLand benchmark {bench!r} in {full!r}; benchmarks: {', '.join(known)}")
     try:
         benchmark = xminigrid.load_benchmark(bench)
     except OSError as err:  # urllib's URLError is an OSError: offline and not cached
         from xminigrid.benchmarks import DATA_PATH
 
-        raise ValueError(
+        raise EnvError(
             f"PPOConfig.env: could not load the XLand benchmark {bench!r} for {full!r}: {err}. xminigrid downloads "
             f"it from Hugging Face into {DATA_PATH} ($XLAND_MINIGRID_DATA); put the file there, or build a ruleset "
             "offline and pass it: purejaxppo.adapters.xminigrid.make(name, ruleset=...)"
         ) from err
     n = benchmark.num_rulesets()
     if int(index) >= n:
-        raise ValueError(f"PPOConfig.env: ruleset index {index} out of range in {full!r}: {bench!r} has {n} rulesets")
+        raise EnvError(f"PPOConfig.env: ruleset index {index} out of range in {full!r}: {bench!r} has {n} rulesets")
     return benchmark.get_ruleset(int(index))
 
 
@@ -173,7 +172,7 @@ def make(name: str, ruleset: Any = None) -> tuple[XMiniGridEnv, Any]:
     """`'<id>'` or `'<XLand id>@<benchmark>:<index>'` (no prefix) -> (env, xminigrid params).
 
     `ruleset`: an `xminigrid.types.RuleSet` for an XLand id (instead of `@<benchmark>:<index>`).
-    Unknown ids raise ValueError listing xminigrid's ids.
+    Unknown ids raise EnvError listing xminigrid's ids.
     """
     xminigrid = _xminigrid()
     full = PREFIX + name
@@ -183,18 +182,18 @@ def make(name: str, ruleset: Any = None) -> tuple[XMiniGridEnv, Any]:
         raise unknown_env_error(PREFIX, env_id, known, WHAT)
     xland = env_id.startswith("XLand-")
     if sep and not xland:
-        raise ValueError(f"PPOConfig.env: {full!r}: only XLand-MiniGrid ids take '@<benchmark>:<index>'")
+        raise EnvError(f"PPOConfig.env: {full!r}: only XLand-MiniGrid ids take '@<benchmark>:<index>'")
     if sep and ruleset is not None:
-        raise ValueError(f"PPOConfig.env: {full!r}: give the ruleset either as '@<benchmark>:<index>' or as ruleset=")
+        raise EnvError(f"PPOConfig.env: {full!r}: give the ruleset either as '@<benchmark>:<index>' or as ruleset=")
     if xland and not sep and ruleset is None:
-        raise ValueError(
+        raise EnvError(
             f"PPOConfig.env: {full!r} needs a ruleset (its goal and rules): use "
             f"'{PREFIX}{env_id}@<benchmark>:<index>' (benchmarks: {', '.join(xminigrid.registered_benchmarks())}; "
             "downloaded by xminigrid on first use), or build one offline from xminigrid.core.goals/rules and call "
             "purejaxppo.adapters.xminigrid.make(name, ruleset=...)"
         )
     if ruleset is not None and not xland:
-        raise ValueError(f"PPOConfig.env: {full!r}: MiniGrid envs have their goal built in; ruleset= is for XLand ids")
+        raise EnvError(f"PPOConfig.env: {full!r}: MiniGrid envs have their goal built in; ruleset= is for XLand ids")
     env, params = xminigrid.make(env_id)
     if sep:
         ruleset = _benchmark_ruleset(xminigrid, full, spec)

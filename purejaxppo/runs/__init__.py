@@ -29,15 +29,15 @@ Which file holds what:
 * `loading.py`: reading a run back (`load_run`, `load_policy`, `read_metrics`, `learning_curves`).
 """
 
+from purejaxppo.errors import RunError, RunWriteError
 from purejaxppo.runs.chunks import check_run_fits, make_chunk_fn
-from purejaxppo.runs.files import RunWriteError, config_diff, device_info, versions
+from purejaxppo.runs.files import config_diff, device_info, versions
 from purejaxppo.runs.folder import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     METRICS_FILE,
     RUN_FILE,
     RUN_FILES,
-    RunError,
     RunLock,
     claim_new_run_dir,
 )

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from purejaxppo.config import HPARAM_FIELDS, HParams, validate_hparams
+from purejaxppo.errors import ConfigError
 
 if TYPE_CHECKING:
     import jax
@@ -45,17 +46,17 @@ class RunAxis:
     def __post_init__(self):
         r = len(self.seed_index)
         if r < 1:
-            raise ValueError("RunAxis: needs at least one run")
+            raise ConfigError("RunAxis: needs at least one run")
         if not all(0 <= int(i) < self.key_count for i in self.seed_index):
-            raise ValueError(f"RunAxis: seed indices must lie in [0, {self.key_count}), got {list(self.seed_index)}")
+            raise ConfigError(f"RunAxis: seed indices must lie in [0, {self.key_count}), got {list(self.seed_index)}")
         if set(self.hparams) != set(HPARAM_FIELDS):
-            raise ValueError(
+            raise ConfigError(
                 f"RunAxis: hparams must hold every HParams field, missing "
                 f"{sorted(set(HPARAM_FIELDS) - set(self.hparams))}, unknown "
                 f"{sorted(set(self.hparams) - set(HPARAM_FIELDS))}"
             )
         if any(len(v) != r for v in self.hparams.values()) or len(self.labels) != r:
-            raise ValueError(f"RunAxis: every hparams field and the labels need {r} entries (one per run)")
+            raise ConfigError(f"RunAxis: every hparams field and the labels need {r} entries (one per run)")
 
     @property
     def num_runs(self) -> int:
@@ -68,7 +69,7 @@ class RunAxis:
         return jax.random.split(jax.random.key(seed), self.key_count)[np.asarray(self.seed_index)]
 
     def hp(self) -> HParams:
-        """`HParams` with `[R]` float32 NumPy fields (validated: ValueError naming field and run)."""
+        """`HParams` with `[R]` float32 NumPy fields (validated: ConfigError naming field and run)."""
         # A host-side HParams: NumPy leaves stand in for the jax.Array fields (jit/vmap convert them on entry).
         hp = HParams(**{n: cast("jax.Array", np.asarray(self.hparams[n], np.float32)) for n in HPARAM_FIELDS})
         return validate_hparams(hp)
@@ -108,7 +109,7 @@ class RunAxis:
                 tuple(dict(x) for x in data["labels"]),
             )
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{source}: malformed run axis ({e})") from None
+            raise ConfigError(f"{source}: malformed run axis ({e})") from None
 
 
 def is_batched(hp) -> bool:

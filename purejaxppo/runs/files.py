@@ -16,11 +16,8 @@ import jax
 
 from purejaxppo.checkpoint import CheckpointManager, atomic_write_bytes
 from purejaxppo.config import PPOConfig
-from purejaxppo.runs.folder import CONFIG_FILE, RunError, stamp
-
-
-class RunWriteError(RunError):
-    """Writing a run file failed (disk full, read-only, permissions); says what is intact and how to continue."""
+from purejaxppo.errors import RunError, RunWriteError
+from purejaxppo.runs.folder import CONFIG_FILE, stamp
 
 
 def versions() -> dict[str, str]:

@@ -31,6 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from purejaxppo.errors import RunError
+
 CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -43,10 +45,6 @@ _CKPT_RE = re.compile(r"^ckpt-\d{8}\.msgpack$")
 _TMP_RE = re.compile(r"^\.(ckpt-\d{8}\.msgpack|config\.yaml|run\.json|metrics\.jsonl)\.[A-Za-z0-9_]+\.tmp$")
 _ABANDONED_RE = re.compile(r"^abandoned-\d{8}-\d{6}(-\d+)?$")
 _BACKUP_RE = re.compile(r"^(run\.json\.corrupt|config\.yaml\.edited|metrics\.jsonl\.dropped)-\d{8}-\d{6}(-\d+)?$")
-
-
-class RunError(ValueError):
-    """A user-facing problem with a run folder (exists, missing, in use, mismatched)."""
 
 
 def stamp() -> str:

@@ -14,10 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxppo.checkpoint import CheckpointError, CheckpointManager, read_checkpoint, unflatten_state
+from purejaxppo.checkpoint import CheckpointManager, read_checkpoint, unflatten_state
 from purejaxppo.config import PPOConfig
+from purejaxppo.errors import CheckpointError, ConfigError, RunError
 from purejaxppo.runs.chunks import _state_template
-from purejaxppo.runs.folder import CHECKPOINT_DIR, METRICS_FILE, RunError
+from purejaxppo.runs.folder import CHECKPOINT_DIR, METRICS_FILE
 
 if TYPE_CHECKING:
     from purejaxppo.agent import ActingState, Agent
@@ -154,7 +155,7 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> LoadedPolicy:
         if not ok:
             want = tuple(spec.shape) if is_array_spec(spec) else jax.tree.map(lambda s: tuple(s.shape), spec)
             got = jax.tree.map(lambda o: tuple(o.shape), obs)
-            raise ValueError(f"act: obs must have shape {want} or a batch [B, ...] of it, got {got}")
+            raise ConfigError(f"act: obs must have shape {want} or a batch [B, ...] of it, got {got}")
         single = jax.tree.leaves(ranks)[0] == 0
         return single, 1 if single else jax.tree.leaves(obs)[0].shape[0]
 
@@ -163,7 +164,7 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> LoadedPolicy:
             return jnp.zeros((n,), bool)
         done = jnp.asarray(done)
         if done.size != n:
-            raise ValueError(f"act: done must hold one flag per observation ({n}), got shape {done.shape}")
+            raise ConfigError(f"act: done must hold one flag per observation ({n}), got shape {done.shape}")
         return done.reshape((n,)).astype(bool)
 
     def step(carry, obs, done=None, key=None, deterministic: bool = True):
@@ -174,12 +175,12 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> LoadedPolicy:
         carry = agent.initial_carry(n) if carry is None else carry
         carried = jax.tree.leaves(carry)
         if carried and carried[0].shape[0] != n:
-            raise ValueError(
+            raise ConfigError(
                 f"act: got {n} observation(s) but the carried hidden state is for {carried[0].shape[0]} "
                 "env(s); call act.reset() before acting in a new batch of envs"
             )
         if not deterministic and key is None:
-            raise ValueError("act: deterministic=False samples an action and needs key=jax.random.key(...)")
+            raise ConfigError("act: deterministic=False samples an action and needs key=jax.random.key(...)")
         if key is None:
             key = jax.random.key(0)  # unused by the mode
         return _act_jit(acting, carry, obs, _done(done, n), key, bool(deterministic), bool(single))

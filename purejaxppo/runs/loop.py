@@ -30,6 +30,7 @@ from purejaxppo.checkpoint import (
     unflatten_state,
 )
 from purejaxppo.config import PPOConfig
+from purejaxppo.errors import PureJaxPPOError
 from purejaxppo.parallel import gather
 from purejaxppo.progress import ProgressReporter
 from purejaxppo.runs.axis import RunAxis
@@ -225,6 +226,24 @@ class _DeferredInterrupt:
         if self.old is not None:
             signal.signal(signal.SIGINT, self.old)
             self.old = None
+
+
+def _intact_note(run_dir: Path, found: list | None) -> str:
+    """What an unexpected error (a bug: not a PureJaxPPOError) leaves: checkpoints are written atomically, and
+    metric rows after the newest one are dropped on resume, so the folder is intact up to that checkpoint.
+    `found`: the folder's checkpoints, None when the empty folder was removed."""
+    if found is None:
+        return f"purejaxppo: unexpected error before anything was written; removed the empty folder {run_dir}"
+    if not found:
+        return (
+            f"purejaxppo: unexpected error; the run folder {run_dir} holds no checkpoint yet "
+            "(start again with --overwrite)"
+        )
+    update, path = found[-1]
+    return (
+        f"purejaxppo: unexpected error; the run folder {run_dir} is intact up to its newest checkpoint "
+        f"{Path(path).name} (update {update}): continue with: purejaxppo train --resume {run_dir}"
+    )
 
 
 def train_run(
@@ -426,10 +445,13 @@ def _train_run(
             runs,
             reporter,
         )
-    except BaseException:
-        if claimed and is_empty_but_lock(run_dir):  # nothing was written: leave no empty folder behind
+    except BaseException as e:
+        removed = claimed and is_empty_but_lock(run_dir)
+        if removed:  # nothing was written: leave no empty folder behind
             (run_dir / ".lock").unlink(missing_ok=True)
             run_dir.rmdir()
+        if isinstance(e, Exception) and not isinstance(e, PureJaxPPOError):  # a bug: say what the folder holds
+            e.add_note(_intact_note(run_dir, None if removed else CheckpointManager(run_dir / CHECKPOINT_DIR).list()))
         raise
     finally:
         lock.release()

@@ -41,6 +41,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from purejaxppo.checkpoint import _is_key
+from purejaxppo.errors import ConfigError
 from purejaxppo.parallel import DATA, LOCAL_SEEDS, SEED, gather, global_array, on_key_data, shard
 
 
@@ -154,7 +155,7 @@ def resolve_mesh_shape(
 
     No request: None on one device; otherwise every device, seeds first
     (`default_mesh_shape`). A request (`--mesh seed=2,data=1`; a missing axis is
-    1) is checked against the run (ValueError naming the field and the fix).
+    1) is checked against the run (ConfigError naming the field and the fix).
     """
     from purejaxppo.parallel import check_mesh_shape, default_mesh_shape
 
@@ -166,7 +167,7 @@ def resolve_mesh_shape(
         shape = {SEED: requested.get(SEED, 1), DATA: requested.get(DATA, 1)}
     check_mesh_shape(shape, num_seeds=num_seeds, config=config, num_devices=device_count)
     if process_count > 1 and shape[SEED] * shape[DATA] != device_count:
-        raise ValueError(
+        raise ConfigError(
             f"--mesh seed={shape[SEED]},data={shape[DATA]} uses {shape[SEED] * shape[DATA]} of the {device_count} "
             "devices "
             f"of {process_count} processes; with several processes the mesh must use every device "

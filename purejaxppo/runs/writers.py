@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from purejaxppo.config import PPOConfig
-from purejaxppo.runs.folder import RunError
+from purejaxppo.errors import RunError
 
 
 def logged_updates(first: int, last: int, log_every: int, num_updates: int) -> list[int]:

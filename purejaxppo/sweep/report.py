@@ -80,6 +80,7 @@ from collections.abc import Callable
 import numpy as np
 
 from purejaxppo import stats
+from purejaxppo.errors import ConfigError
 
 SCORES = ("final", "auc")
 METRICS = ("iqm", "mean", "median")
@@ -137,7 +138,7 @@ def run_scores(steps, returns) -> dict[str, np.ndarray]:
     x = np.asarray(steps, dtype=np.float64)
     r = np.asarray(returns, dtype=np.float64)
     if r.ndim != 2 or x.ndim != 1 or x.shape[0] != r.shape[1] or r.shape[1] == 0:
-        raise ValueError(f"need returns [S, T] and steps [T] with T >= 1, got shapes {r.shape} and {x.shape}")
+        raise ConfigError(f"need returns [S, T] and steps [T] with T >= 1, got shapes {r.shape} and {x.shape}")
     t = r.shape[1]
     k = max(1, -(-t // 10))  # ceil(10% of T), at least 1
     final, auc = np.full(r.shape[0], np.nan), np.full(r.shape[0], np.nan)
@@ -243,51 +244,51 @@ def _safe_name(name: str) -> str:
 def _check_runs(runs, varied) -> tuple[list[SettingRuns], list[str]]:
     runs = list(runs) if runs is not None else []
     if not runs:
-        raise ValueError("`runs` is empty: no setting to report on")
+        raise ConfigError("`runs` is empty: no setting to report on")
     if isinstance(varied, str):
-        raise ValueError(f"`varied` must be a list of field names, got the string {varied!r}")
+        raise ConfigError(f"`varied` must be a list of field names, got the string {varied!r}")
     varied = list(varied)
     if len(set(varied)) != len(varied):
-        raise ValueError(f"`varied` lists a field twice: {varied}")
+        raise ConfigError(f"`varied` lists a field twice: {varied}")
     ids = set()
     for r in runs:
         if not isinstance(r, SettingRuns):
-            raise ValueError(f"`runs` must hold SettingRuns, got {type(r).__name__}")
+            raise ConfigError(f"`runs` must hold SettingRuns, got {type(r).__name__}")
         if r.id in ids:
-            raise ValueError(f"setting id {r.id} appears twice in `runs`")
+            raise ConfigError(f"setting id {r.id} appears twice in `runs`")
         ids.add(r.id)
         if not isinstance(r.values, dict):
-            raise ValueError(f"setting {r.id}: `values` must be a dict, got {type(r.values).__name__}")
+            raise ConfigError(f"setting {r.id}: `values` must be a dict, got {type(r.values).__name__}")
         ret, st, dv = np.asarray(r.returns), np.asarray(r.steps), np.asarray(r.diverged)
         if ret.ndim != 2 or ret.shape[0] < 1 or ret.shape[1] < 1:
-            raise ValueError(f"setting {r.id}: `returns` must be [S, T] with S, T >= 1, got shape {ret.shape}")
+            raise ConfigError(f"setting {r.id}: `returns` must be [S, T] with S, T >= 1, got shape {ret.shape}")
         if st.shape != (ret.shape[1],):
-            raise ValueError(
+            raise ConfigError(
                 f"setting {r.id}: `steps` must have shape ({ret.shape[1]},) to match `returns` "
                 f"{ret.shape}, got {st.shape}"
             )
         if not np.all(np.isfinite(st.astype(np.float64))) or np.any(np.diff(st.astype(np.float64)) <= 0):
-            raise ValueError(f"setting {r.id}: `steps` must be finite and strictly increasing")
+            raise ConfigError(f"setting {r.id}: `steps` must be finite and strictly increasing")
         if dv.shape != (ret.shape[0],):
-            raise ValueError(f"setting {r.id}: `diverged` must have shape ({ret.shape[0]},), got {dv.shape}")
+            raise ConfigError(f"setting {r.id}: `diverged` must have shape ({ret.shape[0]},), got {dv.shape}")
         for f in varied:
             if f == "env":
                 if "env" in r.values and r.values["env"] != r.env:
-                    raise ValueError(f"setting {r.id}: values['env'] = {r.values['env']!r} but env = {r.env!r}")
+                    raise ConfigError(f"setting {r.id}: values['env'] = {r.values['env']!r} but env = {r.env!r}")
             elif f not in r.values:
-                raise ValueError(
+                raise ConfigError(
                     f"varied field {f!r} is missing from setting {r.id}'s values (has {sorted(map(str, r.values))})"
                 )
     by_env: dict[str, SettingRuns] = {}
     for r in runs:
         first = by_env.setdefault(r.env, r)
         if np.asarray(r.returns).shape[0] != np.asarray(first.returns).shape[0]:
-            raise ValueError(
+            raise ConfigError(
                 f"env {r.env!r}: settings {first.id} and {r.id} have different numbers of seeds "
                 f"({np.asarray(first.returns).shape[0]} vs {np.asarray(r.returns).shape[0]})"
             )
     if len(by_env) > 1 and "env" not in varied:
-        raise ValueError(
+        raise ConfigError(
             f"the runs span several envs ({', '.join(map(repr, by_env))}) but 'env' is not in "
             "`varied`: add it to compare settings across envs"
         )
@@ -318,7 +319,7 @@ def compute_report(
     confidence, reps, seed: passed to `stats.bootstrap_ci` / `probability_of_improvement`.
     """
     if score not in SCORES:
-        raise ValueError(f"`score` must be one of {SCORES}, got {score!r}")
+        raise ConfigError(f"`score` must be one of {SCORES}, got {score!r}")
     runs, varied = _check_runs(runs, varied)
     stats._check_confidence(confidence)
     stats._check_reps(reps)
@@ -334,7 +335,7 @@ def compute_report(
         g = groups.setdefault(key, {})
         if r.env in g:
             what = "the same varied values" + (f" on env {r.env!r}" if k > 1 else "")
-            raise ValueError(
+            raise ConfigError(
                 f"settings {g[r.env].id} and {r.id} have {what}: "
                 f"{{{', '.join(f'{f}={r.values[f]!r}' for f in fields)}}}"
             )
@@ -344,7 +345,7 @@ def compute_report(
             missing = [e for e in envs if e not in g]
             if missing:
                 some = next(iter(g.values()))
-                raise ValueError(
+                raise ConfigError(
                     f"setting {some.id} ({', '.join(f'{f}={some.values[f]!r}' for f in fields) or 'no other field'}) "
                     f"has no counterpart on env(s) {', '.join(map(repr, missing))}: every combination "
                     "of the other varied fields needs a setting on every env"
@@ -368,16 +369,16 @@ def compute_report(
         if reference_scores is not None:
             missing = [e for e in envs if e not in reference_scores]
             if missing:
-                raise ValueError(f"`reference_scores` has no entry for env(s) {', '.join(map(repr, missing))}")
+                raise ConfigError(f"`reference_scores` has no entry for env(s) {', '.join(map(repr, missing))}")
             for e in envs:
                 try:
                     lo, hi = (float(v) for v in reference_scores[e])
                 except (TypeError, ValueError):
-                    raise ValueError(
+                    raise ConfigError(
                         f"`reference_scores[{e!r}]` must be a (lo, hi) pair of numbers, got {reference_scores[e]!r}"
                     ) from None
                 if not (math.isfinite(lo) and math.isfinite(hi)):
-                    raise ValueError(f"`reference_scores[{e!r}]` must be finite, got {(lo, hi)}")
+                    raise ConfigError(f"`reference_scores[{e!r}]` must be finite, got {(lo, hi)}")
                 bounds[e] = {s: (lo, hi) for s in SCORES}
             method = "reference_scores"
         else:
@@ -775,7 +776,7 @@ def sensitivity_series(report: dict, field: str) -> tuple[bool, dict[str, list[d
     gives at most `MAX_SENSITIVITY_LINES` groups of at least 2 points each, else plain points.
     """
     if field == "env" or field not in report["varied"]:
-        raise ValueError(f"{field!r} is not a varied field other than env: {report['varied']}")
+        raise ConfigError(f"{field!r} is not a varied field other than env: {report['varied']}")
     others = [f for f in report["varied"] if f not in ("env", field)]
     fmts = _value_formatters(report["varied_values"])
     groups: dict[str, list] = {}
@@ -884,7 +885,7 @@ def write_report(
     for e in report["settings"]:
         for sid in e["setting_ids"]:
             if sid not in runs_by_id:
-                raise ValueError(f"setting id {sid} of the report is not among `runs`")
+                raise ConfigError(f"setting id {sid} of the report is not among `runs`")
     out.mkdir(parents=True, exist_ok=True)
     title = title or ("Sweep: " + ", ".join(report["envs"]))
     written: list[pathlib.Path] = []

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from purejaxppo.runs.folder import RunError
+from purejaxppo.errors import RunError
 
 if TYPE_CHECKING:
     from purejaxppo.sweep.report import SettingRuns

@@ -27,8 +27,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from purejaxppo.errors import RunError
 from purejaxppo.runs.files import _now, _save_info, _write_json
-from purejaxppo.runs.folder import RunError, RunLock, claim_new_run_dir, is_empty_but_lock
+from purejaxppo.runs.folder import RunLock, claim_new_run_dir, is_empty_but_lock
 from purejaxppo.sweep.spec import SweepPlan, SweepSpec, plan_sweep
 
 SPEC_FILE = "sweep.yaml"
@@ -61,8 +62,12 @@ def read_saved(sweep_dir: str | os.PathLike) -> tuple[SweepSpec, dict]:
     path = Path(sweep_dir) / SPEC_FILE
     if not path.is_file():
         raise RunError(f"{sweep_dir} is not a sweep folder: it has no {SPEC_FILE} (start one with purejaxppo sweep)")
-    data = yaml.safe_load(path.read_text())
-    return SweepSpec.from_dict(data["spec"], source=str(path)), data
+    try:
+        data = yaml.safe_load(path.read_text())
+        spec = data["spec"]
+    except (yaml.YAMLError, TypeError, KeyError) as e:
+        raise RunError(f"{path} is not a sweep file this version wrote ({type(e).__name__}: {e}); restore it") from None
+    return SweepSpec.from_dict(spec, source=str(path)), data
 
 
 def read_spec(sweep_dir: str | os.PathLike) -> SweepSpec:

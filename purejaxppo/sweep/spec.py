@@ -7,7 +7,7 @@ file, and `plan_sweep`, which checks all of it and splits the settings into prog
   each combination of their values is one *group*, a program of its own; the
   groups run one after another and are reported together.
 
-Everything a user can get wrong is a ValueError naming the field and the fix,
+Everything a user can get wrong is a ConfigError naming the field and the fix,
 raised by `plan_sweep` before anything is compiled: unknown or misspelt
 fields, values of the wrong type, empty or repeated grid values, malformed or
 out-of-range ranges, settings the config rejects, and groups whose runs do
@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from purejaxppo.config import HPARAM_FIELDS, HPARAM_RANGES, PPOConfig, coerce_field
+from purejaxppo.errors import ConfigError
 
 SCORES = ("final", "auc")
 SPEC_KEYS = ("config", "set", "seeds", "seed", "grid", "random", "range", "sweep_seed", "score", "reference_scores")
@@ -192,7 +193,7 @@ def _known_field(name: Any, source: str) -> str:
     if not isinstance(name, str) or name not in _FIELD_TYPES:
         close = difflib.get_close_matches(str(name), list(_FIELD_TYPES), n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
+        raise ConfigError(
             f"{source}: unknown config field {name!r}.{hint} Sweepable fields: every PPOConfig field "
             f"(traced, one program: {', '.join(HPARAM_FIELDS)}; any other field gives one program per value)"
         )
@@ -205,7 +206,7 @@ def parse_grid_arg(text: str) -> tuple[str, list]:
     import yaml
 
     if "=" not in text:
-        raise ValueError(f"--grid expects FIELD=V1,V2,..., got {text!r}")
+        raise ConfigError(f"--grid expects FIELD=V1,V2,..., got {text!r}")
     name, values = (p.strip() for p in text.split("=", 1))
     if values.startswith("["):
         try:
@@ -213,27 +214,27 @@ def parse_grid_arg(text: str) -> tuple[str, list]:
         except yaml.YAMLError:
             parsed = None
         if not isinstance(parsed, list):
-            raise ValueError(f"--grid {name}: {values!r} is not a YAML list of values")
+            raise ConfigError(f"--grid {name}: {values!r} is not a YAML list of values")
         return name, parsed
     return name, [v.strip() for v in values.split(",") if v.strip()] if values else []
 
 
 def parse_range(name: str, text: Any, source: str) -> Range:
-    """`log:1e-5:1e-2`, `uniform:0.9:1.0` or `0.9:1.0` -> Range (ValueError naming the field otherwise)."""
+    """`log:1e-5:1e-2`, `uniform:0.9:1.0` or `0.9:1.0` -> Range (ConfigError naming the field otherwise)."""
     where = f"{source}: range {name}"
     parts = str(text).split(":")
     if len(parts) == 2:
         parts = ["uniform"] + parts
     if len(parts) != 3 or parts[0] not in RANGE_KINDS:
-        raise ValueError(f"{where}: expected 'log:LOW:HIGH', 'uniform:LOW:HIGH' or 'LOW:HIGH', got {text!r}")
+        raise ConfigError(f"{where}: expected 'log:LOW:HIGH', 'uniform:LOW:HIGH' or 'LOW:HIGH', got {text!r}")
     try:
         low, high = float(parts[1]), float(parts[2])
     except ValueError:
-        raise ValueError(f"{where}: LOW and HIGH must be numbers, got {text!r}") from None
+        raise ConfigError(f"{where}: LOW and HIGH must be numbers, got {text!r}") from None
     if not (math.isfinite(low) and math.isfinite(high)) or not low < high:
-        raise ValueError(f"{where}: needs finite LOW < HIGH, got {low:g} and {high:g}")
+        raise ConfigError(f"{where}: needs finite LOW < HIGH, got {low:g} and {high:g}")
     if parts[0] == "log" and low <= 0:
-        raise ValueError(f"{where}: a log range needs LOW > 0, got {low:g}; use uniform:{low:g}:{high:g}")
+        raise ConfigError(f"{where}: a log range needs LOW > 0, got {low:g}; use uniform:{low:g}:{high:g}")
     return Range(parts[0], low, high)
 
 
@@ -258,58 +259,58 @@ def build_spec(
         if not isinstance(values, (list, tuple)):
             values = [values]
         if len(values) == 0:
-            raise ValueError(f"{source}: grid {name} has no values; list at least one, e.g. {name}=V1,V2")
+            raise ConfigError(f"{source}: grid {name} has no values; list at least one, e.g. {name}=V1,V2")
         coerced = tuple(coerce_field(name, v, source=f"{source}: grid") for v in values)
         seen = set()
         for v in coerced:
             if v in seen:
-                raise ValueError(f"{source}: grid {name} lists {_fmt(v)} twice; list each value once")
+                raise ConfigError(f"{source}: grid {name} lists {_fmt(v)} twice; list each value once")
             seen.add(v)
         grid_out[name] = coerced
     range_out: dict[str, Range] = {}
     for name, text in (ranges or {}).items():
         _known_field(name, f"{source}: range")
         if name not in HPARAM_FIELDS:
-            raise ValueError(
+            raise ConfigError(
                 f"{source}: range {name}: random ranges are for the traced float hyperparameters "
                 f"({', '.join(HPARAM_FIELDS)}); list values of a static field with --grid {name}=V1,V2"
             )
         if name in grid_out:
-            raise ValueError(f"{source}: {name} is in both the grid and the ranges; give it one or the other")
+            raise ConfigError(f"{source}: {name} is in both the grid and the ranges; give it one or the other")
         r = parse_range(name, text, source)
         rule = HPARAM_RANGES[name]
         for end in (r.low, r.high):
             if not rule.holds(np.float32(end)):
-                raise ValueError(
+                raise ConfigError(
                     f"{source}: range {name}: {r.text()} leaves the field's allowed range "
                     f"({name} must be {rule.text}); narrow the range"
                 )
         range_out[name] = r
     for what, v, low in (("seeds", seeds, 1), ("seed", seed, 0), ("sweep_seed", sweep_seed, 0), ("random", random, 0)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-            raise ValueError(f"{source}: {what} must be an integer >= {low}, got {v!r}")
+            raise ConfigError(f"{source}: {what} must be an integer >= {low}, got {v!r}")
     if range_out and random < 1:
-        raise ValueError(f"{source}: ranges ({', '.join(range_out)}) need a number of random draws: --random N")
+        raise ConfigError(f"{source}: ranges ({', '.join(range_out)}) need a number of random draws: --random N")
     if random and not range_out:
-        raise ValueError(
+        raise ConfigError(
             f"{source}: --random {random} needs at least one range to draw from: --range FIELD=log:LOW:HIGH"
         )
     if not grid_out and not range_out:
-        raise ValueError(f"{source}: nothing varies: give --grid FIELD=V1,V2 (and/or --random N --range FIELD=...)")
+        raise ConfigError(f"{source}: nothing varies: give --grid FIELD=V1,V2 (and/or --random N --range FIELD=...)")
     if score not in SCORES:
-        raise ValueError(f"{source}: score must be one of {SCORES}, got {score!r}")
+        raise ConfigError(f"{source}: score must be one of {SCORES}, got {score!r}")
     refs = None
     if reference_scores is not None:
         if not isinstance(reference_scores, dict):
-            raise ValueError(f"{source}: reference_scores must map env -> [low, high], got {reference_scores!r:.80}")
+            raise ConfigError(f"{source}: reference_scores must map env -> [low, high], got {reference_scores!r:.80}")
         refs = {}
         for env, pair in reference_scores.items():
             try:
                 lo, hi = (float(x) for x in pair)
             except (TypeError, ValueError):
-                raise ValueError(f"{source}: reference_scores[{env!r}] must be [low, high], got {pair!r}") from None
+                raise ConfigError(f"{source}: reference_scores[{env!r}] must be [low, high], got {pair!r}") from None
             if not lo < hi:
-                raise ValueError(f"{source}: reference_scores[{env!r}] needs low < high, got {pair!r}")
+                raise ConfigError(f"{source}: reference_scores[{env!r}] needs low < high, got {pair!r}")
             refs[str(env)] = (lo, hi)
     return SweepSpec(
         base, grid_out, range_out, int(random), int(seeds), int(seed), int(sweep_seed), score, refs, config_source
@@ -322,15 +323,15 @@ def read_sweep_file(path: str | os.PathLike) -> dict:
 
     data = _read_yaml(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a sweep file is a mapping (keys {', '.join(SPEC_KEYS)}), got {type(data).__name__}")
+        raise ConfigError(f"{path}: a sweep file is a mapping (keys {', '.join(SPEC_KEYS)}), got {type(data).__name__}")
     for key in data:
         if key not in SPEC_KEYS:
             close = difflib.get_close_matches(str(key), SPEC_KEYS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"{path}: unknown sweep key {key!r}.{hint} Valid keys: {', '.join(SPEC_KEYS)}")
+            raise ConfigError(f"{path}: unknown sweep key {key!r}.{hint} Valid keys: {', '.join(SPEC_KEYS)}")
     for key in ("grid", "range", "set"):
         if data.get(key) is not None and not isinstance(data[key], dict):
-            raise ValueError(f"{path}: {key} must be a mapping of field: values, got {data[key]!r:.80}")
+            raise ConfigError(f"{path}: {key} must be a mapping of field: values, got {data[key]!r:.80}")
     if isinstance(data.get("config"), str):
         p = Path(data["config"])
         data["config"] = str(p if p.is_absolute() or p.exists() else Path(path).parent / p)
@@ -357,7 +358,7 @@ def plan_sweep(
     spec: SweepSpec, *, check_memory: bool = True, mesh: dict | None = None, device_count: int | None = None
 ) -> SweepPlan:
     """Settings and groups of `spec`, every setting's config validated and every group's memory estimated
-    (ValueError / purejaxppo.resources.ResourceError naming the setting or group). Traces each group's
+    (ConfigError / purejaxppo.resources.ResourceError naming the setting or group). Traces each group's
     program shapes (`jax.eval_shape`); compiles nothing."""
     values = expand_settings(spec)
     static_names = [n for n in spec.varied if n not in HPARAM_FIELDS]
@@ -368,7 +369,7 @@ def plan_sweep(
             spec.base.replace(**vals)
         except ValueError as e:
             label = ", ".join(f"{k}={_fmt(v)}" for k, v in vals.items())
-            raise ValueError(f"sweep setting {i} ({label}): {e}") from None
+            raise ConfigError(f"sweep setting {i} ({label}): {e}") from None
         key = tuple((n, vals[n]) for n in static_names)
         g = list(groups).index(key) if key in groups else len(groups)
         st = Setting(i, vals, g)
