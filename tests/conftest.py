@@ -98,6 +98,9 @@ TIERS: dict[str, str | set[str]] = {
     # the multi-process launcher's failure report (its real 2-process runs are slow)
     "test_distributed.py": {"test_launcher_shows_the_output_of_a_worker_that_ended_before_worker_0_failed"},
     "test_render.py": "fast",
+    # run identity: ids everywhere and one refusal (the other files, load/eval and older folders: slow)
+    "test_run_identity.py": {"test_a_run_names_its_id_everywhere_and_its_checkpoints_digest_the_metrics",
+                             "test_another_runs_file_is_refused_naming_it_and_nothing_changes[checkpoint]"},
     # the error hierarchy and the CLI's one-line vs traceback rule (the checkpointed-bug case trains: slow)
     "test_errors.py": {"test_every_error_is_a_purejaxppo_error_and_keeps_its_builtin_base",
                        "test_the_package_raises_no_bare_builtin_error", "test_a_purejaxppo_error_is_one_line_and_exit_2",

@@ -58,9 +58,20 @@ def _save_info(path: Path, info: dict, log) -> None:
         log(f"warning: could not update {path} ({e.strerror or e})")
 
 
-def _checkpoint_meta(config: PPOConfig, done: int, num_seeds: int, seed: int, chunk_len: int, runs=None) -> dict:
+def _checkpoint_meta(
+    config: PPOConfig,
+    done: int,
+    num_seeds: int,
+    seed: int,
+    chunk_len: int,
+    runs=None,
+    run_id: str | None = None,
+    metrics_sha256: str | None = None,
+) -> dict:
     meta = {
         "purejaxppo": versions()["purejaxppo"],
+        "run_id": run_id,  # the run's identity (purejaxppo.runs.identity)
+        "metrics_sha256": metrics_sha256,  # metrics.jsonl's bytes up to this checkpoint
         "config": config.to_dict(),
         "update": done,
         "num_updates": config.num_updates,

@@ -18,7 +18,8 @@ from purejaxppo.checkpoint import CheckpointManager, read_checkpoint, unflatten_
 from purejaxppo.config import PPOConfig
 from purejaxppo.errors import CheckpointError, ConfigError, RunError
 from purejaxppo.runs.chunks import _state_template
-from purejaxppo.runs.folder import CHECKPOINT_DIR, METRICS_FILE
+from purejaxppo.runs.folder import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, RUN_FILE
+from purejaxppo.runs.identity import check_checkpoint, folder_id
 
 if TYPE_CHECKING:
     from purejaxppo.agent import ActingState, Agent
@@ -60,6 +61,8 @@ def load_run(run: str | os.PathLike) -> LoadedRun:
         ck, meta, leaves, keys = CheckpointManager(run_dir / CHECKPOINT_DIR).read_latest()
     else:
         meta, leaves, keys = read_checkpoint(ck)
+    if (run_dir / RUN_FILE).exists() or (run_dir / CONFIG_FILE).exists():  # in a run folder (not a lone file):
+        check_checkpoint(run_dir, folder_id(run_dir), meta, ck)  # the folder's own checkpoint, not another run's
     try:
         config = PPOConfig.from_dict(meta["config"], source=f"checkpoint {ck}")
         num_seeds, seed = int(meta["num_seeds"]), int(meta["seed"])

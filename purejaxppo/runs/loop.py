@@ -62,6 +62,16 @@ from purejaxppo.runs.folder import (
     read_run_info,
     remove_owned,
     remove_stale_temp_files,
+    split_metrics,
+)
+from purejaxppo.runs.identity import (
+    RUN_ID,
+    check_checkpoint,
+    check_config_file,
+    check_metrics,
+    config_yaml_text,
+    folder_id,
+    new_run_id,
 )
 from purejaxppo.runs.mesh import (
     Peers,
@@ -147,7 +157,7 @@ def _new_start(train, num_seeds, seed, checkpoint_every, run_dir, overwrite, log
     hp = _hparams(config, runs)
     state = _strong(jitted_init(train, num_seeds, runs is not None)(keys, hp))
     every = checkpoint_every or default_checkpoint_every(config.num_updates)
-    return _Start(config, train, state, 0, num_seeds, seed, every, {}, runs, hp)
+    return _Start(config, train, state, 0, num_seeds, seed, every, {RUN_ID: new_run_id()}, runs, hp)
 
 
 def _resume_start(
@@ -156,14 +166,21 @@ def _resume_start(
     from purejaxppo.train import make_train
 
     manager = CheckpointManager(run_dir / CHECKPOINT_DIR)
-    gone = remove_stale_temp_files(run_dir)
-    if gone:
-        log(f"removed {len(gone)} temp file(s) left by an interrupted write: {', '.join(gone)}")
     if resume is True:
         ck_path, meta, leaves, keys = manager.read_latest()
     else:
         ck_path = Path(resume)
         meta, leaves, keys = read_checkpoint(ck_path)
+    # Identity first, before anything in the folder changes: the checkpoint, config.yaml and the metrics rows
+    # this resume keeps must be this run's (purejaxppo.runs.identity).
+    run_id = folder_id(run_dir)
+    check_checkpoint(run_dir, run_id, meta, ck_path)
+    check_config_file(run_dir, run_id)
+    if "update" in meta:
+        check_metrics(run_dir, meta, split_metrics(run_dir / METRICS_FILE, int(meta["update"]))[0], ck_path)
+    gone = remove_stale_temp_files(run_dir)
+    if gone:
+        log(f"removed {len(gone)} temp file(s) left by an interrupted write: {', '.join(gone)}")
     try:
         saved = PPOConfig.from_dict(meta["config"], source=f"checkpoint {ck_path}")
         saved_seeds, seed = int(meta["num_seeds"]), int(meta["seed"])
@@ -192,8 +209,11 @@ def _resume_start(
             "the result will differ from an uninterrupted run"
         )
     every = checkpoint_every or int(meta.get("checkpoint_every") or default_checkpoint_every(config.num_updates))
+    run_info = read_run_info(run_dir, log)
+    if run_id is not None:
+        run_info[RUN_ID] = run_id  # also when run.json was corrupt: config.yaml and the checkpoint still name it
     return _Start(
-        config, train, state, start, saved_seeds, seed, every, read_run_info(run_dir, log), runs, _hparams(config, runs)
+        config, train, state, start, saved_seeds, seed, every, run_info, runs, _hparams(config, runs)
     ), ck_path
 
 
@@ -667,7 +687,8 @@ def _open_session(st: _Start, run_dir: Path, chunk_len: int, command, mesh_shape
     import yaml
 
     config = st.config
-    atomic_write_bytes(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
+    body = yaml.safe_dump(config.to_dict(), sort_keys=False)
+    atomic_write_bytes(run_dir / CONFIG_FILE, config_yaml_text(body, st.run_info.get(RUN_ID)).encode())
     session = {"started": _now(), "start_update": st.start, "command": list(command) if command else None}
     st.run_info.update(
         versions=versions(),
@@ -745,9 +766,18 @@ def _save_chunk(
         for w in writers:
             w.write(rows)
         run.done += ran
-        return manager.save(
-            run.host, _checkpoint_meta(config, run.done, st.num_seeds, st.seed, chunk_len, st.runs), run.done
+        jsonl = next(w for w in writers if isinstance(w, JsonlWriter))
+        meta = _checkpoint_meta(
+            config,
+            run.done,
+            st.num_seeds,
+            st.seed,
+            chunk_len,
+            st.runs,
+            run_id=st.run_info.get(RUN_ID),
+            metrics_sha256=jsonl.hexdigest(),
         )
+        return manager.save(run.host, meta, run.done)
     except OSError as e:
         raise _write_error(e, run_dir, manager) from None
 

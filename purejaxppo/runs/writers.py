@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -67,13 +68,20 @@ class JsonlWriter:
 
     def __init__(self, path: Path):
         self.path = path
+        # SHA-256 of the file's bytes so far (its rows kept on resume, then every row written): checkpoints record
+        # it, so a resume can check the rows it keeps are this run's (purejaxppo.runs.identity).
+        self._digest = hashlib.sha256(path.read_bytes() if path.is_file() else b"")
 
     def write(self, rows: list[dict]) -> None:
+        text = "".join(json.dumps(row) + "\n" for row in rows)
         with open(self.path, "a") as fh:
-            for row in rows:
-                fh.write(json.dumps(row) + "\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        self._digest.update(text.encode())
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
 
     def close(self) -> None:
         pass
