@@ -30,6 +30,17 @@ from flax import struct
 
 from purejaxppo.errors import EnvError, ExtraMissingError
 
+#: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
+SUITE = {
+    "suite": "Brax (retired upstream)",
+    "names": "`brax/ant`, `brax/hopper@spring`",
+    "actions": "Box[-1, 1]",
+    "observations": "array",
+    "masks": "—",
+    "tested": "`tests/test_brax.py`",
+    "notes": "slow physics; reduced hopper run in returns.md",
+}
+
 BRAX_PREFIX = "brax/"
 INSTALL_HINT = "pip install -e '.[brax]'"
 

@@ -451,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write TensorBoard scalars to RUN/tensorboard (extra: tensorboard)",
     )
     p.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project (extra: wandb)")
-    g = p.add_argument_group("scaling out (README: Scaling out)")
+    g = p.add_argument_group("scaling out (docs: Scaling out)")
     g.add_argument(
         "--mesh",
         metavar="seed=S,data=D",
@@ -524,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare hyperparameter settings x seeds, with a statistical report",
         description="Train every setting of a grid / random search x seeds: the traced hyperparameters "
         "of one program vmapped together, one program per combination of static fields; "
-        "then write sweep.md, sweep.json and plots (README: Comparing settings).",
+        "then write sweep.md, sweep.json and plots (docs: Sweeps and statistics).",
     )
     p.add_argument(
         "file",
@@ -597,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from purejaxppo.cpu import configure as configure_cpu
 
-    configure_cpu()  # first, before any JAX array: XLA:CPU scheduler flag, unrolled threefry (README "CPU note")
+    configure_cpu()  # first, before any JAX array: XLA:CPU scheduler flag, unrolled threefry (docs: CPU notes)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):

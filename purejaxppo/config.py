@@ -90,7 +90,7 @@ class PPOConfig:
     Fields marked *(traced)* are float hyperparameters: `hparams()` returns them
     as arrays, so they can be vmapped or changed without recompiling. All other
     fields are static: they fix shapes or control flow of the compiled program.
-    Each field's documentation is in `PPOConfig.describe()` and in the README.
+    Each field's documentation is in `PPOConfig.describe()` and in the docs' configuration reference.
     """
 
     # --- environment and budget (static) ---
@@ -99,7 +99,7 @@ class PPOConfig:
         "gymnax environment id, 'masked/<id>' (velocities masked out: masked/CartPole-v1, masked/Pendulum-v1, ...; "
         "for recurrent policies), 'brax/<name>[@<backend>]' with the .[brax] extra, or another library's env by "
         "prefix: 'playground/<name>', 'craftax/<name>', 'jumanji/<name>', 'xminigrid/<name>', 'navix/<name>', each "
-        "with the extra of that name (README: Environments) (ignored when an env object is passed to make_train).",
+        "with the extra of that name (docs: Environments) (ignored when an env object is passed to make_train).",
     )
     total_timesteps: int = _field(
         500_000,

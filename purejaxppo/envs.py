@@ -14,8 +14,30 @@ from typing import Any
 
 import numpy as np
 
+from purejaxppo.adapters import ADAPTERS
 from purejaxppo.errors import EnvError
 from purejaxppo.spaces import ActionSpec, action_spec_from_space, obs_spec_from_space  # noqa: F401 (re-exported)
+
+#: Every environment suite by name prefix ("" for gymnax ids): prefix -> (module that implements it, pip extra or
+#: None). The adapters' entries come from purejaxppo.adapters.ADAPTERS; the docs' environment table is built from
+#: this and each module's SUITE entry (docs/hooks.py).
+SUITES: dict[str, tuple[str, str | None]] = {
+    "": ("purejaxppo.envs", None),
+    "masked/": ("purejaxppo.wrappers", None),
+    "brax/": ("purejaxppo.brax_env", "brax"),
+    **{prefix: (f"purejaxppo.adapters.{module}", extra) for prefix, (module, extra) in ADAPTERS.items()},
+}
+
+#: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
+SUITE = {
+    "suite": "gymnax",
+    "names": "`CartPole-v1`, `Breakout-MinAtar`, … (all of `gymnax.registered_envs`)",
+    "actions": "Discrete, Box",
+    "observations": "array",
+    "masks": "—",
+    "tested": "every env traced, learning rows in returns.md",
+    "notes": "MinAtar: the MLP configs `configs/*_minatar_mlp.yaml`",
+}
 
 
 def make_env(name: str) -> tuple[Any, Any]:

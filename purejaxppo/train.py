@@ -520,12 +520,12 @@ def make_train(
 
     Args:
       config: static configuration (and default hyperparameters).
-      env, env_params: any gymnax-API environment and its params (default
-        `env.default_params`); by default the env named by `config.env`. A
-        string env is an environment id like `config.env` ("CartPole-v1",
-        "brax/ant"), made with `purejaxppo.envs.make_env`. Params that do not
-        fit the env raise ConfigError. Observations may be arrays or pytrees
-        (dict/tuple spaces).
+      env: any gymnax-API environment; by default the env named by
+        `config.env`. A string env is an environment id like `config.env`
+        ("CartPole-v1", "brax/ant"), made with `purejaxppo.envs.make_env`.
+        Observations may be arrays or pytrees (dict/tuple spaces).
+      env_params: the env's params (default `env.default_params`). Params
+        that do not fit the env raise ConfigError.
       network_factory: `f(obs_spec, action_spec) -> flax module` whose
         `__call__(obs [B, ...])` returns `(dist, value [B])` (obs_spec: a
         pytree of ShapeDtypeStruct, see purejaxppo.spaces); bind your own

@@ -24,6 +24,18 @@ import numpy as np
 from purejaxppo.errors import EnvError
 
 #: gymnax id -> indices of the observation entries the masked task keeps (the positions).
+
+#: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
+SUITE = {
+    "suite": "partially observed gymnax",
+    "names": "`masked/CartPole-v1`, `masked/Pendulum-v1`, …",
+    "actions": "as gymnax",
+    "observations": "array (velocities removed)",
+    "masks": "—",
+    "tested": "yes",
+    "notes": "for `network: gru/lstm`",
+}
+
 MASKS: dict[str, tuple[int, ...]] = {
     "CartPole-v1": (0, 2),
     "Pendulum-v1": (0, 1),

@@ -1,13 +1,12 @@
 """Learning tests: few and small (each well under a minute on 2 CPU cores).
 
-Marked `slow` (pyproject.toml): `-m "not slow"` skips them; the README's `python -m pytest -q -n 2` runs them.
+In the slow tier (tests/conftest.py): `python -m pytest -q -n 2 -m slow` runs them, as `.ci/run` does.
 """
 
 import pathlib
 
 import jax
 import numpy as np
-import pytest
 
 from purejaxppo import PPOConfig, make_train
 
@@ -21,7 +20,6 @@ def _final_returns(cfg, seeds, last=10):
     return r[:, 1:4].mean(axis=1), r[:, -last:].mean(axis=1)
 
 
-@pytest.mark.slow
 def test_cartpole_solves_within_5e5_steps():
     cfg = PPOConfig.from_yaml(CONFIGS / "cartpole.yaml")
     assert cfg.total_timesteps == 500_000 and cfg.num_envs == 4 and cfg.num_steps == 128
@@ -30,7 +28,6 @@ def test_cartpole_solves_within_5e5_steps():
     assert np.sum(final >= 475) >= 3, final
 
 
-@pytest.mark.slow
 def test_pendulum_improves_clearly():
     cfg = PPOConfig.from_yaml(CONFIGS / "pendulum.yaml").replace(total_timesteps=200_000)
     start, final = _final_returns(cfg, seeds=2)
@@ -40,7 +37,6 @@ def test_pendulum_improves_clearly():
     assert np.all(final > -600), final
 
 
-@pytest.mark.slow
 def test_cartpole_kl_adaptive_solves_within_5e5_steps():
     cfg = PPOConfig.from_yaml(CONFIGS / "cartpole.yaml").replace(objective="kl_adaptive", kl_target=0.01)
     _, final = _final_returns(cfg, seeds=4)
@@ -48,7 +44,6 @@ def test_cartpole_kl_adaptive_solves_within_5e5_steps():
     assert np.sum(final >= 475) >= 3, final
 
 
-@pytest.mark.slow
 def test_cartpole_learns_as_well_on_two_data_parallel_devices():
     # The data axis emulated with vmap(axis_name="data") (tests/test_parallel.py; the same per-device program
     # that runs on a mesh): 4 seeds, same budget and hyperparameters as the 1-device run. The budget is cut to

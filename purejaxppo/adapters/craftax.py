@@ -52,6 +52,23 @@ from flax import struct
 from purejaxppo.adapters import cast_like, import_library, raw_key, strong, unknown_env_error
 from purejaxppo.errors import EnvError
 
+#: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
+SUITE = {
+    "suite": "Craftax",
+    "names": (
+        "`craftax/Craftax-Classic-Symbolic-v1`, `craftax/Craftax-Symbolic-v1`, `craftax/Craftax-Classic-Pixels-v1`"
+    ),
+    "actions": "Discrete(17 / 43)",
+    "observations": "float vector or image",
+    "masks": "— (impossible actions are no-ops)",
+    "tested": "`tests/test_adapter_craftax.py`",
+    "notes": (
+        "auto-resets draw from a pool of 256 pre-generated worlds (`make(name, pool_size=...)`), since "
+        "generating a world per step is far too slow on CPU; the first pixels use builds a texture cache (~4 "
+        "min)"
+    ),
+}
+
 PREFIX = "craftax/"
 WHAT = "Craftax"
 #: Craftax's names (what `make_craftax_env_from_name(name, auto_reset=False)` accepts; it has no registry).

@@ -75,6 +75,24 @@ from purejaxppo.adapters import cast_like, import_library, raw_key, unknown_env_
 from purejaxppo.errors import EnvError, EnvUnavailableError
 from purejaxppo.spaces import ACTION_MASK_KEY, MultiDiscrete
 
+#: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
+SUITE = {
+    "suite": "Jumanji",
+    "names": (
+        "`jumanji/Snake-v1`, `jumanji/Knapsack-v1`, `jumanji/Game2048-v1`, `jumanji/Minesweeper-v0`, "
+        "`jumanji/Tetris-v0@flat` (25 of its 26 ids)"
+    ),
+    "actions": "Discrete, MultiDiscrete (`@flat`: one Discrete over the product, exact joint mask)",
+    "observations": "dict of arrays",
+    "masks": "yes",
+    "tested": "`tests/test_adapter_jumanji.py`",
+    "notes": (
+        "per-env truncation rules (`TIME_LIMIT_RULES`: most Jumanji envs mark their time limit like a "
+        "termination); Sokoban-v0 downloads its levels and fails offline; use `network: mlp` on CPU (the CNN "
+        "on Snake's grid is ~50× slower)"
+    ),
+}
+
 PREFIX = "jumanji/"
 WHAT = "Jumanji"
 FLAT_SUFFIX = "@flat"

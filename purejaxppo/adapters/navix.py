@@ -49,6 +49,17 @@ from flax import struct
 from purejaxppo.adapters import cast_like, import_library, raw_key, strong, unknown_env_error, where_done
 from purejaxppo.errors import EnvError
 
+#: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
+SUITE = {
+    "suite": "Navix",
+    "names": "`navix/Navix-Empty-5x5-v0`, `navix/Navix-DoorKey-8x8-v0@symbolic` (all 41 ids)",
+    "actions": "Discrete(7)",
+    "observations": "symbolic view `[7, 7, 3]` (partial; `@symbolic` for the full grid)",
+    "masks": "—",
+    "tested": "`tests/test_adapter_navix.py`",
+    "notes": "time limit `NavixEnvParams.max_steps_in_episode` (default 100)",
+}
+
 PREFIX = "navix/"
 WHAT = "Navix"
 DEFAULT_MAX_STEPS = 100

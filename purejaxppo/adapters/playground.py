@@ -55,6 +55,21 @@ from flax import struct
 from purejaxppo.adapters import cast_like, import_library, raw_key, strong, unknown_env_error, where_done
 from purejaxppo.errors import EnvUnavailableError
 
+#: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
+SUITE = {
+    "suite": "MuJoCo Playground",
+    "names": "`playground/CartpoleBalance`, `playground/CheetahRun` (all 25 DM Control Suite tasks)",
+    "actions": "Box[-1, 1]",
+    "observations": "array (dict for robot tasks)",
+    "masks": "—",
+    "tested": "`tests/test_adapter_playground.py`",
+    "notes": (
+        "MJX (`impl='jax'`) is picked on CPU (MuJoCo Warp needs a GPU); compiling MJX's step takes 40–160 s. "
+        "The 29 locomotion/manipulation tasks git-clone mujoco_menagerie on load and fail offline with an "
+        "`EnvUnavailableError` (a RuntimeError) that gives the clone command"
+    ),
+}
+
 PREFIX = "playground/"
 EXTRA = "playground"
 WHAT = "MuJoCo Playground"

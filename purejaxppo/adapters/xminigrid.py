@@ -53,6 +53,20 @@ import jax.numpy as jnp
 from purejaxppo.adapters import cast_like, import_library, raw_key, unknown_env_error, where_done
 from purejaxppo.errors import EnvError
 
+#: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
+SUITE = {
+    "suite": "XLand-MiniGrid",
+    "names": (
+        "`xminigrid/MiniGrid-Empty-8x8`, `xminigrid/MiniGrid-DoorKey-5x5` (all 23 MiniGrid ids); "
+        "`xminigrid/XLand-MiniGrid-R1-9x9@trivial-21k:0`"
+    ),
+    "actions": "Discrete(6)",
+    "observations": "symbolic view `[7, 7, 2]` (partial)",
+    "masks": "—",
+    "tested": "`tests/test_adapter_xminigrid.py`",
+    "notes": "XLand ids need a ruleset: a benchmark (downloaded on first use) or `make(name, ruleset=...)`",
+}
+
 PREFIX = "xminigrid/"
 WHAT = "XLand-MiniGrid"
 

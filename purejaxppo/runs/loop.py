@@ -321,7 +321,7 @@ def train_run(
     """
     from purejaxppo.cpu import configure as configure_cpu
 
-    configure_cpu()  # the CLI's CPU settings, before any JAX computation (README "CPU note"); once per process
+    configure_cpu()  # the CLI's CPU settings, before any JAX computation (docs: CPU notes); once per process
     if jax.process_count() > 1 and jax.process_index() != 0:
         code = follow_run()
         if code:
