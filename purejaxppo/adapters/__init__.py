@@ -115,6 +115,13 @@ def strong(tree: Any) -> Any:
     return cast_like(tree, tree)
 
 
+def step_result(obs: Any, state: Any, reward: Any, terminated: jax.Array, truncated: jax.Array, final_obs: Any):
+    """The gymnax 1.0 step tuple `(obs, state, reward, terminated, truncated, info)` every adapter returns, with
+    `info = {"final_observation": final_obs, "discount": 1 - terminated}`."""
+    info = {"final_observation": final_obs, "discount": 1.0 - terminated.astype(jnp.float32)}
+    return obs, state, reward, terminated, truncated, info
+
+
 def where_done(done: jax.Array, if_done: Any, otherwise: Any) -> Any:
     """Per-env select of two pytrees of the same structure (scalar `done` for one env), keeping `otherwise`'s dtypes."""
     return jax.tree.map(lambda a, b: jnp.where(done, a, b).astype(jnp.result_type(b)), if_done, otherwise)

@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purejaxppo.adapters import cast_like, import_library, raw_key, strong, unknown_env_error
+from purejaxppo.adapters import cast_like, import_library, raw_key, step_result, strong, unknown_env_error
 from purejaxppo.errors import EnvError
 
 #: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
@@ -219,8 +219,7 @@ class CraftaxEnv:
         obs_re = params.pool_obs[i]
         new_state = jax.tree.map(lambda a, b: jax.lax.select(reset, a, b), state_re, state_st)
         obs = jax.lax.select(reset, obs_re, final_obs)
-        info = {"final_observation": final_obs, "discount": 1.0 - terminated.astype(jnp.float32)}
-        return obs, new_state, jnp.asarray(reward, jnp.float32), terminated, truncated, info
+        return step_result(obs, new_state, jnp.asarray(reward, jnp.float32), terminated, truncated, final_obs)
 
     def __repr__(self) -> str:
         return (

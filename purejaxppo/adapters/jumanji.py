@@ -71,7 +71,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from purejaxppo.adapters import cast_like, import_library, raw_key, unknown_env_error, where_done
+from purejaxppo.adapters import cast_like, import_library, raw_key, step_result, unknown_env_error, where_done
 from purejaxppo.errors import EnvError, EnvUnavailableError
 from purejaxppo.spaces import ACTION_MASK_KEY, MultiDiscrete
 
@@ -398,8 +398,7 @@ class JumanjiEnv:
         new_state = JumanjiEnvState(env_state=env_state, step_count=jnp.where(done, 0, step_count).astype(jnp.int32))
         final_obs = self.convert_obs(ts.observation)
         obs = where_done(done, self.convert_obs(reset_ts.observation), final_obs)
-        info = {"final_observation": final_obs, "discount": 1.0 - terminated.astype(jnp.float32)}
-        return obs, new_state, reward, terminated, truncated, info
+        return step_result(obs, new_state, reward, terminated, truncated, final_obs)
 
     def __repr__(self) -> str:
         if self._kind == "box":

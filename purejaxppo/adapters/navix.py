@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purejaxppo.adapters import cast_like, import_library, raw_key, strong, unknown_env_error, where_done
+from purejaxppo.adapters import cast_like, import_library, raw_key, step_result, strong, unknown_env_error, where_done
 from purejaxppo.errors import EnvError
 
 #: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
@@ -135,15 +135,8 @@ class NavixEnv:
         # Navix's own reset reuses the rendering cache of the running state (a per-grid sprite cache).
         reset_ts = cast_like(self.env.reset(raw_key(key), state.state.cache), state)
         new_state = where_done(done, reset_ts, next_ts)
-        info = {"final_observation": final_obs, "discount": 1.0 - terminated.astype(jnp.float32)}
-        return (
-            jnp.asarray(new_state.observation, jnp.float32),
-            new_state,
-            jnp.asarray(next_ts.reward, jnp.float32),
-            terminated,
-            truncated,
-            info,
-        )
+        obs, reward = jnp.asarray(new_state.observation, jnp.float32), jnp.asarray(next_ts.reward, jnp.float32)
+        return step_result(obs, new_state, reward, terminated, truncated, final_obs)
 
     def __repr__(self) -> str:
         return f"NavixEnv({self.name!r}, obs_shape={self._obs_shape}, num_actions={self._num_actions})"

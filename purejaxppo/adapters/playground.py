@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purejaxppo.adapters import cast_like, import_library, raw_key, strong, unknown_env_error, where_done
+from purejaxppo.adapters import cast_like, import_library, raw_key, step_result, strong, unknown_env_error, where_done
 from purejaxppo.errors import EnvUnavailableError
 
 #: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
@@ -214,8 +214,7 @@ class PlaygroundEnv:
         reset_state = cast_like(self._reset(key), prev)
         env_state = where_done(done, reset_state, next_state)
         new_state = PlaygroundEnvState(env_state=env_state, step_count=jnp.where(done, 0, step_count).astype(jnp.int32))
-        info = {"final_observation": final_obs, "discount": 1.0 - terminated.astype(jnp.float32)}
-        return env_state.obs, new_state, reward, terminated, truncated, info
+        return step_result(env_state.obs, new_state, reward, terminated, truncated, final_obs)
 
     def __repr__(self) -> str:
         return (

@@ -50,7 +50,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from purejaxppo.adapters import cast_like, import_library, raw_key, unknown_env_error, where_done
+from purejaxppo.adapters import cast_like, import_library, raw_key, step_result, unknown_env_error, where_done
 from purejaxppo.errors import EnvError
 
 #: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
@@ -137,15 +137,8 @@ class XMiniGridEnv:
 
         reset_ts = cast_like(self.env.reset(params, raw_key(key)), state)
         new_state = where_done(last, reset_ts, next_ts)
-        info = {"final_observation": final_obs, "discount": 1.0 - terminated.astype(jnp.float32)}
-        return (
-            jnp.asarray(new_state.observation, jnp.float32),
-            new_state,
-            jnp.asarray(next_ts.reward, jnp.float32),
-            terminated,
-            truncated,
-            info,
-        )
+        obs, reward = jnp.asarray(new_state.observation, jnp.float32), jnp.asarray(next_ts.reward, jnp.float32)
+        return step_result(obs, new_state, reward, terminated, truncated, final_obs)
 
     def __repr__(self) -> str:
         p = self._params
