@@ -159,10 +159,3 @@ def make_action_transform(action_spec: ActionSpec, action_handling: str = "clip"
             raise EnvError("PPOConfig.action_handling: 'tanh' needs a bounded Box action space; use 'clip'")
         return lambda action: low + (jnp.tanh(action) + 1.0) * 0.5 * (high - low)
     raise EnvError(f"PPOConfig.action_handling: {action_handling!r} is not one of ('clip', 'tanh')")
-
-
-def obs_shape_from_space(space: Any) -> tuple[int, ...]:
-    """Shape of a single-array observation space (EnvError for dict/tuple spaces: use obs_spec_from_space)."""
-    from purejaxppo.spaces import obs_shape
-
-    return obs_shape(obs_spec_from_space(space))

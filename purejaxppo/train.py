@@ -278,20 +278,20 @@ def run_epochs(
 
 
 def _make_agent(config: PPOConfig, obs_spec: Any, action_spec: ActionSpec, network_factory: Callable | None):
-    """(agent, network) from the factory: `f(obs_spec, action_spec)` (or the older
-    `f(config, obs_shape, action_spec)`)."""
+    """(agent, network) from the factory `f(obs_spec, action_spec)` (default: `make_network`)."""
     if network_factory is None:
         network = make_network(obs_spec, action_spec, **network_options(config))
     else:
         try:
-            legacy = len(inspect.signature(network_factory).parameters) == 3
-        except (TypeError, ValueError):
-            legacy = False
-        if legacy:  # f(config, obs_shape, action_spec): the factory of earlier versions
-            shape = tuple(obs_spec.shape) if isinstance(obs_spec, jax.ShapeDtypeStruct) else obs_spec
-            network = network_factory(config, shape, action_spec)
-        else:
-            network = network_factory(obs_spec, action_spec)
+            inspect.signature(network_factory).bind(obs_spec, action_spec)
+        except TypeError as e:
+            raise ConfigError(
+                f"make_train: network_factory must take (obs_spec, action_spec) ({e}); bind other options with "
+                "functools.partial (the form f(config, obs_shape, action_spec) of 0.1 is gone)"
+            ) from None
+        except ValueError:  # no signature to inspect (some builtins): just call it
+            pass
+        network = network_factory(obs_spec, action_spec)
     agent = as_agent(network)
     return agent, network
 
@@ -529,8 +529,7 @@ def make_train(
       network_factory: `f(obs_spec, action_spec) -> flax module` whose
         `__call__(obs [B, ...])` returns `(dist, value [B])` (obs_spec: a
         pytree of ShapeDtypeStruct, see purejaxppo.spaces); bind your own
-        options with functools.partial. The earlier form
-        `f(config, obs_shape, action_spec)` is still accepted. Default:
+        options with functools.partial. Default:
         `purejaxppo.networks.make_network` with the config's network options.
 
     Returns:

@@ -16,7 +16,7 @@ from purejaxppo.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from purejaxppo.runner import load_run, train_run
+from purejaxppo.runs import load_run, train_run
 from tests.runs_helpers import CHUNK, CONFIG, SEEDS
 
 

@@ -15,7 +15,7 @@ import yaml
 from purejaxppo import METRIC_NAMES, PPOConfig, load_policy, make_train
 from purejaxppo.checkpoint import flatten_state, save_checkpoint
 from purejaxppo.cli import main
-from purejaxppo.runner import load_run, train_run
+from purejaxppo.runs import load_run, train_run
 from tests.runs_helpers import CHUNK, CONFIG, SEEDS, SET_ARGS, run_cli
 
 N = CONFIG.num_updates

@@ -24,7 +24,7 @@ from purejaxppo import checkpoint as checkpoint_mod
 from purejaxppo.checkpoint import CheckpointManager, read_checkpoint
 from purejaxppo.cli import main
 from purejaxppo.progress import ProgressReporter
-from purejaxppo.runner import learning_curves, train_run
+from purejaxppo.runs import learning_curves, train_run
 from tests.runs_helpers import CHUNK, CONFIG, SEEDS, SET_ARGS
 
 N = CONFIG.num_updates
@@ -255,7 +255,7 @@ def test_two_train_processes_on_one_folder(work):
     finally:
         first.kill()
         first.wait(timeout=60)
-    from purejaxppo.run_folder import RunLock
+    from purejaxppo.runs.folder import RunLock
 
     RunLock(run).acquire().release()  # the killed holder left no stale lock
     updates = [r["update"] for r in rows_of(run)]
@@ -353,7 +353,7 @@ def test_library_errors_become_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_a_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
-    from purejaxppo import run_folder
+    from purejaxppo.runs import folder as run_folder
 
     run = tmp_path / "run"
     train_run(CONFIG, run, stop_after=CHUNK, **QUIET)
@@ -382,7 +382,7 @@ def test_eval_return_gaps_do_not_break_plots_progress_or_the_report(work, refere
     assert "eval 60.0" in first and "eval 60.0" in gap and "nan" not in gap.lower()
 
     from purejaxppo.cli import _print_train_summary
-    from purejaxppo.runner import RunResult
+    from purejaxppo.runs import RunResult
 
     res = RunResult(run, CONFIG, None, N, True, 1.0, 2.0, 3.0)
     _print_train_summary(res)

@@ -12,7 +12,7 @@ from flax import struct
 
 from purejaxppo import make_train
 from purejaxppo.progress import ProgressReporter, with_progress
-from purejaxppo.runner import make_chunk_fn, train_run
+from purejaxppo.runs import make_chunk_fn, train_run
 from tests.runs_helpers import CHUNK, CONFIG, SEEDS
 
 

@@ -292,7 +292,7 @@ def test_recurrent_run_resumes_bit_identically_and_acts_statefully(tmp_path, cap
     from purejaxppo import load_policy
     from purejaxppo.checkpoint import flatten_state
     from purejaxppo.cli import main
-    from purejaxppo.runner import load_run, train_run
+    from purejaxppo.runs import load_run, train_run
 
     cfg = _small_gru_train().config
     quiet = dict(num_seeds=2, checkpoint_every=2, progress="off", log=lambda m: None)

@@ -14,11 +14,11 @@ import jax
 import numpy as np
 import pytest
 
-from purejaxppo import run_folder
+from purejaxppo.runs import folder as run_folder
 from purejaxppo.checkpoint import CheckpointManager, read_checkpoint
 from purejaxppo.cli import main
-from purejaxppo.run_folder import LOCK_FILE, RunError, RunLock, claim_new_run_dir
-from purejaxppo.runner import RunInterrupted, train_run
+from purejaxppo.runs.folder import LOCK_FILE, RunError, RunLock, claim_new_run_dir
+from purejaxppo.runs import RunInterrupted, train_run
 from tests.runs_helpers import CHUNK, CONFIG, SEEDS
 
 N = CONFIG.num_updates
@@ -76,7 +76,7 @@ def test_the_lock_dies_with_a_killed_process(tmp_path):
     import subprocess
     import sys
 
-    code = ("import os, signal, sys; from purejaxppo.run_folder import RunLock; "
+    code = ("import os, signal, sys; from purejaxppo.runs.folder import RunLock; "
             f"RunLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); os.kill(os.getpid(), signal.SIGKILL)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == -signal.SIGKILL and "locked" in out.stdout

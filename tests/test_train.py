@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxppo import METRIC_NAMES, PPOConfig, make_train, raise_if_diverged
+from purejaxppo import METRIC_NAMES, ConfigError, PPOConfig, make_train, raise_if_diverged
 from tests.probes import ProbeEnv
 
 SMALL = PPOConfig(env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=2, update_epochs=2, total_timesteps=4 * 16 * 6)
@@ -107,12 +107,14 @@ def test_custom_network_factory_is_used():
 
     calls = []
 
-    def factory(config, obs_shape, action_spec):
-        calls.append((obs_shape, action_spec))
+    def factory(obs_spec, action_spec):
+        calls.append((obs_spec.shape, action_spec))
         return Fixed()
 
     train = make_train(SMALL, network_factory=factory)
     assert calls == [((4,), train.action_spec)]
+    with pytest.raises(ConfigError, match="network_factory must take .obs_spec, action_spec."):
+        make_train(SMALL, network_factory=lambda config, obs_shape, action_spec: Fixed())
     out = jax.jit(train)(jax.random.key(0))
     # Always pushing right, CartPole falls after ~10 steps: a signature no learned policy has at init.
     assert 8 <= float(out.metrics["episode_length"][-1]) <= 12

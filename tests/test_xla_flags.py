@@ -47,7 +47,7 @@ def test_import_leaves_xla_flags_and_threefry_alone():
     out = _run((_THREEFRY, """
         import os
         before = os.environ.get("XLA_FLAGS", "<unset>")
-        import purejaxppo, purejaxppo.cli, purejaxppo.runner
+        import purejaxppo, purejaxppo.cli, purejaxppo.runs
         print(before, os.environ.get("XLA_FLAGS", "<unset>"), *threefry_probe())
     """))
     assert out[:3] == ["<unset>", "<unset>", "True"]  # XLA_FLAGS untouched; JAX's rolled (looping) lowering
@@ -56,7 +56,7 @@ def test_import_leaves_xla_flags_and_threefry_alone():
 def test_import_starts_no_jax_backend():
     # Otherwise configure() after `import purejaxppo` would always be too late for XLA_FLAGS.
     out = _run("""
-        import purejaxppo, purejaxppo.cli, purejaxppo.runner
+        import purejaxppo, purejaxppo.cli, purejaxppo.runs
         from jax._src import xla_bridge
         print(xla_bridge.backends_are_initialized())
     """)
