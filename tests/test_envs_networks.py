@@ -74,7 +74,7 @@ def test_user_network_factory_output_is_used():
             logits = obs @ w + jnp.array([5.0, -5.0])  # almost always action 0
             return Categorical(logits), jnp.full((obs.shape[0],), 123.0) + jnp.sum(w)
 
-    train = make_train(PPOConfig(**TINY), network_factory=lambda c, s, a: Recognizable())
+    train = make_train(PPOConfig(**TINY), network_factory=lambda o, a: Recognizable())
     state = train.init(jax.random.key(0))
     dist, value = train.network.apply(state.params, jnp.zeros((3, 4)))
     np.testing.assert_allclose(value, 123.0)
@@ -154,8 +154,8 @@ def test_user_distribution_with_only_sample_key_works():
             logits = nn.Dense(2)(obs)
             return KeyOnlyCategorical(logits), nn.Dense(1)(obs)[:, 0]
 
-    out = jax.jit(make_train(PPOConfig(**dict(TINY, total_timesteps=2 * 8 * 16)), network_factory=lambda c, s, a: Net()))(
-        jax.random.key(0))
+    train = make_train(PPOConfig(**dict(TINY, total_timesteps=2 * 8 * 16)), network_factory=lambda o, a: Net())
+    out = jax.jit(train)(jax.random.key(0))
     assert np.all(np.isfinite(np.asarray(out.metrics["policy_loss"])))
     assert float(out.metrics["episodes_completed"].sum()) > 0
 
