@@ -38,7 +38,7 @@ if _CPU["scheduler_flag"] == "too-late" and jax.default_backend() == "cpu":
         returncode=3,
     )
 
-FAST_TIMEOUT = 300  # seconds; the slowest fast test takes ~15 s (measured: 827 tests in 87 s on 2 cores)
+FAST_TIMEOUT = 300  # seconds; the slowest fast test takes ~15 s (measured: 827 tests in 87-122 s on 2 cores)
 SLOW_TIMEOUT = 1200  # the SIGKILL-and-resume tests take ~2 min alone, more when both cores are busy
 
 TIERS: dict[str, str | set[str]] = {
