@@ -18,6 +18,7 @@ from purejaxppo.checkpoint import CheckpointManager, atomic_write_bytes
 from purejaxppo.config import PPOConfig
 from purejaxppo.errors import RunError, RunWriteError
 from purejaxppo.runs.folder import CONFIG_FILE, stamp
+from purejaxppo.runs.identity import METRICS_SHA256, RUN_ID
 
 
 def versions() -> dict[str, str]:
@@ -70,8 +71,8 @@ def _checkpoint_meta(
 ) -> dict:
     meta = {
         "purejaxppo": versions()["purejaxppo"],
-        "run_id": run_id,  # the run's identity (purejaxppo.runs.identity)
-        "metrics_sha256": metrics_sha256,  # metrics.jsonl's bytes up to this checkpoint
+        RUN_ID: run_id,  # the run's identity (purejaxppo.runs.identity)
+        METRICS_SHA256: metrics_sha256,  # metrics.jsonl's bytes up to this checkpoint
         "config": config.to_dict(),
         "update": done,
         "num_updates": config.num_updates,

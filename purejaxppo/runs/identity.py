@@ -67,7 +67,7 @@ def metrics_digest(lines: list[str]) -> str:
 def check_checkpoint(run_dir: Path, run_id: str | None, meta: dict, path: Path) -> None:
     """A checkpoint belongs to the folder: same run id (or neither has one)."""
     theirs = meta.get(RUN_ID)
-    if theirs != run_id and not (run_id is None and theirs is None):
+    if theirs != run_id:
         raise RunError(
             f"{path} was written by another run (run id {theirs or 'none'}; {run_dir} is run {run_id or 'none'}): "
             "a run continues only from its own checkpoints; nothing was changed"
