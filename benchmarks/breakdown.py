@@ -26,7 +26,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import hardware_line  # noqa: E402
 
 from purejaxppo import PPOConfig, make_train  # noqa: E402
-from purejaxppo.rollout import collect  # noqa: E402
+from purejaxppo.core.rollout import collect  # noqa: E402
 from purejaxppo.cpu import configure as configure_cpu  # noqa: E402
 
 configure_cpu()  # explicit CPU settings (XLA scheduler flag, unrolled threefry), before any JAX computation

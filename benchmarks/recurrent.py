@@ -10,7 +10,7 @@ score the masked task should approach, with the MLP on the fully observed env.
 Every setting trains `--seeds` seeds in one jit(vmap(train)); compile and run
 are timed apart. A run's score is its mean episode return over the last 10% of
 updates; the table gives the IQM over seeds with a 95% percentile-bootstrap
-CI (purejaxppo.stats), and the throughput column env-steps/s of the run
+CI (purejaxppo.sweep.stats), and the throughput column env-steps/s of the run
 (compile excluded), all settings measured one after another in this one
 process. Writes benchmarks/results/recurrent.md and a curve PNG per task.
 """
@@ -30,7 +30,7 @@ from _common import final_scores, first_complete_update, hardware_line  # noqa: 
 
 from purejaxppo import PPOConfig, make_train, stats  # noqa: E402
 from purejaxppo.cpu import configure as configure_cpu  # noqa: E402
-from purejaxppo.wrappers import base_env_name  # noqa: E402
+from purejaxppo.envs.wrappers import base_env_name  # noqa: E402
 
 configure_cpu()  # explicit CPU settings (XLA scheduler flag, unrolled threefry), before any JAX computation
 
@@ -117,7 +117,7 @@ def main():
     lines = ["# Recurrent policies on partially observed tasks", "",
              "Produced by `benchmarks/recurrent.py`:", "", *[f"- {c}" for c in commands], "",
              "`masked/<id>` shows only positions (the velocities "
-             "are masked out, purejaxppo.wrappers); `mlp, full obs` is the same budget on the unmasked env, the "
+             "are masked out, purejaxppo.envs.wrappers); `mlp, full obs` is the same budget on the unmasked env, the "
              "score the masked task should approach. Score of a run: mean episode return over its last 10% of "
              "updates; IQM over seeds with a 95% percentile-bootstrap CI. env-steps/s: all seeds together, "
              "compile excluded, settings run one after another in one process.", "",

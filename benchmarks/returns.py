@@ -220,7 +220,7 @@ def write_table(path: pathlib.Path, rows: dict[str, str], command: str, commands
     order = list(REFERENCE) + sorted(set(old) - set(REFERENCE))
     lines = ["# purejaxppo returns", "",
              "Score of a run: mean episode return over its last 10% of updates. IQM over seeds with a 95% "
-             "percentile-bootstrap CI (`purejaxppo.stats`). Budgets marked (reduced) are below the budget the config "
+             "percentile-bootstrap CI (`purejaxppo.sweep.stats`). Budgets marked (reduced) are below the budget the config "
              "is meant for. Produced by `benchmarks/returns.py`; the last command was:", "", f"    {command}", "",
              *HEADER, *[old[e] for e in order if e in old], "", *NOTES, ""]
     if old_commands:

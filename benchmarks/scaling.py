@@ -45,7 +45,7 @@ def worker(row: str, out: str, quick: bool) -> None:
     configure()
     procs = int(os.environ.get("PUREJAXPPO_NUM_PROCESSES", "1"))
     if procs > 1:
-        from purejaxppo.distributed import initialize
+        from purejaxppo.parallel.distributed import initialize
 
         initialize()
     import jax
@@ -75,7 +75,7 @@ def worker(row: str, out: str, quick: bool) -> None:
 
 
 def measure(row: str, processes: int, quick: bool, timeout: int) -> dict:
-    from purejaxppo.distributed import ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID, free_port
+    from purejaxppo.parallel.distributed import ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID, free_port
 
     out = ROOT / "benchmarks" / f".scaling-{row}-{processes}.json"
     out.unlink(missing_ok=True)

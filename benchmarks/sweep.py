@@ -135,7 +135,7 @@ def main() -> None:
             b = separate[f"{p}-{s}"]["episode_return"][logged[0] - 1]
             first_update_rel = max(first_update_rel, abs(a - b) / (abs(b) + 1e-6))
 
-    from purejaxppo.stats import bootstrap_ci
+    from purejaxppo.sweep.stats import bootstrap_ci
 
     side = "\n".join(
         f"| {lr} | " + " | ".join("{:.1f} [{:.1f}, {:.1f}]".format(*bootstrap_ci(finals[k][p], "iqm")) for k in ("sweep", "separate"))

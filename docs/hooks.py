@@ -1,7 +1,7 @@
 """mkdocs hooks: what the docs generate from the code instead of repeating it by hand.
 
 * `<!-- generated: config-reference -->`: the table of every `PPOConfig` field (type, default, static or traced,
-  and its own documentation string from `purejaxppo/config.py`).
+  and its own documentation string from `purejaxppo/core/config.py`).
 * `<!-- generated: env-suites -->`: one row per environment suite of the env registry
   (`purejaxppo.envs.SUITES`), from the `SUITE` entry of the module that implements it (read without importing
   the module, so the optional env libraries need not be installed to build the docs).
@@ -27,7 +27,7 @@ def _cell(text: str) -> str:
 
 
 def config_reference() -> str:
-    from purejaxppo.config import PPOConfig
+    from purejaxppo.core.config import PPOConfig
 
     hints = typing.get_type_hints(PPOConfig)
     rows = ["| field | type | default | kind | meaning |", "|---|---|---|---|---|"]

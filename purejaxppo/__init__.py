@@ -8,10 +8,13 @@ out = jax.jit(train)(jax.random.key(0))
 # Importing changes nothing global: CPU settings (XLA scheduler flag, unrolled threefry) are opt-in,
 # `purejaxppo.cpu.configure()` before any JAX computation (the CLI, train_run and benchmarks call it).
 from purejaxppo import cpu  # noqa: E402
-from purejaxppo.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from purejaxppo.config import HParams, PPOConfig, validate_hparams  # noqa: E402
+from purejaxppo.core.config import HParams, PPOConfig, validate_hparams  # noqa: E402
+from purejaxppo.core.distributions import Categorical, DiagGaussian  # noqa: E402
+from purejaxppo.core.evaluate import build_evaluate, make_evaluate  # noqa: E402
+from purejaxppo.core.gae import compute_gae  # noqa: E402
+from purejaxppo.core.networks import ActionSpec, ActorCritic, make_network  # noqa: E402
+from purejaxppo.core.train import METRIC_NAMES, TrainOutput, TrainState, make_train, raise_if_diverged  # noqa: E402
 from purejaxppo.cpu import configure as configure_cpu  # noqa: E402
-from purejaxppo.distributions import Categorical, DiagGaussian  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402
 from purejaxppo.errors import (  # noqa: E402
     CheckpointError,
@@ -25,12 +28,9 @@ from purejaxppo.errors import (  # noqa: E402
     RunError,
     RunWriteError,
 )
-from purejaxppo.evaluate import build_evaluate, make_evaluate  # noqa: E402
-from purejaxppo.gae import compute_gae  # noqa: E402
-from purejaxppo.networks import ActionSpec, ActorCritic, make_network  # noqa: E402
-from purejaxppo.progress import ProgressReporter, with_progress  # noqa: E402
 from purejaxppo.runs import load_policy, load_run, train_run  # noqa: E402
-from purejaxppo.train import METRIC_NAMES, TrainOutput, TrainState, make_train, raise_if_diverged  # noqa: E402
+from purejaxppo.runs.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
+from purejaxppo.runs.progress import ProgressReporter, with_progress  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,6 @@
 """Configs shared by tests/test_distributed.py and its worker processes (tests/distributed_worker.py)."""
 
-from purejaxppo.config import PPOConfig
+from purejaxppo.core.config import PPOConfig
 
 NUM_SEEDS = 4
 SEED_CONFIG = PPOConfig(env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=2, update_epochs=2,

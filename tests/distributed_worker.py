@@ -1,7 +1,7 @@
 """One worker of tests/test_distributed.py: `python tests/distributed_worker.py OUT_DIR` with the
-PUREJAXPPO_COORDINATOR / _NUM_PROCESSES / _PROCESS_ID variables set (as `purejaxppo.distributed.launch` sets them).
+PUREJAXPPO_COORDINATOR / _NUM_PROCESSES / _PROCESS_ID variables set (as `purejaxppo.parallel.distributed.launch` sets them).
 
-Joins the processes with purejaxppo.distributed.initialize, runs a seed-sharded and a data-parallel training
+Joins the processes with purejaxppo.parallel.distributed.initialize, runs a seed-sharded and a data-parallel training
 on the mesh of all processes' devices, and (process 0) saves what the test compares into OUT_DIR/results.npz.
 """
 
@@ -11,7 +11,7 @@ from purejaxppo.cpu import configure
 
 configure()
 
-from purejaxppo.distributed import initialize  # noqa: E402
+from purejaxppo.parallel.distributed import initialize  # noqa: E402
 
 index, count = initialize()
 

@@ -11,7 +11,7 @@ and, with `image=True`, also `"board": float32 [5, 5, 2]` (noise, so the CNN
 route has a leaf to take). Reward: +1 per sub-action on its target, 0 for
 another legal choice, and -100 for an illegal one, which a correctly masked
 policy never takes. `nvec=(A,)` gives a plain `Discrete(A)` action space,
-longer `nvec` a `purejaxppo.spaces.MultiDiscrete`.
+longer `nvec` a `purejaxppo.envs.spaces.MultiDiscrete`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from purejaxppo.spaces import MultiDiscrete
+from purejaxppo.envs.spaces import MultiDiscrete
 
 
 @struct.dataclass

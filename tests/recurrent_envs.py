@@ -7,7 +7,7 @@ CueRecall     a cue (0 or 1) is shown only at the first step; the episode ends
 RandomLengths observation = steps since the episode began; episodes end by
               termination after a random 1..6 steps, or by the time limit of
               4 steps (truncation), so boundaries fall at irregular times.
-CountingNet   a recurrent module (purejaxppo.agent.RecurrentAgent interface)
+CountingNet   a recurrent module (purejaxppo.core.agent.RecurrentAgent interface)
               whose carry counts the observations seen since its last reset:
               any carry that leaks across an episode boundary shows up as a
               count that disagrees with RandomLengths' observation.
@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from purejaxppo.distributions import Categorical
+from purejaxppo.core.distributions import Categorical
 
 
 @struct.dataclass

@@ -1,4 +1,4 @@
-"""Craftax adapter (purejaxppo.adapters.craftax, `env: craftax/<name>`); skipped without craftax.
+"""Craftax adapter (purejaxppo.envs.craftax, `env: craftax/<name>`); skipped without craftax.
 
 Craftax's step and world generation are large XLA programs (on a 2-core CPU
 compiling the Classic reset + step takes ~0.5-1.5 min), so the tests share one
@@ -16,7 +16,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from purejaxppo import PPOConfig, make_train  # noqa: E402
-from purejaxppo.adapters import craftax as cx  # noqa: E402
+from purejaxppo.envs import craftax as cx  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402
 
 NAME = "Craftax-Classic-Symbolic-v1"

@@ -1,4 +1,4 @@
-"""Jumanji adapter (purejaxppo.adapters.jumanji, `env: jumanji/<id>[@flat]`); skipped without the extra.
+"""Jumanji adapter (purejaxppo.envs.jumanji, `env: jumanji/<id>[@flat]`); skipped without the extra.
 
 Envs used, chosen for cheap compiles: Knapsack-v1 (Discrete + mask, no time limit in the library),
 Snake-v1 (Discrete + mask, the library's time limit marked as a termination, which the adapter
@@ -15,9 +15,9 @@ import pytest
 jumanji = pytest.importorskip("jumanji")
 
 from purejaxppo import PPOConfig, make_train  # noqa: E402
-from purejaxppo.adapters import jumanji as ja  # noqa: E402
+from purejaxppo.envs import jumanji as ja  # noqa: E402
 from purejaxppo.envs import action_spec_from_space, make_env, obs_spec_from_space  # noqa: E402
-from purejaxppo.spaces import MultiDiscrete  # noqa: E402
+from purejaxppo.envs.spaces import MultiDiscrete  # noqa: E402
 
 
 def _legal_action(env, key, mask):
@@ -199,9 +199,9 @@ def test_training_by_name(name):
 
 @pytest.mark.parametrize("name", ["jumanji/Knapsack-v1", "jumanji/Minesweeper-v0"])
 def test_policy_never_samples_a_masked_action(name):
-    from purejaxppo.agent import ActingState, as_agent, make_policy
-    from purejaxppo.networks import make_network
-    from purejaxppo.spaces import zeros_obs
+    from purejaxppo.core.agent import ActingState, as_agent, make_policy
+    from purejaxppo.core.networks import make_network
+    from purejaxppo.envs.spaces import zeros_obs
 
     env, env_params = make_env(name)
     obs_spec = obs_spec_from_space(env.observation_space(env_params))

@@ -1,4 +1,4 @@
-"""Navix adapter (purejaxppo.adapters.navix, `env: navix/<id>[@<observation>]`); skipped without navix."""
+"""Navix adapter (purejaxppo.envs.navix, `env: navix/<id>[@<observation>]`); skipped without navix."""
 
 import sys
 
@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("navix")
 
 from purejaxppo import PPOConfig, make_train  # noqa: E402
-from purejaxppo.adapters import navix as adapter  # noqa: E402
+from purejaxppo.envs import navix as adapter  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402
 from tests.env_rollouts import scripted_rollout_fn as _rollout_fn  # noqa: E402
 

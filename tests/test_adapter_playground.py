@@ -1,4 +1,4 @@
-"""MuJoCo Playground adapter (purejaxppo.adapters.playground, `env: playground/<EnvName>`).
+"""MuJoCo Playground adapter (purejaxppo.envs.playground, `env: playground/<EnvName>`).
 
 Skipped without the optional extra (`pip install -e '.[playground]'`). CartpoleBalance is
 the cheapest DM Control Suite env to compile on CPU; it never terminates on its own (only a
@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from flax import struct  # noqa: E402
 
 from purejaxppo import PPOConfig, make_train  # noqa: E402
-from purejaxppo.adapters import playground as pg  # noqa: E402
+from purejaxppo.envs import playground as pg  # noqa: E402
 from purejaxppo.envs import action_spec_from_space, make_env  # noqa: E402
 
 NAME = "playground/CartpoleBalance"

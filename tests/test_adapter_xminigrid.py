@@ -1,4 +1,4 @@
-"""XLand-MiniGrid adapter (purejaxppo.adapters.xminigrid, `env: xminigrid/<id>`); skipped without xminigrid."""
+"""XLand-MiniGrid adapter (purejaxppo.envs.xminigrid, `env: xminigrid/<id>`); skipped without xminigrid."""
 
 import sys
 
@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("xminigrid")
 
 from purejaxppo import PPOConfig, make_train  # noqa: E402
-from purejaxppo.adapters import xminigrid as adapter  # noqa: E402
+from purejaxppo.envs import xminigrid as adapter  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402
 from tests.env_rollouts import scripted_rollout_fn as _rollout_fn  # noqa: E402
 

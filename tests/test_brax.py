@@ -1,4 +1,4 @@
-"""Brax support (purejaxppo.brax_env, `env: brax/<name>[@<backend>]`, configs/ for the Brax five).
+"""Brax support (purejaxppo.envs.brax, `env: brax/<name>[@<backend>]`, configs/ for the Brax five).
 
 The tests that need brax skip when it is absent (`pip install -e '.[brax]'`);
 the config, name-parsing, missing-brax and adapter-logic tests (the last on a
@@ -15,7 +15,7 @@ import pytest
 from flax import struct
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.brax_env import BraxEnv, BraxEnvParams, parse_brax_name
+from purejaxppo.envs.brax import BraxEnv, BraxEnvParams, parse_brax_name
 from purejaxppo.envs import action_spec_from_space, make_env
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"

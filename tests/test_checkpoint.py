@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.checkpoint import (
+from purejaxppo.runs.checkpoints import (
     CheckpointError,
     CheckpointManager,
     flatten_state,

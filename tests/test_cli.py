@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from purejaxppo import METRIC_NAMES, PPOConfig, load_policy, make_train
-from purejaxppo.checkpoint import flatten_state, save_checkpoint
+from purejaxppo.runs.checkpoints import flatten_state, save_checkpoint
 from purejaxppo.cli import main
 from purejaxppo.runs import load_run, train_run
 from tests.runs_helpers import CHUNK, CONFIG, SEEDS, SET_ARGS, run_cli

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import pytest
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.config import HPARAM_FIELDS, coerce_field
+from purejaxppo.core.config import HPARAM_FIELDS, coerce_field
 
 
 def test_defaults_and_derived_sizes():

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from purejaxppo.cli import main
-from purejaxppo.distributed import ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID, free_port
-from purejaxppo.train import make_train
+from purejaxppo.parallel.distributed import ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID, free_port
+from purejaxppo.core.train import make_train
 from tests.distributed_configs import DATA_CONFIG, NUM_SEEDS, SEED_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,7 +251,7 @@ def test_launcher_stops_every_worker(tmp_path, how, request):
 def test_launcher_shows_the_output_of_a_worker_that_ended_before_worker_0_failed(monkeypatch):
     """Worker 1 ends early (exit 0) and worker 0 then dies at a barrier (SIGABRT): the launcher reports both and
     shows worker 1's output, which is where the cause is. Stand-in workers: no JAX, about a second."""
-    from purejaxppo import distributed
+    from purejaxppo.parallel import distributed
 
     real_popen = subprocess.Popen
     scripts = {"0": "import os, time; time.sleep(1.0); os.abort()",

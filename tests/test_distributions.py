@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxppo.distributions import Categorical, DiagGaussian
+from purejaxppo.core.distributions import Categorical, DiagGaussian
 
 
 def test_categorical_log_prob_entropy_kl_closed_form():

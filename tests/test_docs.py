@@ -39,7 +39,7 @@ def test_generated_references_cover_every_field_and_suite():
     import importlib.util
 
     pytest.importorskip("mkdocs")
-    from purejaxppo.config import PPOConfig
+    from purejaxppo.core.config import PPOConfig
     from purejaxppo.envs import SUITES
 
     spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")

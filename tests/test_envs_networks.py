@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.distributions import Categorical, TanhGaussian
-from purejaxppo.networks import ActionSpec, ConvActorCritic, make_network
+from purejaxppo.core.distributions import Categorical, TanhGaussian
+from purejaxppo.core.networks import ActionSpec, ConvActorCritic, make_network
 
 NEEDS_DOWNLOAD = {"MNISTBandit-bsuite"}  # fetches MNIST over the network when made
 # network="mlp": every env's dynamics and spaces are what this checks; the CNN that 'auto' picks for MinAtar costs
@@ -117,7 +117,7 @@ def test_tanh_policy_trains_and_env_actions_stay_in_box():
     a = train.to_env_action(u)
     assert float(a.min()) >= -2.0 and float(a.max()) <= 2.0
     # Evaluation / load_policy act through the same transform: deterministic action = squash(mean).
-    from purejaxppo.agent import ActingState, make_policy
+    from purejaxppo.core.agent import ActingState, make_policy
 
     policy = make_policy(train.agent, train.to_env_action)
     obs = jnp.array([[1.0, 0.0, 0.5], [0.0, 1.0, -3.0]])
@@ -162,7 +162,7 @@ def test_user_distribution_with_only_sample_key_works():
 
 def test_sample_from_noise_matches_the_distribution():
     """Gumbel-max and mean + std * noise sample the right distributions (what the rollout uses)."""
-    from purejaxppo.distributions import DiagGaussian
+    from purejaxppo.core.distributions import DiagGaussian
 
     logits = jnp.log(jnp.array([0.1, 0.6, 0.3]))
     d = Categorical(jnp.broadcast_to(logits, (50_000, 3)))
@@ -190,7 +190,7 @@ def test_orthogonal_init_is_flax_s_and_vmapped_training_never_batches_a_qr():
     jaxlib 0.10.2's batched CPU QR splits its batch over XLA's intra-op pool and blocks on it, which deadlocks
     a 2-core machine when two run at once (a vmapped Craftax-sized init hung 2 times in 3). So no QR in a
     vmapped train function -- MLP, CNN, GRU -- may have a batch dimension."""
-    from purejaxppo.networks import orthogonal
+    from purejaxppo.core.networks import orthogonal
 
     keys = jax.random.split(jax.random.key(3), 6).reshape(2, 3)
     for shape, scale in (((7, 5), 1.0), ((5, 7), 0.01), ((3, 3, 4, 8), math.sqrt(2))):

@@ -10,7 +10,7 @@ import pytest
 
 import purejaxppo
 from purejaxppo import errors
-from purejaxppo.checkpoint import CheckpointManager
+from purejaxppo.runs.checkpoints import CheckpointManager
 from purejaxppo.cli import main
 from tests.runs_helpers import CHUNK, SEEDS, SET_ARGS
 
@@ -34,8 +34,8 @@ def test_every_error_is_a_purejaxppo_error_and_keeps_its_builtin_base():
     for cls, base in BUILTIN_OF.items():
         assert issubclass(cls, errors.PureJaxPPOError) and issubclass(cls, base), cls
     # the old import paths still name the same classes
-    from purejaxppo.checkpoint import CheckpointError
-    from purejaxppo.resources import ResourceError
+    from purejaxppo.runs.checkpoints import CheckpointError
+    from purejaxppo.core.resources import ResourceError
     from purejaxppo.runs import RunError, RunWriteError
 
     assert (CheckpointError, ResourceError, RunError, RunWriteError) == (

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.checkpoint import CheckpointError, unflatten_state
-from purejaxppo.config import HPARAM_FIELDS, coerce_field, validate_hparams
+from purejaxppo.runs.checkpoints import CheckpointError, unflatten_state
+from purejaxppo.core.config import HPARAM_FIELDS, coerce_field, validate_hparams
 
 HINTS = typing.get_type_hints(PPOConfig)
 NAN, INF = float("nan"), float("inf")

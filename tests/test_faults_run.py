@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig, make_train, raise_if_diverged
-from purejaxppo import checkpoint as checkpoint_mod
-from purejaxppo.checkpoint import CheckpointManager, read_checkpoint
+from purejaxppo.runs import checkpoints as checkpoint_mod
+from purejaxppo.runs.checkpoints import CheckpointManager, read_checkpoint
 from purejaxppo.cli import main
-from purejaxppo.progress import ProgressReporter
+from purejaxppo.runs.progress import ProgressReporter
 from purejaxppo.runs import learning_curves, train_run
 from tests.runs_helpers import CHUNK, CONFIG, SEEDS, SET_ARGS
 
@@ -34,7 +34,8 @@ CLI_ARGS = ["--seeds", str(SEEDS), "--checkpoint-every", str(CHUNK), "--progress
 # Runs `purejaxppo train ARGS` after arming one fault: SIGKILL of this very process at a chosen point.
 DRIVER = r'''
 import os, signal, sys
-from purejaxppo import checkpoint, cli
+from purejaxppo import cli
+from purejaxppo.runs import checkpoints as checkpoint
 from purejaxppo.runs import files, loop, writers
 
 point, at = sys.argv[1], int(sys.argv[2])
@@ -391,7 +392,7 @@ def test_eval_return_gaps_do_not_break_plots_progress_or_the_report(work, refere
 
 
 def test_make_train_refuses_a_run_that_cannot_fit_in_memory_fast():
-    from purejaxppo.resources import ResourceError
+    from purejaxppo.core.resources import ResourceError
 
     t0 = time.perf_counter()
     with pytest.raises(ResourceError, match=r"needs about .* of memory .* reduce num_envs or num_steps"):

@@ -2,7 +2,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxppo.gae import compute_gae
+from purejaxppo.core.gae import compute_gae
 
 
 def gae_reference(r, v, nv, term, trunc, gamma, lam):

@@ -13,9 +13,9 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.distributions import Categorical
-from purejaxppo.losses import Batch, normalize, ppo_loss
-from purejaxppo.train import explained_variance, make_optimizer
+from purejaxppo.core.distributions import Categorical
+from purejaxppo.core.losses import Batch, normalize, ppo_loss
+from purejaxppo.core.train import explained_variance, make_optimizer
 
 TINY = dict(num_envs=2, num_steps=8, num_minibatches=1, update_epochs=1, total_timesteps=2 * 8 * 3)
 

@@ -11,11 +11,11 @@ import pytest
 from gymnax.environments import spaces as gspaces
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.agent import ActingState, Agent, FeedForwardAgent, make_policy, reset_carry
-from purejaxppo.distributions import Categorical, DiagGaussian, Distribution
-from purejaxppo.evaluate import build_evaluate, make_episode_rollout, make_evaluate
-from purejaxppo.objectives import Objective, clipped_surrogate, get_objective, objective_names, register_objective
-from purejaxppo.train import Train
+from purejaxppo.core.agent import ActingState, Agent, FeedForwardAgent, make_policy, reset_carry
+from purejaxppo.core.distributions import Categorical, DiagGaussian, Distribution
+from purejaxppo.core.evaluate import build_evaluate, make_episode_rollout, make_evaluate
+from purejaxppo.core.objectives import Objective, clipped_surrogate, get_objective, objective_names, register_objective
+from purejaxppo.core.train import Train
 
 TINY = dict(num_envs=4, num_steps=16, num_minibatches=2, update_epochs=2, total_timesteps=4 * 16 * 3)
 
@@ -122,8 +122,8 @@ def test_train_is_a_frozen_object_that_jits_and_vmaps():
 def test_a_stateful_agent_from_the_factory_is_trained_on_sequences():
     """An object implementing the Agent protocol itself (here: a RecurrentAgent around a GRU module, built by
     the user's factory) is trained by make_train with sequence minibatches, its carry in the train state."""
-    from purejaxppo.agent import RecurrentAgent
-    from purejaxppo.networks import make_network
+    from purejaxppo.core.agent import RecurrentAgent
+    from purejaxppo.core.networks import make_network
 
     def factory(obs_spec, action_spec):
         return RecurrentAgent(make_network(obs_spec, action_spec, network="gru", rnn_size=8, rnn_torso=(8,)))

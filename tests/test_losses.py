@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig
-from purejaxppo.losses import Batch, adapt_kl_beta, clip_fraction, clipped_surrogate, ppo_loss, value_loss
-from purejaxppo.networks import ActionSpec, ActorCritic
+from purejaxppo.core.losses import Batch, adapt_kl_beta, clip_fraction, clipped_surrogate, ppo_loss, value_loss
+from purejaxppo.core.networks import ActionSpec, ActorCritic
 
 HP = PPOConfig().hparams()
 

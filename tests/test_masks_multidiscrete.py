@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.agent import ActingState, apply_action_mask, as_agent, make_policy
-from purejaxppo.distributions import Categorical, DiagGaussian, MultiCategorical, mask_logits
+from purejaxppo.core.agent import ActingState, apply_action_mask, as_agent, make_policy
+from purejaxppo.core.distributions import Categorical, DiagGaussian, MultiCategorical, mask_logits
 from purejaxppo.envs import action_spec_from_space, obs_spec_from_space
-from purejaxppo.networks import ConvActorCritic, make_network
-from purejaxppo.normalization import create_obs_norm, normalize_obs, update_obs_norm
-from purejaxppo.spaces import ActionSpec, MultiDiscrete, zeros_obs
+from purejaxppo.core.networks import ConvActorCritic, make_network
+from purejaxppo.core.normalization import create_obs_norm, normalize_obs, update_obs_norm
+from purejaxppo.envs.spaces import ActionSpec, MultiDiscrete, zeros_obs
 from tests.masked_envs import ChoiceEnv
 
 

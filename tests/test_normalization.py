@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.normalization import RewardScaler, RunningMeanStd
+from purejaxppo.core.normalization import RewardScaler, RunningMeanStd
 
 
 def test_running_stats_equal_numpy_over_all_data():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.losses import adapt_kl_beta
+from purejaxppo.core.losses import adapt_kl_beta
 
 ONE_UPDATE = PPOConfig(num_envs=4, num_steps=32, num_minibatches=4, update_epochs=4, total_timesteps=4 * 32,
                        learning_rate=3e-3, anneal_lr=False)
@@ -94,7 +94,7 @@ def test_exact_kl_metric_matches_recomputation():
     state = train.init(jax.random.key(0))
     new_state, m = jax.jit(train.update)(state)
     # Recompute: the same rollout from the old params, KL(old || new) on its observations.
-    from purejaxppo.rollout import collect
+    from purejaxppo.core.rollout import collect
 
     hp = cfg.hparams()
     _, k_rollout, _ = jax.random.split(state.key, 3)

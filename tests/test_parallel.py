@@ -1,4 +1,4 @@
-"""Data- and seed-parallel semantics on one device (purejaxppo.collectives / purejaxppo.parallel).
+"""Data- and seed-parallel semantics on one device (purejaxppo.core.collectives / purejaxppo.parallel).
 
 A data axis of D devices is emulated with `jax.vmap(..., axis_name="data")`:
 collectives (pmean/psum/axis_index) behave over a vmap axis exactly as over a
@@ -16,13 +16,13 @@ import numpy as np
 import optax
 import pytest
 
-from purejaxppo import collectives
-from purejaxppo.config import PPOConfig
-from purejaxppo.losses import Batch, ppo_loss
-from purejaxppo.normalization import RewardScaler, RunningMeanStd
+from purejaxppo.core import collectives
+from purejaxppo.core.config import PPOConfig
+from purejaxppo.core.losses import Batch, ppo_loss
+from purejaxppo.core.normalization import RewardScaler, RunningMeanStd
 from purejaxppo.parallel import (check_mesh_shape, default_mesh_shape, hparams_kind, make_mesh,
                                  make_sharded_train, params_of, parse_mesh)
-from purejaxppo.train import make_optimizer, make_train, permutation, rollout_batch, run_epochs
+from purejaxppo.core.train import make_optimizer, make_train, permutation, rollout_batch, run_epochs
 
 D = 2
 SMALL = PPOConfig(env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=2, update_epochs=2,
@@ -106,8 +106,8 @@ def _fixed_batch(train, key):
     of one update."""
     hp = train.config.hparams()
     state = train.init(key, hp)
-    from purejaxppo.rollout import collect
-    from purejaxppo.train import advantages
+    from purejaxppo.core.rollout import collect
+    from purejaxppo.core.train import advantages
 
     c = train.config
     _, _, _, traj, _ = collect(key, state.env, state.params, train.agent, train.env, train.env_params,

@@ -11,7 +11,7 @@ import pytest
 from flax import struct
 
 from purejaxppo import make_train
-from purejaxppo.progress import ProgressReporter, with_progress
+from purejaxppo.runs.progress import ProgressReporter, with_progress
 from purejaxppo.runs import make_chunk_fn, train_run
 from tests.runs_helpers import CHUNK, CONFIG, SEEDS
 

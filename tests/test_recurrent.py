@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.agent import RecurrentAgent, is_recurrent, reset_carry
+from purejaxppo.core.agent import RecurrentAgent, is_recurrent, reset_carry
 from purejaxppo.envs import make_env
-from purejaxppo.gae import compute_gae
-from purejaxppo.losses import ppo_loss
-from purejaxppo.rollout import collect
-from purejaxppo.train import advantages, bootstrap_values, minibatches, rollout_batch
+from purejaxppo.core.gae import compute_gae
+from purejaxppo.core.losses import ppo_loss
+from purejaxppo.core.rollout import collect
+from purejaxppo.core.train import advantages, bootstrap_values, minibatches, rollout_batch
 from tests.recurrent_envs import CountingNet, CueRecall, RandomLengths
 
 TINY = dict(num_envs=4, num_steps=16, num_minibatches=2, update_epochs=2, rnn_size=16, rnn_torso=(16,),
@@ -290,7 +290,7 @@ def test_recurrent_run_resumes_bit_identically_and_acts_statefully(tmp_path, cap
     states are checkpointed with the env states); eval and render run on it; load_policy's act carries the
     hidden state between calls, resets it on `done` or act.reset(), and equals the agent stepped by hand."""
     from purejaxppo import load_policy
-    from purejaxppo.checkpoint import flatten_state
+    from purejaxppo.runs.checkpoints import flatten_state
     from purejaxppo.cli import main
     from purejaxppo.runs import load_run, train_run
 
@@ -316,7 +316,7 @@ def test_recurrent_run_resumes_bit_identically_and_acts_statefully(tmp_path, cap
     env, params = make_env("masked/CartPole-v1")
     obs = jnp.stack([env.reset(k, params)[0] for k in jax.random.split(jax.random.key(3), 3)])
     agent, acting = act.agent, act.acting
-    from purejaxppo.normalization import normalize_obs
+    from purejaxppo.core.normalization import normalize_obs
 
     def by_hand(carry, o, done):
         carry, dist, _ = agent.step(acting.params, carry, normalize_obs(acting.obs_norm, o, cfg.obs_clip), done)

@@ -1,4 +1,4 @@
-"""`purejaxppo.render` without training: frames of classic-control states, a GIF on disk, clear refusals.
+"""`purejaxppo.envs.render` without training: frames of classic-control states, a GIF on disk, clear refusals.
 (The CLI's `render` of a trained run is tested in tests/test_cli.py and tests/test_recurrent.py.)"""
 
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import jax
 import pytest
 
-from purejaxppo import render
+from purejaxppo.envs import render
 from purejaxppo.envs import make_env
 
 pytest.importorskip("PIL")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from purejaxppo.runs import folder as run_folder
-from purejaxppo.checkpoint import CheckpointManager, read_checkpoint
+from purejaxppo.runs.checkpoints import CheckpointManager, read_checkpoint
 from purejaxppo.cli import main
 from purejaxppo.runs.folder import LOCK_FILE, RunError, RunLock, claim_new_run_dir
 from purejaxppo.runs import RunInterrupted, train_run

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from purejaxppo.checkpoint import read_checkpoint, save_checkpoint
+from purejaxppo.runs.checkpoints import read_checkpoint, save_checkpoint
 from purejaxppo.cli import main
 from purejaxppo.errors import RunError
 from purejaxppo.runs import load_run, train_run

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from purejaxppo import stats
-from purejaxppo.stats import (
+from purejaxppo.sweep import stats
+from purejaxppo.sweep.stats import (
     aggregate,
     bootstrap_ci,
     curve_ci,

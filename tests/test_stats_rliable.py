@@ -1,4 +1,4 @@
-"""`purejaxppo.stats` against rliable (Agarwal et al. 2021's reference implementation) on random data.
+"""`purejaxppo.sweep.stats` against rliable (Agarwal et al. 2021's reference implementation) on random data.
 
 Point estimates must be equal; the bootstrap CIs are Monte-Carlo estimates (different random draws), so each
 of rliable's ends must lie within the spread of ours over three bootstrap seeds, widened by a few percent of the
@@ -9,7 +9,7 @@ dependency only (the `dev` extra); the library keeps its own NumPy estimators (R
 import numpy as np
 import pytest
 
-from purejaxppo import stats
+from purejaxppo.sweep import stats
 
 rly = pytest.importorskip("rliable.library")
 rmetrics = pytest.importorskip("rliable.metrics")

@@ -15,13 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxppo.checkpoint import flatten_state
+from purejaxppo.runs.checkpoints import flatten_state
 from purejaxppo.cli import main
-from purejaxppo.config import PPOConfig
+from purejaxppo.core.config import PPOConfig
 from purejaxppo.runs import load_run, read_metrics, train_run
 from purejaxppo.sweep import build_spec, plan_sweep
 from purejaxppo.sweep.runner import sweep_run
-from purejaxppo.train import make_train
+from purejaxppo.core.train import make_train
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = PPOConfig(total_timesteps=4 * 16 * 4, num_envs=4, num_steps=16, log_every=1)
@@ -212,7 +212,7 @@ def test_bad_sweep_file(tmp_path, capsys):
 
 
 def test_a_sweep_too_large_for_memory_is_refused_before_compiling(tmp_path, monkeypatch, capsys):
-    import purejaxppo.resources as resources
+    import purejaxppo.core.resources as resources
 
     monkeypatch.setattr(resources, "available_memory", lambda device=None: (400_000_000, "host memory"))
     args = ["sweep", "--grid", "learning_rate=1e-4,1e-3", "--grid", "num_envs=4,4096", "--seeds", "64",
@@ -242,7 +242,7 @@ def test_random_search_draws_are_reproducible_and_in_range():
 def test_one_progress_bar_spans_every_program():
     import io
 
-    from purejaxppo.progress import ProgressReporter
+    from purejaxppo.runs.progress import ProgressReporter
 
     bar = ProgressReporter(4, 10, 2, style="bar", file=io.StringIO(), bar_total_steps=4 * 10 * 2 + 2 * 30 * 3)
     bar.start()

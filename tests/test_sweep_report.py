@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from purejaxppo import stats
+from purejaxppo.sweep import stats
 from purejaxppo.sweep import report as sr
 from purejaxppo.sweep.report import SettingRuns, compute_report, run_scores, write_report
 

@@ -96,7 +96,7 @@ def test_lr_annealing_and_constant():
 def test_custom_network_factory_is_used():
     import flax.linen as nn
 
-    from purejaxppo.distributions import Categorical
+    from purejaxppo.core.distributions import Categorical
 
     class Fixed(nn.Module):
         @nn.compact
@@ -158,7 +158,7 @@ def test_obs_and_reward_normalization_state():
 
 @pytest.mark.parametrize("n", [1, 2, 5, 512, 1000, 20480])
 def test_permutation_is_a_permutation_and_deterministic(n):
-    from purejaxppo.train import permutation
+    from purejaxppo.core.train import permutation
 
     p = np.asarray(permutation(jax.random.PRNGKey(3), n))
     assert p.dtype == np.int32 and sorted(p.tolist()) == list(range(n))
@@ -169,7 +169,7 @@ def test_permutation_is_a_permutation_and_deterministic(n):
 
 def test_permutation_is_uniform():
     """All 4! = 24 orders of 4 items are equally likely (chi-square over 24,000 draws)."""
-    from purejaxppo.train import permutation
+    from purejaxppo.core.train import permutation
 
     perms = np.asarray(jax.jit(jax.vmap(lambda k: permutation(k, 4)))(jax.random.split(jax.random.PRNGKey(0), 24_000)))
     codes = perms @ np.array([64, 16, 4, 1])

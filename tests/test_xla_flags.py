@@ -11,8 +11,9 @@ import textwrap
 
 import pytest
 
-from purejaxppo import _cpu_rng, _xla_flags
-from purejaxppo._xla_flags import FLAG, FLAG_NAME
+from purejaxppo.cpu import _rng as _cpu_rng
+from purejaxppo.cpu import _xla_flags
+from purejaxppo.cpu._xla_flags import FLAG, FLAG_NAME
 
 _OURS = ("XLA_FLAGS", "PUREJAXPPO_KEEP_XLA_FLAGS", "PUREJAXPPO_ROLLED_THREEFRY")
 

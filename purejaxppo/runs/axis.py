@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from purejaxppo.config import HPARAM_FIELDS, HParams, validate_hparams
+from purejaxppo.core.config import HPARAM_FIELDS, HParams, validate_hparams
 from purejaxppo.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxppo.progress import with_progress
+from purejaxppo.runs.progress import with_progress
 
 if TYPE_CHECKING:
-    from purejaxppo.train import Train
+    from purejaxppo.core.train import Train
 
 AXIS = "local_seeds"  # the vmap over seeds (on a mesh: over one device's seeds; purejaxppo.parallel.LOCAL_SEEDS)
 
@@ -76,7 +76,7 @@ def make_chunk_fn(
 def _strong(state):
     """Host copies of the leaves without weak types (e.g. gymnax's `time=0`), like a restored checkpoint,
     so a fresh run and a resumed one lower to exactly the same program."""
-    from purejaxppo.checkpoint import _is_key
+    from purejaxppo.runs.checkpoints import _is_key
 
     return jax.tree.map(lambda x: x if _is_key(x) else np.asarray(x), state)
 
@@ -149,7 +149,7 @@ def _state_template(train: Train, num_seeds: int, seed: int):
 def check_run_fits(train: Train, num_seeds: int) -> None:
     """ResourceError before compiling if `num_seeds` runs of `train` cannot fit the device's memory
     (the train state's size exact, from `jax.eval_shape`; the rollout and update estimated)."""
-    from purejaxppo.resources import check_memory, tree_bytes
+    from purejaxppo.core.resources import check_memory, tree_bytes
 
     state_bytes = tree_bytes(_state_template(train, num_seeds, 0)) // num_seeds
     check_memory(train.config, train.obs_spec, train.action_spec, num_seeds, state_bytes=state_bytes)

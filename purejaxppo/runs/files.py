@@ -14,9 +14,9 @@ from typing import Any
 
 import jax
 
-from purejaxppo.checkpoint import CheckpointManager, atomic_write_bytes
-from purejaxppo.config import PPOConfig
+from purejaxppo.core.config import PPOConfig
 from purejaxppo.errors import RunError, RunWriteError
+from purejaxppo.runs.checkpoints import CheckpointManager, atomic_write_bytes
 from purejaxppo.runs.folder import CONFIG_FILE, stamp
 from purejaxppo.runs.identity import METRICS_SHA256, RUN_ID
 

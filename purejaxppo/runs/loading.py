@@ -14,17 +14,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxppo.checkpoint import CheckpointManager, read_checkpoint, unflatten_state
-from purejaxppo.config import PPOConfig
+from purejaxppo.core.config import PPOConfig
 from purejaxppo.errors import CheckpointError, ConfigError, RunError
+from purejaxppo.runs.checkpoints import CheckpointManager, read_checkpoint, unflatten_state
 from purejaxppo.runs.chunks import _state_template
 from purejaxppo.runs.folder import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, RUN_FILE
 from purejaxppo.runs.identity import check_checkpoint, folder_id
 
 if TYPE_CHECKING:
-    from purejaxppo.agent import ActingState, Agent
-    from purejaxppo.spaces import ActionSpec
-    from purejaxppo.train import Train
+    from purejaxppo.core.agent import ActingState, Agent
+    from purejaxppo.core.train import Train
+    from purejaxppo.envs.spaces import ActionSpec
 
 
 @dataclasses.dataclass
@@ -54,7 +54,7 @@ def resolve_checkpoint(run: str | os.PathLike) -> tuple[Path, Path | None]:
 
 def load_run(run: str | os.PathLike) -> LoadedRun:
     """Config, train function and restored state of a run folder (newest checkpoint) or a checkpoint file."""
-    from purejaxppo.train import make_train
+    from purejaxppo.core.train import make_train
 
     run_dir, ck = resolve_checkpoint(run)
     if ck is None:
@@ -103,7 +103,7 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> LoadedPolicy:
     normalization is applied). Returns env actions (int32 for discrete spaces;
     for Box spaces training's transform: clipped to the box, or tanh-squashed),
     unbatched for an unbatched obs. `deterministic=False` samples and needs
-    `key`. It acts through `purejaxppo.agent.make_policy`, as evaluation and
+    `key`. It acts through `purejaxppo.core.agent.make_policy`, as evaluation and
     rendering do.
 
     Recurrent policies (network='gru'/'lstm'): `act` is stateful. It keeps the
@@ -121,8 +121,8 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> LoadedPolicy:
     `obs_norm`, `config`, `action_spec`, `network`, `agent`, `obs_spec`,
     `obs_shape` (single-array observations), `recurrent`, `carry`.
     """
-    from purejaxppo.agent import ActingState, is_recurrent, make_policy
-    from purejaxppo.spaces import is_array_spec
+    from purejaxppo.core.agent import ActingState, is_recurrent, make_policy
+    from purejaxppo.envs.spaces import is_array_spec
 
     loaded = load_run(run)
     if not 0 <= seed_index < loaded.num_seeds:

@@ -22,18 +22,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxppo.checkpoint import (
+from purejaxppo.core.config import PPOConfig
+from purejaxppo.errors import PureJaxPPOError
+from purejaxppo.parallel import gather
+from purejaxppo.runs.axis import RunAxis
+from purejaxppo.runs.checkpoints import (
     CheckpointError,
     CheckpointManager,
     atomic_write_bytes,
     read_checkpoint,
     unflatten_state,
 )
-from purejaxppo.config import PPOConfig
-from purejaxppo.errors import PureJaxPPOError
-from purejaxppo.parallel import gather
-from purejaxppo.progress import ProgressReporter
-from purejaxppo.runs.axis import RunAxis
 from purejaxppo.runs.chunks import _state_template, _strong, check_run_fits, compiled_chunk, jitted_init
 from purejaxppo.runs.files import (
     RunWriteError,
@@ -82,10 +81,11 @@ from purejaxppo.runs.mesh import (
     resolve_mesh_shape,
     to_canonical,
 )
+from purejaxppo.runs.progress import ProgressReporter
 from purejaxppo.runs.writers import JsonlWriter, TensorBoardWriter, WandbWriter, _rows
 
 if TYPE_CHECKING:
-    from purejaxppo.train import Train
+    from purejaxppo.core.train import Train
 
 ON_DIVERGE = ("stop", "continue")
 
@@ -163,7 +163,7 @@ def _new_start(train, num_seeds, seed, checkpoint_every, run_dir, overwrite, log
 def _resume_start(
     config, overrides, num_seeds, checkpoint_every, run_dir, resume, explicit_config, log
 ) -> tuple[_Start, Path]:
-    from purejaxppo.train import make_train
+    from purejaxppo.core.train import make_train
 
     manager = CheckpointManager(run_dir / CHECKPOINT_DIR)
     if resume is True:
@@ -310,7 +310,7 @@ def train_run(
       checkpointed, status "diverged") or "continue" (diverged seeds stay frozen, the others train on).
     mesh: ("seed", "data") sizes, e.g. {"seed": 2} or "seed=2,data=1" (purejaxppo.parallel); default: the
       plain program on one device, every device (seeds first) when there are several. Under
-      jax.distributed (purejaxppo.distributed) every process calls train_run: process 0 (the leader) does
+      jax.distributed (purejaxppo.parallel.distributed) every process calls train_run: process 0 (the leader) does
       everything described here; the others return None after taking part in every chunk
       (purejaxppo.runs.mesh). Checkpoints are the single-device layout: resume on any topology.
     runs: a sweep group (purejaxppo.runs.axis.RunAxis): the state's runs are `runs.num_runs` settings x seeds,
@@ -412,7 +412,7 @@ def _train_run(
             raise RunError(f"cannot resume: run folder {run_dir} does not exist")
     else:
         # Validate the config, the env and the memory it needs before any folder is made.
-        from purejaxppo.train import make_train
+        from purejaxppo.core.train import make_train
 
         config = (config or PPOConfig()).replace(**overrides)
         if runs is not None:

@@ -40,9 +40,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from purejaxppo.checkpoint import _is_key
 from purejaxppo.errors import ConfigError
 from purejaxppo.parallel import DATA, LOCAL_SEEDS, SEED, gather, global_array, on_key_data, shard
+from purejaxppo.runs.checkpoints import _is_key
 
 
 def _split_env_leaves(state, fn_env: Callable, fn_other: Callable):
@@ -234,9 +234,9 @@ def replicated(mesh: Mesh, tree):
 def follow_run() -> int:
     """A follower's whole run: receive the header and state, compile the leader's program, run every chunk the
     leader asks for and take part in its collectives. Returns 0 when the run ended, 1 when the leader failed."""
-    from purejaxppo.config import PPOConfig
+    from purejaxppo.core.config import PPOConfig
+    from purejaxppo.core.train import make_train
     from purejaxppo.runs.chunks import _state_template, compiled_chunk
-    from purejaxppo.train import make_train
 
     header = broadcast_json(None)
     if header.get("abort") or header.get("done"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from purejaxppo.config import PPOConfig
+from purejaxppo.core.config import PPOConfig
 from purejaxppo.errors import RunError
 
 
@@ -39,7 +39,7 @@ def _rows(
     last one, and the update at which a seed diverged (first non-finite update; `prev_diverged` [S] are
     the flags before the chunk). `labels` ([S] dicts, a sweep group's runs): each row gets "run" (the index
     in the state) and its run's labels (e.g. "setting" and "seed" within the setting)."""
-    from purejaxppo.train import METRIC_NAMES
+    from purejaxppo.core.train import METRIC_NAMES
 
     names = [k for k in METRIC_NAMES if k in metrics] + sorted(k for k in metrics if k not in METRIC_NAMES)
     arrays = {k: np.asarray(v) for k, v in metrics.items()}

@@ -4,7 +4,7 @@ A sweep trains several *settings* (hyperparameter combinations), each with S see
 possibly over several envs. Given every setting's learning curves (`SettingRuns`),
 `compute_report` computes the statistics (a JSON-able dict, the content of
 `sweep.json`) and `write_report` writes `sweep.md`, `sweep.json` and PNG plots.
-The statistics come from `purejaxppo.stats` (Agarwal et al. 2021: IQM with
+The statistics come from `purejaxppo.sweep.stats` (Agarwal et al. 2021: IQM with
 stratified percentile-bootstrap CIs over seeds, probability of improvement).
 
 Definitions
@@ -79,8 +79,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from purejaxppo import stats
 from purejaxppo.errors import ConfigError
+from purejaxppo.sweep import stats
 
 SCORES = ("final", "auc")
 METRICS = ("iqm", "mean", "median")
@@ -100,13 +100,13 @@ DEFINITIONS = {
     "normalized": "K > 1 only: per env (score - lo) / (hi - lo), denominator 1 if hi == lo; (lo, hi) from "
     "reference_scores or the min/max of that env's usable run scores over the sweep (per score kind)",
     "statistics": "IQM, mean, median with percentile-bootstrap CIs over seeds (stratified per env for K > 1), "
-    "purejaxppo.stats.bootstrap_ci",
+    "purejaxppo.sweep.stats.bootstrap_ci",
     "matrix": "K > 1: when envs have different numbers of usable runs, every env keeps its first n_min usable runs "
     "(by seed index), n_min the smallest count",
     "rank": "by the IQM point estimate of the chosen score, highest first (ties broken by the other score's IQM); "
     "settings with no usable run are unranked",
     "prob_improvement_of_best": "P(#1 > this) (ties 1/2) with bootstrap CI, "
-    "purejaxppo.stats.probability_of_improvement",
+    "purejaxppo.sweep.stats.probability_of_improvement",
     "overlap": "CIs [l1, h1] and [l2, h2] overlap when l1 <= h2 and l2 <= h1 (IQM CI of the chosen score)",
     "not_distinguishable_from_best": "the IQM CI overlaps the best's (false for the best, null if unranked)",
 }
@@ -610,7 +610,7 @@ def _markdown(report: dict, title: str, images: list[str], plot_note: str | None
         f"- **final**: {DEFINITIONS['final']}.",
         f"- **AUC**: {DEFINITIONS['auc']}.",
         f"- **failed** run: {DEFINITIONS['failed']}; **diverged** run: {DEFINITIONS['diverged']}.",
-        "- **IQM**: mean of the middle 50% of the scores (`purejaxppo.stats`).",
+        "- **IQM**: mean of the middle 50% of the scores (`purejaxppo.sweep.stats`).",
         f"- **P(#1 > this)**: probability that a run of #1 beats a run of this setting (ties 1/2), "
         f"{pct} bootstrap CI" + (", averaged over envs" if k > 1 else "") + ".",
         f"- **≈ #1**: this setting's {score} IQM CI overlaps #1's (not distinguishable); "

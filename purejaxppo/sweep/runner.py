@@ -108,7 +108,7 @@ def _remove_owned(sweep_dir: Path) -> list[str]:
 def _save_spec(sweep_dir: Path, plan: SweepPlan) -> None:
     import yaml
 
-    from purejaxppo.checkpoint import atomic_write_bytes
+    from purejaxppo.runs.checkpoints import atomic_write_bytes
 
     data = {
         "spec": plan.spec.to_dict(),
@@ -135,7 +135,7 @@ def _save_spec(sweep_dir: Path, plan: SweepPlan) -> None:
 
 def group_state(group_dir: Path) -> tuple[str, int]:
     """(status, update) of a group's run folder: ("new", 0) when it holds no checkpoint yet."""
-    from purejaxppo.checkpoint import CheckpointManager
+    from purejaxppo.runs.checkpoints import CheckpointManager
     from purejaxppo.runs.folder import CHECKPOINT_DIR
 
     found = CheckpointManager(group_dir / CHECKPOINT_DIR).list() if group_dir.is_dir() else []
@@ -237,8 +237,8 @@ def sweep_run(
 def _run_groups(
     plan, sweep_dir, resume, checkpoint_every, stop_after, progress, mesh, report, log, progress_file, command, t0
 ) -> SweepResult:
-    from purejaxppo.progress import ProgressReporter
     from purejaxppo.runs import RunInterrupted, train_run
+    from purejaxppo.runs.progress import ProgressReporter
 
     spec = plan.spec
     info = {}

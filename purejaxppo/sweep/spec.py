@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from purejaxppo.config import HPARAM_FIELDS, HPARAM_RANGES, PPOConfig, coerce_field
+from purejaxppo.core.config import HPARAM_FIELDS, HPARAM_RANGES, PPOConfig, coerce_field
 from purejaxppo.errors import ConfigError
 
 SCORES = ("final", "auc")
@@ -188,7 +188,7 @@ def _fmt(v: Any) -> str:
 
 
 def _known_field(name: Any, source: str) -> str:
-    from purejaxppo.config import _FIELD_TYPES
+    from purejaxppo.core.config import _FIELD_TYPES
 
     if not isinstance(name, str) or name not in _FIELD_TYPES:
         close = difflib.get_close_matches(str(name), list(_FIELD_TYPES), n=3)
@@ -319,7 +319,7 @@ def build_spec(
 
 def read_sweep_file(path: str | os.PathLike) -> dict:
     """A sweep YAML file as a dict of spec parts (its `config` path resolved against the file's folder)."""
-    from purejaxppo.config import _read_yaml
+    from purejaxppo.core.config import _read_yaml
 
     data = _read_yaml(path)
     if not isinstance(data, dict):
@@ -358,7 +358,7 @@ def plan_sweep(
     spec: SweepSpec, *, check_memory: bool = True, mesh: dict | None = None, device_count: int | None = None
 ) -> SweepPlan:
     """Settings and groups of `spec`, every setting's config validated and every group's memory estimated
-    (ConfigError / purejaxppo.resources.ResourceError naming the setting or group). Traces each group's
+    (ConfigError / purejaxppo.core.resources.ResourceError naming the setting or group). Traces each group's
     program shapes (`jax.eval_shape`); compiles nothing."""
     values = expand_settings(spec)
     static_names = [n for n in spec.varied if n not in HPARAM_FIELDS]
@@ -388,9 +388,9 @@ def plan_sweep(
 def _check_groups(plan: SweepPlan, mesh: dict | None, device_count: int | None) -> None:
     import jax
 
+    from purejaxppo.core.train import make_train
     from purejaxppo.runs.chunks import check_run_fits
     from purejaxppo.runs.mesh import resolve_mesh_shape
-    from purejaxppo.train import make_train
 
     devices = jax.device_count() if device_count is None else device_count
     for g in plan.groups:

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purejaxppo import collectives
+from purejaxppo.core import collectives
 
 _EPS = 1e-8
 

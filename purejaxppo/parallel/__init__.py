@@ -10,7 +10,7 @@ A mesh has two named axes (`jax.sharding.Mesh`):
   reward normalizers, episode returns, explained variance, approx KL / clip
   fraction and the target-KL stop, the exact KL behind the adaptive beta, the
   divergence guard, evaluation) are averaged over the axis
-  (`purejaxppo.collectives`), so every device applies the same update and holds
+  (`purejaxppo.core.collectives`), so every device applies the same update and holds
   the same parameters.
 
 The sharded state carries both axes in front of every leaf: `[S, D, ...]`
@@ -40,10 +40,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from purejaxppo.checkpoint import _is_key
-from purejaxppo.config import RECURRENT_NETWORKS, HParams, PPOConfig, validate_hparams
+from purejaxppo.core.config import RECURRENT_NETWORKS, HParams, PPOConfig, validate_hparams
+from purejaxppo.core.train import Train, TrainOutput, make_train
 from purejaxppo.errors import ConfigError
-from purejaxppo.train import Train, TrainOutput, make_train
+from purejaxppo.runs.checkpoints import _is_key
 
 SEED, DATA = "seed", "data"
 AXES = (SEED, DATA)

@@ -10,7 +10,7 @@ A hang of the same look was later traced to jaxlib 0.10.2's batched CPU LAPACK
 kernels (a vmapped orthogonal init: every XLA pool thread inside a batched QR,
 waiting on pieces queued behind it). The flag does not prevent that one (a
 vmapped Craftax-sized init still hung 2 times in 3 with it);
-`purejaxppo.networks.orthogonal` does, by never batching a QR.
+`purejaxppo.core.networks.orthogonal` does, by never batching a QR.
 
 XLA reads XLA_FLAGS once, when the first backend compiles; so the flag only
 takes effect if it is in the environment before any JAX computation. Nothing

@@ -46,7 +46,15 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purejaxppo.adapters import cast_like, import_library, raw_key, step_result, strong, unknown_env_error, where_done
+from purejaxppo.envs.adapter import (
+    cast_like,
+    import_library,
+    raw_key,
+    step_result,
+    strong,
+    unknown_env_error,
+    where_done,
+)
 from purejaxppo.errors import EnvError
 
 #: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).

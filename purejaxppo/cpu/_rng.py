@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 
-from purejaxppo._xla_flags import env_flag
+from purejaxppo.cpu._xla_flags import env_flag
 
 OPT_OUT_ENV = "PUREJAXPPO_ROLLED_THREEFRY"
 

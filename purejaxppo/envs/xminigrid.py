@@ -50,7 +50,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from purejaxppo.adapters import cast_like, import_library, raw_key, step_result, unknown_env_error, where_done
+from purejaxppo.envs.adapter import cast_like, import_library, raw_key, step_result, unknown_env_error, where_done
 from purejaxppo.errors import EnvError
 
 #: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
@@ -167,7 +167,7 @@ def _benchmark_ruleset(xminigrid, full: str, spec: str):
         raise EnvError(
             f"PPOConfig.env: could not load the XLand benchmark {bench!r} for {full!r}: {err}. xminigrid downloads "
             f"it from Hugging Face into {DATA_PATH} ($XLAND_MINIGRID_DATA); put the file there, or build a ruleset "
-            "offline and pass it: purejaxppo.adapters.xminigrid.make(name, ruleset=...)"
+            "offline and pass it: purejaxppo.envs.xminigrid.make(name, ruleset=...)"
         ) from err
     n = benchmark.num_rulesets()
     if int(index) >= n:
@@ -197,7 +197,7 @@ def make(name: str, ruleset: Any = None) -> tuple[XMiniGridEnv, Any]:
             f"PPOConfig.env: {full!r} needs a ruleset (its goal and rules): use "
             f"'{PREFIX}{env_id}@<benchmark>:<index>' (benchmarks: {', '.join(xminigrid.registered_benchmarks())}; "
             "downloaded by xminigrid on first use), or build one offline from xminigrid.core.goals/rules and call "
-            "purejaxppo.adapters.xminigrid.make(name, ruleset=...)"
+            "purejaxppo.envs.xminigrid.make(name, ruleset=...)"
         )
     if ruleset is not None and not xland:
         raise EnvError(f"PPOConfig.env: {full!r}: MiniGrid envs have their goal built in; ruleset= is for XLand ids")

@@ -73,9 +73,9 @@ def estimate_memory(
 ) -> MemoryEstimate:
     """Estimated bytes of one run of `config` (see the module docstring); `state_bytes` is per seed if given.
 
-    obs_spec: the observation spec (purejaxppo.spaces: a ShapeDtypeStruct or a pytree of them).
+    obs_spec: the observation spec (purejaxppo.envs.spaces: a ShapeDtypeStruct or a pytree of them).
     """
-    from purejaxppo.spaces import is_array_spec, obs_size
+    from purejaxppo.envs.spaces import is_array_spec, obs_size
 
     n, t = int(config.num_envs), int(config.num_steps)
     obs = obs_size(obs_spec) * _F32

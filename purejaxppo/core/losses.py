@@ -2,7 +2,7 @@
 
 Small pure functions on per-sample arrays `[M]`, composed by `ppo_loss`. The
 policy objectives themselves (clip, adaptive/fixed KL penalty, none) are
-`purejaxppo.objectives.Objective`s, selected by name.
+`purejaxppo.core.objectives.Objective`s, selected by name.
 
 Total loss minimized: -L^policy + c1 L^VF - c2 entropy.
 """
@@ -14,13 +14,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from purejaxppo import collectives
-from purejaxppo.config import HParams
-from purejaxppo.objectives import Objective, adapt_kl_beta, clipped_surrogate, get_objective  # noqa: F401 (re-exported)
+from purejaxppo.core import collectives
+from purejaxppo.core.config import HParams
+from purejaxppo.core.objectives import Objective, adapt_kl_beta, clipped_surrogate, get_objective  # noqa: F401 (re-exported)
 
 
 class Batch(NamedTuple):
-    """Rollout data: a minibatch `[M]`, or in the update's layout `[T, B]` (purejaxppo.train.rollout_batch).
+    """Rollout data: a minibatch `[M]`, or in the update's layout `[T, B]` (purejaxppo.core.train.rollout_batch).
 
     old_dist is the behaviour policy's distribution (for exact KL). carry0
     `[B, ...]` (the agent's carry at the segment start, `()` for feed-forward

@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from purejaxppo.config import HParams
+from purejaxppo.core.config import HParams
 from purejaxppo.errors import ConfigError
 
 
@@ -141,7 +141,7 @@ def get_objective(name: str | Objective) -> Objective:
     except KeyError:
         raise ConfigError(
             f"PPOConfig.objective: {name!r} is not one of {objective_names()} "
-            "(register a new one with purejaxppo.objectives.register_objective)"
+            "(register a new one with purejaxppo.core.objectives.register_objective)"
         ) from None
 
 

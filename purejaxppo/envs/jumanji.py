@@ -37,7 +37,7 @@ overwrites the final observation) and adds:
 * **observations**: a dict of arrays, one key per leaf of Jumanji's (nested) observation
   NamedTuple/dataclass, named by its path (`"agent_position.row"` for Maze); numeric features
   (bool ones included, e.g. Knapsack's `packed_items`) as float32, except `"action_mask"`,
-  kept bool and laid out for the policy (purejaxppo.spaces.ACTION_MASK_KEY):
+  kept bool and laid out for the policy (purejaxppo.envs.spaces.ACTION_MASK_KEY):
   - Discrete: `[num_actions]`, Jumanji's own mask.
   - MultiDiscrete with a per-sub-action mask `[K, n]` (Cleaner, Connector, JobShop, RobotWarehouse,
     LevelBasedForaging, MMST): rows concatenated, `[sum(nvec)]`: exact per sub-action, but
@@ -71,9 +71,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from purejaxppo.adapters import cast_like, import_library, raw_key, step_result, unknown_env_error, where_done
+from purejaxppo.envs.adapter import cast_like, import_library, raw_key, step_result, unknown_env_error, where_done
+from purejaxppo.envs.spaces import ACTION_MASK_KEY, MultiDiscrete
 from purejaxppo.errors import EnvError, EnvUnavailableError
-from purejaxppo.spaces import ACTION_MASK_KEY, MultiDiscrete
 
 #: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
 SUITE = {

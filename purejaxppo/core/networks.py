@@ -3,8 +3,8 @@
 A network is any flax module whose `__call__(obs)` takes a batch of
 observations (an array `[B, *obs_shape]`, or a pytree whose leaves are
 `[B, ...]`) and returns `(dist, value)`: a distribution from
-`purejaxppo.distributions` with batch shape `[B]` and a value `[B]`.
-`purejaxppo.agent.FeedForwardAgent` turns one into an agent.
+`purejaxppo.core.distributions` with batch shape `[B]` and a value `[B]`.
+`purejaxppo.core.agent.FeedForwardAgent` turns one into an agent.
 
 `make_train(..., network_factory=f)` accepts a user's own factory
 `f(obs_spec, action_spec) -> nn.Module`; `make_network(obs_spec, action_spec,
@@ -21,10 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxppo.config import PPOConfig
-from purejaxppo.distributions import Categorical, DiagGaussian, MultiCategorical, TanhGaussian
+from purejaxppo.core.config import PPOConfig
+from purejaxppo.core.distributions import Categorical, DiagGaussian, MultiCategorical, TanhGaussian
+from purejaxppo.envs.spaces import ActionSpec  # noqa: F401 (re-exported: purejaxppo.core.networks.ActionSpec)
 from purejaxppo.errors import ConfigError
-from purejaxppo.spaces import ActionSpec  # noqa: F401 (re-exported: purejaxppo.networks.ActionSpec)
 
 _ACTIVATIONS: dict[str, Callable] = {
     "tanh": jnp.tanh,
@@ -235,7 +235,7 @@ class Torso(nn.Module):
 class RecurrentActorCritic(nn.Module):
     """Torso -> GRU or LSTM cell -> actor and critic heads: the default recurrent network (`network='gru'/'lstm'`).
 
-    `purejaxppo.agent.RecurrentAgent` trains it (and any module with the same four methods):
+    `purejaxppo.core.agent.RecurrentAgent` trains it (and any module with the same four methods):
 
         carry = module.initial_carry(B)        zeros; no params needed (a tuple, one entry per core)
         x = module.embed(obs)                  obs leaves [B, ...] -> features (run on T * B at once)

@@ -5,7 +5,7 @@ action_spec)`) returns
 
     evaluate(acting, key, num_episodes, deterministic=True) -> returns [num_episodes]
 
-with `acting = purejaxppo.agent.ActingState(params, obs_norm)` (e.g.
+with `acting = purejaxppo.core.agent.ActingState(params, obs_norm)` (e.g.
 `ActingState(state.params, state.obs_norm)` of a train state), which
 which resets `num_episodes` envs at once and steps them in parallel (a
 `lax.while_loop`) until every one has finished its first episode, or until a
@@ -24,9 +24,9 @@ also under `vmap` over seeds, where a `lax.cond` on a batched predicate would
 be turned into a `select` that runs the evaluation every update.
 
 `make_episode_rollout(train)` rolls out one episode and keeps every env state
-(for rendering). Both act through `purejaxppo.agent.make_policy` (the same
+(for rendering). Both act through `purejaxppo.core.agent.make_policy` (the same
 acting function `load_policy` uses) and step through
-`purejaxppo.rollout.step_envs` (the same env step as training), carrying the
+`purejaxppo.core.rollout.step_envs` (the same env step as training), carrying the
 agent's carry and resetting it at episode boundaries.
 """
 
@@ -39,14 +39,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxppo.agent import ActingState, Agent, as_agent, make_policy
+from purejaxppo.core.agent import ActingState, Agent, as_agent, make_policy
+from purejaxppo.core.rollout import step_envs
 from purejaxppo.envs import make_action_transform
+from purejaxppo.envs.spaces import ActionSpec
 from purejaxppo.errors import ConfigError
-from purejaxppo.rollout import step_envs
-from purejaxppo.spaces import ActionSpec
 
 if TYPE_CHECKING:
-    from purejaxppo.train import Train
+    from purejaxppo.core.train import Train
 
 
 def max_episode_steps(env: Any, env_params: Any, max_steps: int | None = None) -> int:
@@ -102,7 +102,7 @@ def build_evaluate(
 ) -> Evaluate:
     """Build `evaluate(acting, key, num_episodes, deterministic=True, *, obs_clip=..., enabled=True)`.
 
-    agent: a purejaxppo.agent.Agent (a flax module is wrapped as a feed-forward one).
+    agent: a purejaxppo.core.agent.Agent (a flax module is wrapped as a feed-forward one).
     `num_episodes` and `deterministic` are static (Python int / bool); acting
     (an ActingState), key, obs_clip and enabled may be traced. Returns the
     undiscounted return of each episode, float32 `[num_episodes]` (zeros when
@@ -119,7 +119,7 @@ def build_evaluate(
         if not isinstance(acting, ActingState):
             raise ConfigError(
                 "evaluate: the first argument is an ActingState(params, obs_norm) "
-                f"(purejaxppo.agent), got {type(acting).__name__}"
+                f"(purejaxppo.core.agent), got {type(acting).__name__}"
             )
         if not isinstance(num_episodes, (int, np.integer)) or num_episodes <= 0:
             raise ConfigError(f"evaluate: num_episodes must be a positive int (static), got {num_episodes!r}")

@@ -204,3 +204,8 @@ def make_brax_env(name: str) -> tuple[BraxEnv, BraxEnvParams]:
             "(backends: 'generalized', 'positional', 'spring', 'mjx')"
         ) from err
     return BraxEnv(raw, name=name), BraxEnvParams()
+
+
+def make(name: str) -> tuple[BraxEnv, BraxEnvParams]:
+    """The suite entry (purejaxppo.envs.SUITES): `make("ant@positional")` is `make_brax_env("brax/ant@positional")`."""
+    return make_brax_env(BRAX_PREFIX + name)

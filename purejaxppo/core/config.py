@@ -186,8 +186,8 @@ class PPOConfig:
     # --- logging and in-training evaluation (static) ---
     log_every: int = _field(
         10,
-        "Updates between live progress-bar refreshes and metrics.jsonl rows (CLI and purejaxppo.progress); 0 turns "
-        "the progress bar off, and then no callback is compiled into the loop. Not used by train() itself.",
+        "Updates between live progress-bar refreshes and metrics.jsonl rows (CLI and purejaxppo.runs.progress); 0 "
+        "turns the progress bar off, and then no callback is compiled into the loop. Not used by train() itself.",
     )
     eval_every: int = _field(
         0,
@@ -628,13 +628,13 @@ def _validate(c: PPOConfig) -> None:
     for name, choices in _CHOICES.items():
         if not isinstance(getattr(c, name), str) or getattr(c, name) not in choices:
             fail(name, f"{getattr(c, name)!r} is not one of {choices}")
-    from purejaxppo.objectives import objective_names  # the registry: users may add objectives
+    from purejaxppo.core.objectives import objective_names  # the registry: users may add objectives
 
     if not isinstance(c.objective, str) or c.objective not in objective_names():
         fail(
             "objective",
             f"{c.objective!r} is not one of {objective_names()} "
-            "(register a new one with purejaxppo.objectives.register_objective)",
+            "(register a new one with purejaxppo.core.objectives.register_objective)",
         )
     if not isinstance(c.env, str) or not c.env:
         fail("env", f"must be a non-empty environment id string, got {c.env!r}")

@@ -10,7 +10,7 @@ hyperparameters: jit it, vmap it over keys (seeds) or over `HParams`
     state, metrics = train.update(state, hp)  # one PPO iteration (Algorithm 1)
 
 One update reads top to bottom as the paper's Algorithm 1, each step a named
-function of this module: `collect` (rollout, purejaxppo.rollout) ->
+function of this module: `collect` (rollout, purejaxppo.core.rollout) ->
 `advantages` (bootstrap values + GAE) -> `run_epochs` (K epochs of shuffled
 minibatches) -> exact KL and the objective's post-update rule -> divergence
 guard -> per-update metrics.
@@ -29,19 +29,19 @@ import numpy as np
 import optax
 from flax import struct
 
-from purejaxppo import collectives
-from purejaxppo.agent import ActingState, Agent, as_agent, is_recurrent
-from purejaxppo.config import HParams, PPOConfig, validate_hparams
+from purejaxppo.core import collectives
+from purejaxppo.core.agent import ActingState, Agent, as_agent, is_recurrent
+from purejaxppo.core.config import HParams, PPOConfig, validate_hparams
+from purejaxppo.core.gae import compute_gae
+from purejaxppo.core.losses import Batch, ppo_loss
+from purejaxppo.core.networks import make_network, network_options
+from purejaxppo.core.normalization import ObsNorm, RewardScaler, create_obs_norm
+from purejaxppo.core.objectives import Objective, get_objective
+from purejaxppo.core.resources import check_memory
+from purejaxppo.core.rollout import EnvCarry, Transition, collect
 from purejaxppo.envs import check_env_api, default_env_params, env_spaces, make_action_transform, make_env
+from purejaxppo.envs.spaces import ActionSpec, action_spec_from_space, obs_spec_from_space, zeros_obs
 from purejaxppo.errors import ConfigError, DivergedError
-from purejaxppo.gae import compute_gae
-from purejaxppo.losses import Batch, ppo_loss
-from purejaxppo.networks import make_network, network_options
-from purejaxppo.normalization import ObsNorm, RewardScaler, create_obs_norm
-from purejaxppo.objectives import Objective, get_objective
-from purejaxppo.resources import check_memory
-from purejaxppo.rollout import EnvCarry, Transition, collect
-from purejaxppo.spaces import ActionSpec, action_spec_from_space, obs_spec_from_space, zeros_obs
 
 METRIC_NAMES = (
     "episode_return",
@@ -302,10 +302,10 @@ class Train:
 
     Call it like a function: `train(key, hparams=None) -> TrainOutput` (jit/vmap it).
     `init(key, hp)` and `update(state, hp)` are its two pieces. `agent` acts and
-    re-evaluates (purejaxppo.agent); `network` is what the factory returned;
+    re-evaluates (purejaxppo.core.agent); `network` is what the factory returned;
     `obs_spec` is the observation spec (pytree of ShapeDtypeStruct, one env
     step); `to_env_action` maps a policy sample to the env's action;
-    `objective` is the policy objective (purejaxppo.objectives).
+    `objective` is the policy objective (purejaxppo.core.objectives).
     """
 
     config: PPOConfig
@@ -336,7 +336,7 @@ class Train:
     @property
     def obs_shape(self) -> tuple[int, ...]:
         """Shape of one observation (single-array observations only)."""
-        from purejaxppo.spaces import obs_shape
+        from purejaxppo.envs.spaces import obs_shape
 
         return obs_shape(self.obs_spec)
 
@@ -528,9 +528,9 @@ def make_train(
         that do not fit the env raise ConfigError.
       network_factory: `f(obs_spec, action_spec) -> flax module` whose
         `__call__(obs [B, ...])` returns `(dist, value [B])` (obs_spec: a
-        pytree of ShapeDtypeStruct, see purejaxppo.spaces); bind your own
+        pytree of ShapeDtypeStruct, see purejaxppo.envs.spaces); bind your own
         options with functools.partial. Default:
-        `purejaxppo.networks.make_network` with the config's network options.
+        `purejaxppo.core.networks.make_network` with the config's network options.
 
     Returns:
       a `Train`: `train(key, hparams=None) -> TrainOutput`, with `init`,
@@ -561,8 +561,8 @@ def make_train(
     agent, network = _make_agent(config, obs_spec, action_spec, network_factory)
     to_env_action = make_action_transform(action_spec, config.action_handling)
     evaluate = None
-    if config.eval_every > 0:  # in-training evaluation (purejaxppo.evaluate); adds metrics["eval_return"]
-        from purejaxppo.evaluate import build_evaluate
+    if config.eval_every > 0:  # in-training evaluation (purejaxppo.core.evaluate); adds metrics["eval_return"]
+        from purejaxppo.core.evaluate import build_evaluate
 
         evaluate = build_evaluate(
             env, env_params, agent, action_spec, obs_clip=config.obs_clip, to_env_action=to_env_action

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from purejaxppo.config import PPOConfig, coerce_field
+from purejaxppo.core.config import PPOConfig, coerce_field
 from purejaxppo.errors import ConfigError, DivergedError, PureJaxPPOError
 
 if TYPE_CHECKING:
@@ -160,10 +160,10 @@ def cmd_eval(args) -> int:
     import jax
     import numpy as np
 
-    from purejaxppo.agent import ActingState
-    from purejaxppo.evaluate import make_evaluate
+    from purejaxppo.core.agent import ActingState
+    from purejaxppo.core.evaluate import make_evaluate
     from purejaxppo.runs import load_run
-    from purejaxppo.stats import bootstrap_ci, iqm
+    from purejaxppo.sweep.stats import bootstrap_ci, iqm
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
@@ -197,9 +197,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from purejaxppo.checkpoint import CheckpointManager, read_checkpoint
-    from purejaxppo.render import check_renderable, render_states
+    from purejaxppo.envs.render import check_renderable, render_states
     from purejaxppo.runs import CHECKPOINT_DIR, resolve_checkpoint
+    from purejaxppo.runs.checkpoints import CheckpointManager, read_checkpoint
 
     out = Path(args.out)
     if out.suffix.lower() != ".gif":
@@ -209,7 +209,7 @@ def cmd_render(args) -> int:
     # Check the env before compiling anything.
     run_dir, ck = resolve_checkpoint(args.run)
     meta = read_checkpoint(ck)[0] if ck else CheckpointManager(run_dir / CHECKPOINT_DIR).read_latest()[1]
-    from purejaxppo.wrappers import base_env_name
+    from purejaxppo.envs.wrappers import base_env_name
 
     env_name = meta.get("config", {}).get("env")
     env_name = base_env_name(env_name) if isinstance(env_name, str) else env_name  # masked/X draws X's states
@@ -218,8 +218,8 @@ def cmd_render(args) -> int:
     import jax
     import numpy as np
 
-    from purejaxppo.agent import ActingState
-    from purejaxppo.evaluate import make_episode_rollout
+    from purejaxppo.core.agent import ActingState
+    from purejaxppo.core.evaluate import make_episode_rollout
     from purejaxppo.runs import load_run
 
     run = load_run(args.run)
@@ -247,7 +247,7 @@ def cmd_plot(args) -> int:
     import numpy as np
 
     from purejaxppo.runs import learning_curves
-    from purejaxppo.stats import plot_curves
+    from purejaxppo.sweep.stats import plot_curves
 
     curves, steps_list = {}, []
     for run in args.runs:
@@ -608,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.func is cmd_train and args.processes is not None and not args.distributed:
             return _launch_workers(args)
         if args.func is cmd_train and args.distributed:
-            from purejaxppo.distributed import initialize
+            from purejaxppo.parallel.distributed import initialize
 
             initialize(args.coordinator, args.num_processes, args.process_id)
         return args.func(args)
@@ -626,8 +626,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _launch_workers(args) -> int:
-    """`--processes N`: the same command as N local workers (purejaxppo.distributed.launch)."""
-    from purejaxppo.distributed import launch
+    """`--processes N`: the same command as N local workers (purejaxppo.parallel.distributed.launch)."""
+    from purejaxppo.parallel.distributed import launch
 
     if args.processes < 1:
         raise ConfigError(f"--processes must be >= 1, got {args.processes}")

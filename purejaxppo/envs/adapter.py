@@ -11,20 +11,20 @@ step reached, before the reset), `terminated` (the task's own end: no
 bootstrap) and `truncated` (a time limit: bootstrap from V(final observation))
 never both True, plus `observation_space(params)`, `action_space(params)`,
 `default_params` and `name`. Illegal actions, where a library has them, are a
-bool `obs["action_mask"]` (purejaxppo.spaces.ACTION_MASK_KEY).
+bool `obs["action_mask"]` (purejaxppo.envs.spaces.ACTION_MASK_KEY).
 
-`make_env("<prefix>/<name>")` selects one by name; the library is imported only
+`make_env("<prefix>/<name>")` selects one by name (the registry `purejaxppo.envs.SUITES`); the library is imported only
 then, and a missing one raises an ExtraMissingError (an ImportError) naming the extra to install.
 This package's core never imports any of these libraries.
 
     prefix        extra          module
-    playground/   playground     purejaxppo.adapters.playground   (MuJoCo Playground)
-    craftax/      craftax        purejaxppo.adapters.craftax
-    jumanji/      jumanji        purejaxppo.adapters.jumanji
-    xminigrid/    xminigrid      purejaxppo.adapters.xminigrid    (XLand-MiniGrid)
-    navix/        navix          purejaxppo.adapters.navix
+    playground/   playground     purejaxppo.envs.playground   (MuJoCo Playground)
+    craftax/      craftax        purejaxppo.envs.craftax
+    jumanji/      jumanji        purejaxppo.envs.jumanji
+    xminigrid/    xminigrid      purejaxppo.envs.xminigrid    (XLand-MiniGrid)
+    navix/        navix          purejaxppo.envs.navix
 
-(`brax/` and `masked/` are in purejaxppo.brax_env and purejaxppo.wrappers.)
+(`brax/` and `masked/` are in purejaxppo.envs.brax and purejaxppo.envs.wrappers.)
 The helpers below are what the adapters share.
 """
 
@@ -39,33 +39,6 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo.errors import EnvError, ExtraMissingError
-
-#: name prefix -> (module under purejaxppo.adapters, pip extra)
-ADAPTERS: dict[str, tuple[str, str]] = {
-    "playground/": ("playground", "playground"),
-    "craftax/": ("craftax", "craftax"),
-    "jumanji/": ("jumanji", "jumanji"),
-    "xminigrid/": ("xminigrid", "xminigrid"),
-    "navix/": ("navix", "navix"),
-}
-
-
-def adapter_for(name: str) -> tuple[str, str, str] | None:
-    """(prefix, module, extra) of the adapter an env name selects, or None for other names."""
-    for prefix, (module, extra) in ADAPTERS.items():
-        if name.startswith(prefix):
-            return prefix, module, extra
-    return None
-
-
-def make_adapted_env(name: str) -> tuple[Any, Any]:
-    """`'<prefix>/<env name>'` -> (env with the gymnax API, its default params), via the prefix's adapter module."""
-    found = adapter_for(name)
-    if found is None:
-        raise EnvError(f"PPOConfig.env: {name!r} names no adapter; prefixes: {', '.join(ADAPTERS)}")
-    prefix, module, _ = found
-    mod = importlib.import_module(f"purejaxppo.adapters.{module}")
-    return mod.make(name[len(prefix) :])
 
 
 def import_library(module: str, *, extra: str, prefix: str, what: str):

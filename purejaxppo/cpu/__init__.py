@@ -9,14 +9,14 @@ the benchmark scripts use:
 It does two things, each with an opt-out:
 
 1. Appends `--xla_cpu_enable_concurrency_optimized_scheduler=false` to the
-   `XLA_FLAGS` environment variable (purejaxppo._xla_flags). On jax 0.10.2 a
+   `XLA_FLAGS` environment variable (purejaxppo.cpu._xla_flags). On jax 0.10.2 a
    vmapped PPO over seeds was seen to deadlock on CPU without it. Only for
    jaxlib in `[0.4.35, 0.11)` (`_xla_flags.FLAG_JAX_RANGE`), only if XLA_FLAGS
    does not name the flag already, and only while no JAX backend has started
    (XLA reads XLA_FLAGS once): later it warns (RuntimeWarning, once per
    process) instead. This is a process-wide change that subprocesses inherit.
    Opt out: `scheduler_flag=False` or PUREJAXPPO_KEEP_XLA_FLAGS=1.
-2. Registers JAX's unrolled threefry lowering for CPU (purejaxppo._cpu_rng):
+2. Registers JAX's unrolled threefry lowering for CPU (purejaxppo.cpu._rng):
    the same random numbers, fewer tiny kernels; it affects every program
    lowered afterwards in this process. Opt out: `unroll_threefry=False` or
    PUREJAXPPO_ROLLED_THREEFRY=1.
@@ -27,7 +27,8 @@ Calling it again is harmless: nothing is applied twice.
 
 from __future__ import annotations
 
-from purejaxppo import _cpu_rng, _xla_flags
+from purejaxppo.cpu import _rng as _cpu_rng
+from purejaxppo.cpu import _xla_flags
 
 
 def configure(*, scheduler_flag: bool = True, unroll_threefry: bool = True) -> dict[str, str]:

@@ -16,11 +16,11 @@ episode. Shapes (B = batch of envs, T = time):
                                                         T steps from carry0; dist batch [T, B], value [T, B]
 
 `FeedForwardAgent(module)` wraps any flax module whose `__call__(obs[B, ...])`
-returns `(dist, value[B])` (the networks of `purejaxppo.networks`, or a
+returns `(dist, value[B])` (the networks of `purejaxppo.core.networks`, or a
 user's own); its carry is `()` and `sequence` is one batched pass over T*B.
 
 `RecurrentAgent(module)` wraps a recurrent flax module with four methods
-(`purejaxppo.networks.RecurrentActorCritic` is the default one):
+(`purejaxppo.core.networks.RecurrentActorCritic` is the default one):
 `initial_carry(B)` (no params), `embed(obs[B, ...]) -> x`,
 `core(carry, x) -> (carry, y)` (one step of the recurrent cell) and
 `heads(y) -> (dist[B], value[B])`. The agent does the resets and the time
@@ -32,10 +32,10 @@ Reset semantics: `done[t]` (in `step`) or `first[t]` (in `sequence`) marks an
 env whose previous step ended its episode (terminated or truncated); its
 carry is replaced by the initial carry before the first observation of the
 new episode is seen. The carry that saw an episode's last observation is kept
-for the time-limit bootstrap (purejaxppo.train.advantages).
+for the time-limit bootstrap (purejaxppo.core.train.advantages).
 
 Action masks: when the observation is a dict with the key "action_mask"
-(purejaxppo.spaces.ACTION_MASK_KEY; bool `[B, A]`, True = legal), both agents
+(purejaxppo.envs.spaces.ACTION_MASK_KEY; bool `[B, A]`, True = legal), both agents
 restrict the network's distribution to the legal actions
 (`apply_action_mask`: `dist.masked(mask)`, which Categorical and
 MultiCategorical implement) in `step` and in `sequence`, so sampling,
@@ -57,9 +57,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from purejaxppo.core.normalization import normalize_obs
+from purejaxppo.envs.spaces import ACTION_MASK_KEY
 from purejaxppo.errors import ConfigError
-from purejaxppo.normalization import normalize_obs
-from purejaxppo.spaces import ACTION_MASK_KEY
 
 
 @runtime_checkable

@@ -12,7 +12,7 @@ and `networks` (which builds a policy for them), so neither imports the other.
   the key `ACTION_MASK_KEY` ("action_mask"), a bool `[num_actions]` (or
   `[sum(nvec)]` for a multi-discrete space, the sub-action masks
   concatenated) that is True where an action is legal. The agent applies it
-  to the policy's logits (purejaxppo.agent), so a masked action is never
+  to the policy's logits (purejaxppo.core.agent), so a masked action is never
   sampled, and log-probs, entropy and KL count the legal actions only.
 * An observation spec is a pytree of `jax.ShapeDtypeStruct`, one leaf per
   observation array of ONE env step: a single `ShapeDtypeStruct((4,), float32)`
@@ -115,7 +115,7 @@ def action_spec_from_space(space: Any) -> ActionSpec:
         )
     raise ConfigError(
         f"action space {space!r} is not supported: purejaxppo handles Discrete (Categorical policy), "
-        "MultiDiscrete (purejaxppo.spaces.MultiDiscrete: a product of Categoricals) "
+        "MultiDiscrete (purejaxppo.envs.spaces.MultiDiscrete: a product of Categoricals) "
         "and Box (diagonal Gaussian policy) action spaces"
     )
 

@@ -3,7 +3,7 @@
 `step_envs` is the one place that steps a batch of gymnax-API envs and puts
 reward / terminated / truncated into shape `[N]` (e.g. Pendulum's `(1,)`
 rewards); the training rollout here, evaluation and episode rendering
-(purejaxppo.evaluate) all step through it. Observations may be pytrees: they
+(purejaxppo.core.evaluate) all step through it. Observations may be pytrees: they
 are stored, normalized and reshaped leaf by leaf.
 """
 
@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from purejaxppo import collectives
-from purejaxppo.normalization import ObsNorm, RewardScaler, normalize_obs, update_obs_norm
+from purejaxppo.core import collectives
+from purejaxppo.core.normalization import ObsNorm, RewardScaler, normalize_obs, update_obs_norm
 
 
 class Transition(NamedTuple):
@@ -111,7 +111,7 @@ def collect(
     reward_clip: jax.Array,
     data_axis=None,
 ) -> tuple[EnvCarry, ObsNorm | None, RewardScaler | None, Transition, EpisodeStats]:
-    """Run the agent's policy for `num_steps` in every env (agent: purejaxppo.agent.Agent).
+    """Run the agent's policy for `num_steps` in every env (agent: purejaxppo.core.agent.Agent).
 
     With `obs_norm`, each step first merges the raw observations `[N, ...]`
     into the running statistics and then normalizes with them; the normalized

@@ -112,10 +112,15 @@ def make_masked_env(name: str) -> tuple[MaskedObservation, Any]:
         raise EnvError(
             f"PPOConfig.env: {name!r} has no masked version; masked tasks: "
             f"{', '.join(PREFIX + k for k in MASKS)} (or wrap any env: "
-            "purejaxppo.wrappers.MaskedObservation(env, keep=...))"
+            "purejaxppo.envs.wrappers.MaskedObservation(env, keep=...))"
         )
     env, params = gymnax.make(base)
     return MaskedObservation(env, MASKS[base], name), params
+
+
+def make(name: str) -> tuple[MaskedObservation, Any]:
+    """The suite entry (purejaxppo.envs.SUITES): `make("CartPole-v1")` is `make_masked_env("masked/CartPole-v1")`."""
+    return make_masked_env(PREFIX + name)
 
 
 def base_env_name(name: str) -> str:

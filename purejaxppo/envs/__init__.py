@@ -9,79 +9,63 @@ own subclass of `gymnax.environments.environment.Environment`.
 
 from __future__ import annotations
 
-import difflib
+import importlib
 from typing import Any
 
 import numpy as np
 
-from purejaxppo.adapters import ADAPTERS
+from purejaxppo.envs.spaces import ActionSpec, action_spec_from_space, obs_spec_from_space  # noqa: F401 (re-exported)
 from purejaxppo.errors import EnvError
-from purejaxppo.spaces import ActionSpec, action_spec_from_space, obs_spec_from_space  # noqa: F401 (re-exported)
 
-#: Every environment suite by name prefix ("" for gymnax ids): prefix -> (module that implements it, pip extra or
-#: None). The adapters' entries come from purejaxppo.adapters.ADAPTERS; the docs' environment table is built from
-#: this and each module's SUITE entry (docs/hooks.py).
+#: The one registry of environment suites, by name prefix ("" for gymnax ids): prefix -> (the module that
+#: implements the suite, its pip extra or None). Each module has `make(rest_of_name) -> (env, default params)`
+#: and a `SUITE` dict, its row of the docs' environment table (docs/hooks.py reads it without importing).
+#: A new suite is one module and one entry here.
 SUITES: dict[str, tuple[str, str | None]] = {
-    "": ("purejaxppo.envs", None),
-    "masked/": ("purejaxppo.wrappers", None),
-    "brax/": ("purejaxppo.brax_env", "brax"),
-    **{prefix: (f"purejaxppo.adapters.{module}", extra) for prefix, (module, extra) in ADAPTERS.items()},
+    "": ("purejaxppo.envs.gymnax", None),
+    "masked/": ("purejaxppo.envs.wrappers", None),
+    "brax/": ("purejaxppo.envs.brax", "brax"),
+    "playground/": ("purejaxppo.envs.playground", "playground"),
+    "craftax/": ("purejaxppo.envs.craftax", "craftax"),
+    "jumanji/": ("purejaxppo.envs.jumanji", "jumanji"),
+    "xminigrid/": ("purejaxppo.envs.xminigrid", "xminigrid"),
+    "navix/": ("purejaxppo.envs.navix", "navix"),
 }
 
-#: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
-SUITE = {
-    "suite": "gymnax",
-    "names": "`CartPole-v1`, `Breakout-MinAtar`, … (all of `gymnax.registered_envs`)",
-    "actions": "Discrete, Box",
-    "observations": "array",
-    "masks": "—",
-    "tested": "every env traced, learning rows in returns.md",
-    "notes": "MinAtar: the MLP configs `configs/*_minatar_mlp.yaml`",
-}
+
+def suite_of(name: str) -> tuple[str, str, str | None]:
+    """(prefix, module, extra) of the suite an env name selects (the longest matching prefix; "" is gymnax)."""
+    prefix = max((p for p in SUITES if name.startswith(p)), key=len)
+    module, extra = SUITES[prefix]
+    return prefix, module, extra
 
 
 def make_env(name: str) -> tuple[Any, Any]:
     """Environment and its default params, by name; unknown names raise EnvError with close matches.
 
+    The name's prefix selects the suite (`SUITES`); the library behind it is imported only then, and a
+    missing optional one raises ExtraMissingError naming the extra to install.
+
     * A gymnax id (`"CartPole-v1"`, `"Pendulum-v1"`, `"Breakout-MinAtar"`, ...):
-      `gymnax.make(name)`.
+      `gymnax.make(name)` (purejaxppo.envs.gymnax).
     * `"brax/<name>"` or `"brax/<name>@<backend>"` (e.g. `"brax/ant"`,
       `"brax/hopper@positional"`): a Brax env (backend `generalized`,
       `positional`, `spring` or `mjx`; without `@` Brax's default) wrapped by
-      `purejaxppo.brax_env.BraxEnv`: 1000-step time limit
+      `purejaxppo.envs.brax.BraxEnv`: 1000-step time limit
       (`BraxEnvParams.max_steps_in_episode`), terminated/truncated kept apart,
       actions in [-1, 1]. Needs the optional extra: `pip install -e '.[brax]'`.
     * `"masked/<id>"` (e.g. `"masked/CartPole-v1"`, `"masked/Pendulum-v1"`): the
       gymnax task with its velocities masked out of the observation, a
-      partially observed task for recurrent policies (purejaxppo.wrappers).
+      partially observed task for recurrent policies (purejaxppo.envs.wrappers).
     * `"playground/<name>"`, `"craftax/<name>"`, `"jumanji/<name>"`,
       `"xminigrid/<name>"`, `"navix/<name>"`: another library's env behind an
-      adapter to this API (purejaxppo.adapters; each library an optional extra
+      adapter to this API (purejaxppo.envs.<library>; each library an optional extra
       of the same name, e.g. `pip install -e '.[craftax]'`).
     """
-    from purejaxppo.adapters import adapter_for, make_adapted_env
-
-    if adapter_for(name) is not None:
-        return make_adapted_env(name)
-    if name.startswith("masked/"):
-        from purejaxppo.wrappers import make_masked_env
-
-        return make_masked_env(name)
-    if name.startswith("brax/"):
-        from purejaxppo.brax_env import make_brax_env
-
-        return make_brax_env(name)
-    import gymnax
-
-    known = list(gymnax.registered_envs)
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise EnvError(
-            f"PPOConfig.env: unknown environment {name!r}.{hint} Registered gymnax environments: {', '.join(known)}. "
-            "To use your own environment, pass it as make_train(config, env=my_env, env_params=my_params)."
-        )
-    return gymnax.make(name)
+    if not isinstance(name, str):
+        raise EnvError(f"PPOConfig.env: an environment id must be a string, got {type(name).__name__}")
+    prefix, module, _ = suite_of(name)
+    return importlib.import_module(module).make(name[len(prefix) :])
 
 
 ENV_METHODS = ("reset", "step", "observation_space", "action_space")
