@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from purejaxppo.errors import RunError
-
-if TYPE_CHECKING:
-    from purejaxppo.sweep.report import SettingRuns
-    from purejaxppo.sweep.spec import SweepSpec
+from purejaxppo.sweep.folder import GROUPS_DIR, SPEC_FILE, group_state, read_saved
+from purejaxppo.sweep.report import compute_report, write_report
+from purejaxppo.sweep.scores import SettingRuns
+from purejaxppo.sweep.spec import SweepSpec, plan_sweep
 
 
 def load_setting_runs(
@@ -24,10 +23,7 @@ def load_setting_runs(
     Each setting's `returns[s, t]` is `metric` of its seed s at the t-th logged update; `diverged[s]` is true
     when the run's "diverged" flag was ever on.
     """
-    from purejaxppo.runs.loading import read_metrics
-    from purejaxppo.sweep.report import SettingRuns
-    from purejaxppo.sweep.runner import GROUPS_DIR, SPEC_FILE, group_state, read_saved
-    from purejaxppo.sweep.spec import plan_sweep
+    from purejaxppo.runs.loading import read_metrics  # JAX: only when a report is made
 
     sweep_dir = Path(sweep_dir)
     spec, saved = read_saved(sweep_dir)
@@ -85,8 +81,6 @@ def make_report(
 ) -> tuple[dict, list[Path]]:
     """Compute and write the report of a finished sweep folder (sweep.md, sweep.json, PNGs); returns
     (the sweep.json dict, the written paths)."""
-    from purejaxppo.sweep.report import compute_report, write_report
-
     runs, varied, spec = load_setting_runs(sweep_dir)
     report = compute_report(runs, varied, score=score or spec.score, reference_scores=spec.reference_scores, reps=reps)
     title = f"Sweep: {', '.join(varied)} on {', '.join(sorted({r.env for r in runs}))}"

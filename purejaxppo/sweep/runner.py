@@ -30,12 +30,9 @@ from typing import Any
 from purejaxppo.errors import RunError
 from purejaxppo.runs.files import _now, _save_info, _write_json
 from purejaxppo.runs.folder import RunLock, claim_new_run_dir, is_empty_but_lock
+from purejaxppo.sweep.folder import GROUPS_DIR, REPORT_FILES, RUN_FILE, SPEC_FILE, group_state, read_saved
+from purejaxppo.sweep.report_io import make_report
 from purejaxppo.sweep.spec import SweepPlan, SweepSpec, plan_sweep
-
-SPEC_FILE = "sweep.yaml"
-RUN_FILE = "run.json"
-GROUPS_DIR = "groups"
-REPORT_FILES = ("sweep.md", "sweep.json")
 
 
 @dataclasses.dataclass
@@ -53,21 +50,6 @@ class SweepInterrupted(KeyboardInterrupt):
     def __init__(self, sweep_dir: Path, group_dir: Path | None, checkpoint: Path | None):
         super().__init__()
         self.sweep_dir, self.group_dir, self.checkpoint = sweep_dir, group_dir, checkpoint
-
-
-def read_saved(sweep_dir: str | os.PathLike) -> tuple[SweepSpec, dict]:
-    """(the spec, the whole sweep.yaml: spec, settings, groups) saved in a sweep folder."""
-    import yaml
-
-    path = Path(sweep_dir) / SPEC_FILE
-    if not path.is_file():
-        raise RunError(f"{sweep_dir} is not a sweep folder: it has no {SPEC_FILE} (start one with purejaxppo sweep)")
-    try:
-        data = yaml.safe_load(path.read_text())
-        spec = data["spec"]
-    except (yaml.YAMLError, TypeError, KeyError) as e:
-        raise RunError(f"{path} is not a sweep file this version wrote ({type(e).__name__}: {e}); restore it") from None
-    return SweepSpec.from_dict(spec, source=str(path)), data
 
 
 def read_spec(sweep_dir: str | os.PathLike) -> SweepSpec:
@@ -131,22 +113,6 @@ def _save_spec(sweep_dir: Path, plan: SweepPlan) -> None:
         ],
     }
     atomic_write_bytes(sweep_dir / SPEC_FILE, yaml.safe_dump(data, sort_keys=False).encode())
-
-
-def group_state(group_dir: Path) -> tuple[str, int]:
-    """(status, update) of a group's run folder: ("new", 0) when it holds no checkpoint yet."""
-    from purejaxppo.runs.checkpoints import CheckpointManager
-    from purejaxppo.runs.folder import CHECKPOINT_DIR
-
-    found = CheckpointManager(group_dir / CHECKPOINT_DIR).list() if group_dir.is_dir() else []
-    if not found:
-        return "new", 0
-    info = {}
-    try:
-        info = json.loads((group_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        pass
-    return str(info.get("status", "stopped")), int(found[-1][0])
 
 
 def sweep_run(
@@ -359,8 +325,6 @@ def _run_groups(
         _save_info(sweep_dir / RUN_FILE, info, log)
     result.status = status
     if status == "finished" and report:
-        from purejaxppo.sweep.report_io import make_report
-
         result.report, paths = make_report(sweep_dir, log=say)
         log(f"report: {', '.join(str(p) for p in paths)}")
     return result
