@@ -267,3 +267,43 @@ def test_config_yaml_round_trip_is_what_train_used(cli_run):
     run, _, _ = cli_run
     data = yaml.safe_load((run / "config.yaml").read_text())
     assert data["num_envs"] == 4 and data["eval_every"] == 2 and data["log_every"] == 1
+
+
+# ------------------------------------------------------------------ --build (the plumbing only)
+
+
+def test_build_reaches_train_run_sweep_run_and_every_worker(monkeypatch, tmp_path):
+    """`--build MODULE:FUNCTION` is passed on as `build=` to train_run and sweep_run (new and resumed), and a
+    `--processes` run gives it to every worker. Stand-ins record the calls: nothing trains."""
+    from types import SimpleNamespace
+
+    import purejaxppo.parallel.distributed as distributed
+    import purejaxppo.runs as runs
+    import purejaxppo.sweep.runner as runner
+
+    calls = []
+
+    def train_run_stub(config, out_dir, **kw):
+        calls.append(("train", kw.get("build", "(missing)")))
+        return None  # what a follower process of a multi-process run gets: the command prints nothing
+
+    def sweep_run_stub(spec, out_dir, **kw):
+        calls.append(("sweep", kw.get("build", "(missing)")))
+        return SimpleNamespace(status="stopped", sweep_dir=tmp_path / "sweep")
+
+    monkeypatch.setattr(runs, "train_run", train_run_stub)
+    monkeypatch.setattr(runner, "sweep_run", sweep_run_stub)
+    monkeypatch.chdir(tmp_path)
+    quiet = ["--progress", "off"]
+    assert main(["train", "--build", "my_envs:make", *quiet]) == 0
+    assert main(["train", *quiet]) == 0
+    assert main(["train", "--resume", str(tmp_path), "--build", "my_envs:make", *quiet]) == 0
+    assert main(["sweep", "--grid", "learning_rate=1e-3,3e-4", "--build", "my_envs:make", *quiet]) == 0
+    assert main(["sweep", "--resume", str(tmp_path / "sweep"), "--build", "my_envs:make", *quiet]) == 0
+    assert calls == [("train", "my_envs:make"), ("train", None), ("train", "my_envs:make"),
+                     ("sweep", "my_envs:make"), ("sweep", "my_envs:make")]
+
+    launched = []
+    monkeypatch.setattr(distributed, "launch", lambda argv, n: launched.append((list(argv), n)) or 0)
+    assert main(["train", "--processes", "2", "--build", "my_envs:make", "--seeds", "2"]) == 0
+    assert launched == [(["train", "--build", "my_envs:make", "--seeds", "2"], 2)]

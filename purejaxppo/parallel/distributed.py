@@ -19,6 +19,7 @@ Everything here must run before the first JAX computation of the process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from purejaxppo.errors import ConfigError
@@ -140,7 +141,29 @@ def launch(
     already ended (one that leaves early makes the others fail at
     jax.distributed's barriers). Returns 0 when all succeed, else the first
     failing worker's exit status (130 after Ctrl-C). One failure stops the rest.
+    Every worker runs `worker_argv` as given (plus `--distributed`).
     """
+    _check_process_count(processes)
+    port = free_port()
+    base_env = dict(os.environ if env is None else env)
+    procs: list[subprocess.Popen] = []
+    logs: list[Any] = []  # workers 1.. write here (temporary files); worker 0 to this terminal
+    with _sigint_as_flag() as interrupted:
+        try:
+            _start_workers(worker_argv, processes, port, base_env, procs, logs)
+            failed = _wait_for_failure(procs, interrupted)
+            return 0 if failed is None else _report_failure(procs, logs, failed, log)
+        except KeyboardInterrupt:
+            _interrupt_leader(procs)
+            _stop(procs, grace_s=15.0)
+            return 130
+        finally:
+            _stop(procs, grace_s=5.0)
+            for f in logs:
+                f.close()
+
+
+def _check_process_count(processes: int) -> None:
     limit = max_local_processes()
     if processes < 1:
         raise ConfigError(f"--processes must be >= 1, got {processes}")
@@ -149,98 +172,117 @@ def launch(
             f"--processes {processes}: this machine lets this process use {limit} CPU core(s); "
             f"start at most {limit} local workers (one per core), or use --distributed on a cluster"
         )
-    port = free_port()
-    base_env = dict(os.environ if env is None else env)
-    procs: list[subprocess.Popen] = []
-    logs = []
-    # Ctrl-C only sets a flag, and the wait loop below raises KeyboardInterrupt itself at a safe point. Raised
-    # asynchronously, it could land inside Popen.poll() holding the Popen's internal wait lock, after which every
-    # later wait() on that worker blocks: the launcher then hung instead of stopping its workers.
+
+
+@contextlib.contextmanager
+def _sigint_as_flag() -> Iterator[list[int]]:
+    """While inside, Ctrl-C only appends to the yielded list (in the main thread; elsewhere it is left alone).
+
+    The wait loop raises KeyboardInterrupt itself at a safe point. Raised asynchronously, it could land inside
+    Popen.poll() holding the Popen's internal wait lock, after which every later wait() on that worker blocks: the
+    launcher then hung instead of stopping its workers."""
     interrupted: list[int] = []
     old_handler = None
     if threading.current_thread() is threading.main_thread():
         old_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
     try:
-        for i in range(processes):
-            wenv = dict(
-                base_env,
-                **{ENV_COORDINATOR: f"127.0.0.1:{port}", ENV_NUM_PROCESSES: str(processes), ENV_PROCESS_ID: str(i)},
-            )
-            out = None
-            if i > 0:
-                out = tempfile.TemporaryFile()
-                logs.append(out)
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "purejaxppo", *worker_argv, "--distributed"],
-                    env=wenv,
-                    stdout=out if i else None,
-                    stderr=subprocess.STDOUT if i else None,
-                    start_new_session=True,
-                )
-            )
-        failed: tuple[int, int] | None = None
-        while failed is None and any(p.poll() is None for p in procs):
-            if interrupted:
-                raise KeyboardInterrupt
-            for i, p in enumerate(procs):
-                if p.poll() not in (None, 0):
-                    failed = (i, p.returncode)
-                    break
-            time.sleep(0.1)
-        if failed is None:
-            failed = next(((i, p.returncode) for i, p in enumerate(procs) if p.returncode), None)
-        if failed is not None and failed[0] > 0:
-            # The same user error usually stops every worker: give worker 0 (which prints to this terminal)
-            # a moment to say it, and report that instead of repeating it.
-            try:
-                if procs[0].wait(timeout=15) not in (None, 0):
-                    failed = (0, procs[0].returncode)
-            except subprocess.TimeoutExpired:
-                pass
-        if failed is not None:
-            i, rc = failed
-            # Workers that ended on their own, before the rest are stopped: their output explains a failure that
-            # shows up elsewhere (a worker that left early makes the others fail at jax.distributed's barriers).
-            # (Not after exit status 2 of worker 0: that is a user error, which every worker meets and worker 0
-            # has printed as one line.)
-            ended = (
-                {}
-                if (i, rc) == (0, 2)
-                else {j: p.returncode for j, p in enumerate(procs) if j > 0 and j != i and p.poll() is not None}
-            )
-            _stop(procs)
-            if i > 0:
-                log(
-                    f"purejaxppo: worker {i} of {processes} failed (exit {rc}); its last output:\n  "
-                    + "\n  ".join(_tail(logs[i - 1]))
-                )
-            elif rc != 2:
-                log(f"purejaxppo: worker 0 of {processes} failed (exit {rc}); the others were stopped")
-            for j, rcj in ended.items():
-                log(
-                    f"purejaxppo: worker {j} of {processes} had already ended (exit {rcj}); its last output:\n  "
-                    + "\n  ".join(_tail(logs[j - 1]))
-                )
-            return rc if rc > 0 else 128 - rc  # a signal -N -> 128 + N
-        return 0
-    except KeyboardInterrupt:
-        # Workers are in their own sessions: pass the interrupt to the leader (worker 0) alone. It stops every
-        # worker at the next chunk boundary, where none is inside a collective (purejaxppo.runs.loop).
-        if procs and procs[0].poll() is None:
-            try:
-                os.killpg(procs[0].pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
-            try:
-                procs[0].wait(timeout=60.0)
-            except subprocess.TimeoutExpired:
-                pass
-        _stop(procs, grace_s=15.0)
-        return 130
+        yield interrupted
     finally:
-        _stop(procs, grace_s=5.0)
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
-        for f in logs:
-            f.close()
+
+
+def _start_workers(
+    worker_argv: Sequence[str], processes: int, port: int, base_env: dict, procs: list, logs: list
+) -> None:
+    """Start the workers, appending each to `procs` (and the log file of each worker but 0 to `logs`) as it
+    starts, so that the caller stops those already started if a later one fails to."""
+    for i in range(processes):
+        wenv = dict(
+            base_env,
+            **{ENV_COORDINATOR: f"127.0.0.1:{port}", ENV_NUM_PROCESSES: str(processes), ENV_PROCESS_ID: str(i)},
+        )
+        out = None
+        if i > 0:
+            out = tempfile.TemporaryFile()
+            logs.append(out)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "purejaxppo", *worker_argv, "--distributed"],
+                env=wenv,
+                stdout=out if i else None,
+                stderr=subprocess.STDOUT if i else None,
+                start_new_session=True,
+            )
+        )
+
+
+def _wait_for_failure(procs: list[subprocess.Popen], interrupted: list[int]) -> tuple[int, int] | None:
+    """Wait until every worker has ended or one has failed: (its index, its exit status), or None if all succeeded.
+
+    Raises KeyboardInterrupt when `interrupted` gets an entry (Ctrl-C) while waiting."""
+    failed: tuple[int, int] | None = None
+    while failed is None and any(p.poll() is None for p in procs):
+        if interrupted:
+            raise KeyboardInterrupt
+        for i, p in enumerate(procs):
+            if p.poll() not in (None, 0):
+                failed = (i, p.returncode)
+                break
+        time.sleep(0.1)
+    if failed is None:
+        failed = next(((i, p.returncode) for i, p in enumerate(procs) if p.returncode), None)
+    if failed is not None and failed[0] > 0:
+        # The same user error usually stops every worker: give worker 0 (which prints to this terminal)
+        # a moment to say it, and report that instead of repeating it.
+        try:
+            if procs[0].wait(timeout=15) not in (None, 0):
+                failed = (0, procs[0].returncode)
+        except subprocess.TimeoutExpired:
+            pass
+    return failed
+
+
+def _report_failure(procs: list[subprocess.Popen], logs: list, failed: tuple[int, int], log) -> int:
+    """Stop the other workers, show what explains the failure, and return the exit status for it."""
+    processes = len(procs)
+    i, rc = failed
+    # Workers that ended on their own, before the rest are stopped: their output explains a failure that
+    # shows up elsewhere (a worker that left early makes the others fail at jax.distributed's barriers).
+    # (Not after exit status 2 of worker 0: that is a user error, which every worker meets and worker 0
+    # has printed as one line.)
+    ended = (
+        {}
+        if (i, rc) == (0, 2)
+        else {j: p.returncode for j, p in enumerate(procs) if j > 0 and j != i and p.poll() is not None}
+    )
+    _stop(procs)
+    if i > 0:
+        log(
+            f"purejaxppo: worker {i} of {processes} failed (exit {rc}); its last output:\n  "
+            + "\n  ".join(_tail(logs[i - 1]))
+        )
+    elif rc != 2:
+        log(f"purejaxppo: worker 0 of {processes} failed (exit {rc}); the others were stopped")
+    for j, rcj in ended.items():
+        log(
+            f"purejaxppo: worker {j} of {processes} had already ended (exit {rcj}); its last output:\n  "
+            + "\n  ".join(_tail(logs[j - 1]))
+        )
+    return rc if rc > 0 else 128 - rc  # a signal -N -> 128 + N
+
+
+def _interrupt_leader(procs: list[subprocess.Popen]) -> None:
+    """Ctrl-C: pass the interrupt to the leader (worker 0) alone, and give it a minute to stop.
+
+    Workers are in their own sessions. The leader stops every worker at the next chunk boundary, where none is
+    inside a collective (purejaxppo.runs.loop)."""
+    if procs and procs[0].poll() is None:
+        try:
+            os.killpg(procs[0].pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+        try:
+            procs[0].wait(timeout=60.0)
+        except subprocess.TimeoutExpired:
+            pass
