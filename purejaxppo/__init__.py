@@ -17,6 +17,7 @@ from purejaxppo.core.train import METRIC_NAMES, TrainOutput, TrainState, make_tr
 from purejaxppo.cpu import configure as configure_cpu  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402
 from purejaxppo.errors import (  # noqa: E402
+    BuildError,
     CheckpointError,
     ConfigError,
     DivergedError,
@@ -54,6 +55,7 @@ __all__ = [
     "validate_hparams",
     # errors (purejaxppo.errors): the CLI shows these as one line; anything else is a bug with its traceback
     "PureJaxPPOError",
+    "BuildError",
     "ConfigError",
     "DivergedError",
     "EnvError",

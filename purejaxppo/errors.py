@@ -7,6 +7,7 @@ prints a `PureJaxPPOError` as one line (`purejaxppo: error: ...`, exit status 2)
 
     PureJaxPPOError
     ├── ConfigError          a config field, hyperparameter, argument, flag, mesh, sweep spec       (ValueError)
+    │   └── BuildError       a builder (--build module:function) cannot be imported or returns no fitting Train
     ├── EnvError             an unknown env name, an env without the gymnax API, an env the tool cannot use (ValueError)
     ├── ExtraMissingError    an optional package is not installed: names the extra                 (ImportError)
     ├── EnvUnavailableError     an env could not be made: it needs data from the network, offline     (RuntimeError)
@@ -27,6 +28,11 @@ class PureJaxPPOError(Exception):
 class ConfigError(PureJaxPPOError, ValueError):
     """Bad input: a config field, traced hyperparameter, argument, command-line flag, mesh, sweep spec or
     statistics input (named, with what is allowed)."""
+
+
+class BuildError(ConfigError):
+    """A builder (`--build module:function`, `train_run(..., build=...)`) cannot be imported or called, or
+    returns something other than a Train of the config it was given, or one whose state does not fit the run."""
 
 
 class EnvError(PureJaxPPOError, ValueError):

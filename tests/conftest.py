@@ -104,6 +104,14 @@ TIERS: dict[str, str | set[str]] = {
     # the multi-process launcher's failure report (its real 2-process runs are slow)
     "test_distributed.py": {"test_launcher_shows_the_output_of_a_worker_that_ended_before_worker_0_failed"},
     "test_render.py": "fast",
+    # a user's own env, network and objective by its builder: in process (the CLI, SIGKILL, sweep, 2 processes: slow)
+    "test_build.py": {"test_a_built_run_records_its_builder_resumes_bit_identically_and_loads",
+                      "test_a_bad_builder_is_one_error_naming_it_before_any_folder_exists",
+                      "test_a_train_object_without_a_builder_must_be_given_again",
+                      "test_the_program_cache_tells_objectives_of_the_same_name_apart",
+                      "test_train_run_changes_no_process_wide_setting"},
+    # the layers: the import contract and no import cycles
+    "test_layout.py": "fast",
     # run identity: ids everywhere and one refusal (the other files, load/eval and older folders: slow)
     "test_run_identity.py": {"test_a_run_names_its_id_everywhere_and_its_checkpoints_digest_the_metrics",
                              "test_another_runs_file_is_refused_naming_it_and_nothing_changes[checkpoint]"},
@@ -120,7 +128,7 @@ TIERS: dict[str, str | set[str]] = {
                      "test_make_optimizer_clips_by_the_global_norm", "test_normalize_zero_mean_unit_std_and_affine_invariant",
                      "test_ppo_loss_normalizes_advantages_within_the_minibatch"},
     # the CLI's input errors and run-folder names and locks (no training)
-    "test_cli.py": {"test_bad_config_input"},
+    "test_cli.py": {"test_bad_config_input", "test_build_reaches_train_run_sweep_run_and_every_worker"},
     "test_run_folder.py": {"test_default_folder_names_are_unique_within_one_second",
                            "test_the_lock_dies_with_a_killed_process"},
     "test_xla_flags.py": {"test_import_starts_no_jax_backend",

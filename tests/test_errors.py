@@ -17,6 +17,7 @@ from tests.runs_helpers import CHUNK, SEEDS, SET_ARGS
 PACKAGE = pathlib.Path(purejaxppo.__file__).parent
 BUILTIN_OF = {
     errors.ConfigError: ValueError,
+    errors.BuildError: ValueError,
     errors.EnvError: ValueError,
     errors.ExtraMissingError: ImportError,
     errors.EnvUnavailableError: RuntimeError,
@@ -71,7 +72,7 @@ def test_an_internal_error_keeps_its_traceback_and_says_what_the_folder_holds(mo
     def broken(*args, **kwargs):
         raise exc
 
-    monkeypatch.setattr("purejaxppo.runs.loop.compiled_chunk", broken)
+    monkeypatch.setattr("purejaxppo.runs.chunks.ProgramCache.chunk", broken)
     monkeypatch.delenv("PUREJAXPPO_TRACEBACK", raising=False)
     with pytest.raises(type(exc)) as info:
         main(["train", *SET_ARGS, "--seeds", str(SEEDS), "--out", str(tmp_path / "r"), "--progress", "off"])

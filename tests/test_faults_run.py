@@ -36,7 +36,7 @@ DRIVER = r'''
 import os, signal, sys
 from purejaxppo import cli
 from purejaxppo.runs import checkpoints as checkpoint
-from purejaxppo.runs import files, loop, writers
+from purejaxppo.runs import files, session, writers
 
 point, at = sys.argv[1], int(sys.argv[2])
 count = {"n": 0}
@@ -74,12 +74,12 @@ elif point == "mid-metrics-write":  # half a row reached metrics.jsonl, no check
         return real_write(self, rows)
     writers.JsonlWriter.write = write
 elif point == "run-json-write":  # killed while replacing run.json
-    real_json = files._write_json
+    real_json = files.write_json
     def write_json(path, data):
         if hit():
             die()
         return real_json(path, data)
-    files._write_json = loop._write_json = write_json  # _save_info's run.json writes and the loop's
+    files.write_json = session.write_json = write_json  # save_info's run.json writes and the session's
 sys.exit(cli.main(sys.argv[3:]))
 '''
 
@@ -382,11 +382,11 @@ def test_eval_return_gaps_do_not_break_plots_progress_or_the_report(work, refere
     gap = rep.summary({"episode_return": np.array([11.0, 13.0]), "eval_return": np.array([np.nan, np.nan])}, None)
     assert "eval 60.0" in first and "eval 60.0" in gap and "nan" not in gap.lower()
 
-    from purejaxppo.cli import _print_train_summary
+    from purejaxppo.cli import print_train_summary
     from purejaxppo.runs import RunResult
 
     res = RunResult(run, CONFIG, None, N, True, 1.0, 2.0, 3.0)
-    _print_train_summary(res)
+    print_train_summary(res)
     out = capsys.readouterr().out
     assert "eval return" in out and "nan" not in out.lower()
 

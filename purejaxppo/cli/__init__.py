@@ -40,7 +40,6 @@ from purejaxppo.errors import ConfigError
 __all__ = ["build_parser", "main", "parse_sets", "print_train_summary"]
 
 # The name tests/test_faults_run.py imports (before the package split, cli's own private helper).
-_print_train_summary = print_train_summary
 
 
 def main(argv: list[str] | None = None) -> int:

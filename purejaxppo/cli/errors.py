@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, cast
 from purejaxppo.errors import PureJaxPPOError
 
 if TYPE_CHECKING:
-    from purejaxppo.runs.loop import RunInterrupted
+    from purejaxppo.runs import RunInterrupted
 
 
 def interrupted_message(e: KeyboardInterrupt) -> str:

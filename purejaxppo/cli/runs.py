@@ -45,8 +45,10 @@ def cmd_eval(args) -> int:
 
 
 def cmd_render(args) -> int:
+    from purejaxppo.envs import env_name as env_name_of
     from purejaxppo.envs.render import check_renderable, render_states
     from purejaxppo.runs import CHECKPOINT_DIR, resolve_checkpoint
+    from purejaxppo.runs.build import FROM_CONFIG, TrainSource
     from purejaxppo.runs.checkpoints import CheckpointManager, read_checkpoint
 
     out = Path(args.out)
@@ -59,9 +61,11 @@ def cmd_render(args) -> int:
     meta = read_checkpoint(ck)[0] if ck else CheckpointManager(run_dir / CHECKPOINT_DIR).read_latest()[1]
     from purejaxppo.envs.wrappers import base_env_name
 
+    from_config = TrainSource.from_json(meta).kind == FROM_CONFIG
     env_name = meta.get("config", {}).get("env")
     env_name = base_env_name(env_name) if isinstance(env_name, str) else env_name  # masked/X draws X's states
-    check_renderable(env_name)
+    if from_config:  # else the builder's (or the given Train's) env decides, once it is built below
+        check_renderable(env_name)
 
     import jax
     import numpy as np
@@ -71,6 +75,9 @@ def cmd_render(args) -> int:
     from purejaxppo.runs import load_run
 
     run = load_run(args.run)
+    if not from_config:
+        env_name = base_env_name(env_name_of(run.train.env))
+        check_renderable(env_name)
     if not 0 <= args.seed_index < run.num_seeds:
         raise ConfigError(f"--seed-index {args.seed_index} out of range: the run has {run.num_seeds} seed(s)")
     acting = jax.tree.map(lambda x: x[args.seed_index], ActingState(run.state.params, run.state.obs_norm))

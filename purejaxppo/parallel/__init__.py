@@ -41,9 +41,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from purejaxppo.core.config import RECURRENT_NETWORKS, HParams, PPOConfig, validate_hparams
+from purejaxppo.core.keys import is_key
 from purejaxppo.core.train import Train, TrainOutput, make_train
 from purejaxppo.errors import ConfigError
-from purejaxppo.runs.checkpoints import _is_key
 
 SEED, DATA = "seed", "data"
 AXES = (SEED, DATA)
@@ -178,7 +178,7 @@ def shard(fn: Callable, mesh: Mesh, in_kinds: Sequence[str], out_kinds: Sequence
 def on_key_data(fn: Callable, x: Any) -> Any:
     """`fn(x)`; for a typed PRNG key array, `fn` of its raw uint32 data, wrapped back as keys of the same
     implementation (array placement and gathering work on the data; keys are not NumPy-convertible)."""
-    if not _is_key(x):
+    if not is_key(x):
         return fn(x)
     return jax.random.wrap_key_data(fn(jax.random.key_data(x)), impl=jax.random.key_impl(x))
 

@@ -276,7 +276,7 @@ def _interrupt_leader(procs: list[subprocess.Popen]) -> None:
     """Ctrl-C: pass the interrupt to the leader (worker 0) alone, and give it a minute to stop.
 
     Workers are in their own sessions. The leader stops every worker at the next chunk boundary, where none is
-    inside a collective (purejaxppo.runs.loop)."""
+    inside a collective (purejaxppo.runs.session)."""
     if procs and procs[0].poll() is None:
         try:
             os.killpg(procs[0].pid, signal.SIGINT)

@@ -19,18 +19,24 @@ Run folder::
 
 Which file holds what:
 
-* `loop.py`: `train_run` — start or resume, the chunk loop, what a session records; `RunResult`.
-* `chunks.py`: how a chunk of updates is compiled and run (`make_chunk_fn`, the per-process program
-  cache, `check_run_fits`).
+* `run.py`: `train_run`, the one-call form: claim and lock the folder, start or resume, run a session.
+* `options.py`: `RunOptions`, how a run is carried out (seeds, chunking, resume, progress, writers, mesh, ...).
+* `build.py`: how the run's Train is made again (its config, a `"module:function"` builder, or an object).
+* `start.py`: where a session starts (a new run's first state, or a checkpoint checked to be this run's).
+* `session.py`: `RunSession`, the chunk loop and what a session records; `RunResult`.
+* `chunks.py`: how a chunk of updates is compiled and run (`make_chunk_fn`, `ProgramCache`, `check_run_fits`).
+* `mesh.py`, `follower.py`: a run on a device mesh and across processes.
 * What a run writes: `writers.py` (metrics.jsonl rows, TensorBoard, W&B), `files.py` (run.json,
   checkpoint metadata, config.yaml checks, write errors), `folder.py` (the folder itself: unique
-  names, the lock, owned files, old-checkpoint heads).
+  names, the lock, owned files, old-checkpoint heads), `identity.py` (the run id in every file),
+  `checkpoints.py` (the checkpoint format), `progress.py` (the live progress bar).
 * `axis.py`: `RunAxis`, a program's runs when they are settings x seeds (purejaxppo.sweep).
 * `loading.py`: reading a run back (`load_run`, `load_policy`, `read_metrics`, `learning_curves`).
 """
 
 from purejaxppo.errors import RunError, RunWriteError
-from purejaxppo.runs.chunks import check_run_fits, make_chunk_fn
+from purejaxppo.runs.build import TrainSource
+from purejaxppo.runs.chunks import PROCESS_CACHE, ProgramCache, check_run_fits, make_chunk_fn
 from purejaxppo.runs.files import config_diff, device_info, versions
 from purejaxppo.runs.folder import (
     CHECKPOINT_DIR,
@@ -42,14 +48,11 @@ from purejaxppo.runs.folder import (
     claim_new_run_dir,
 )
 from purejaxppo.runs.loading import LoadedRun, learning_curves, load_policy, load_run, read_metrics, resolve_checkpoint
-from purejaxppo.runs.loop import (
-    LOGGING_FIELDS,
-    ON_DIVERGE,
-    RunInterrupted,
-    RunResult,
-    default_checkpoint_every,
-    train_run,
-)
+from purejaxppo.runs.options import ON_DIVERGE, RunOptions
+from purejaxppo.runs.result import RunInterrupted, RunResult
+from purejaxppo.runs.run import train_run
+from purejaxppo.runs.session import RunSession
+from purejaxppo.runs.start import LOGGING_FIELDS, default_checkpoint_every
 from purejaxppo.runs.writers import JsonlWriter, TensorBoardWriter, WandbWriter, logged_updates
 
 __all__ = [
@@ -64,10 +67,15 @@ __all__ = [
     "RUN_FILES",
     "RunError",
     "RunInterrupted",
+    "PROCESS_CACHE",
+    "ProgramCache",
     "RunLock",
+    "RunOptions",
+    "RunSession",
     "RunResult",
     "RunWriteError",
     "TensorBoardWriter",
+    "TrainSource",
     "WandbWriter",
     "check_run_fits",
     "claim_new_run_dir",

@@ -39,6 +39,7 @@ import jax
 import numpy as np
 from flax import serialization
 
+from purejaxppo.core.keys import is_key
 from purejaxppo.errors import CheckpointError, ConfigError
 
 FORMAT = "purejaxppo-checkpoint"
@@ -48,10 +49,6 @@ _NAME_RE = re.compile(r"^ckpt-(\d+)\.msgpack$")
 
 
 # ----------------------------------------------------------------------------- leaves
-
-
-def _is_key(x) -> bool:
-    return jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
 
 
 def _path_str(path) -> str:
@@ -65,7 +62,7 @@ def flatten_state(state: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         name = _path_str(path)
         if name in leaves:
             raise CheckpointError(f"state has two leaves at the same path {name!r}; cannot checkpoint it")
-        if _is_key(leaf):
+        if is_key(leaf):
             keys[name] = str(jax.random.key_impl(leaf))
             leaf = jax.random.key_data(leaf)
         leaves[name] = np.asarray(jax.device_get(leaf))
@@ -94,7 +91,7 @@ def unflatten_state(
     for path, want in flat:
         name = _path_str(path)
         arr = leaves[name]
-        if _is_key(want):
+        if is_key(want):
             impl = keys.get(name)
             if impl is None:
                 raise CheckpointError(f"{source}: leaf {name!r} should be a PRNG key but is stored as a plain array")
@@ -107,7 +104,7 @@ def unflatten_state(
                 f"{source}: leaf {name!r} is {arr.dtype}{list(arr.shape)} in the checkpoint "
                 f"but {want_dtype}{list(want_shape)} for this config"
             )
-        if _is_key(want):
+        if is_key(want):
             out.append(jax.random.wrap_key_data(arr, impl=keys[name]))  # type: ignore[arg-type]  # takes NumPy too
         else:
             out.append(arr)

@@ -1,9 +1,9 @@
 """How a chunk of updates is compiled and run: one jitted, seed-vmapped program per run, cached per process.
 
 The number of updates in a chunk is a runtime argument, so a shorter last
-chunk reuses the program; compiled programs (and jitted inits) are kept by
-(config, chunk length, seeds, progress on), so another `train_run` with the
-same settings (e.g. a resume in the same session) does not compile again.
+chunk reuses the program; compiled programs (and jitted inits) are kept by a
+`ProgramCache`, keyed by everything that decides them, so another session of
+the same run (e.g. a resume in the same process) does not compile again.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purejaxppo.core.keys import is_key
+from purejaxppo.core.resources import check_memory, tree_bytes
+from purejaxppo.runs.axis import is_batched
+from purejaxppo.runs.mesh import chunk_on_mesh, replicated
 from purejaxppo.runs.progress import with_progress
 
 if TYPE_CHECKING:
@@ -67,21 +71,17 @@ def make_chunk_fn(
         return jax.lax.scan(body, state, jnp.arange(chunk_len))
 
     if mesh is not None:
-        from purejaxppo.runs.mesh import chunk_on_mesh
-
         return chunk_on_mesh(chunk, mesh, AXIS, per_run_hp)
     return jax.jit(jax.vmap(chunk, in_axes=(0, 0 if per_run_hp else None, None, None), axis_name=AXIS))
 
 
-def _strong(state):
+def host_state(state):
     """Host copies of the leaves without weak types (e.g. gymnax's `time=0`), like a restored checkpoint,
     so a fresh run and a resumed one lower to exactly the same program."""
-    from purejaxppo.runs.checkpoints import _is_key
-
-    return jax.tree.map(lambda x: x if _is_key(x) else np.asarray(x), state)
+    return jax.tree.map(lambda x: x if is_key(x) else np.asarray(x), state)
 
 
-class _Relay:
+class Relay:
     """The host callback compiled into a cached chunk program; forwards to the current run's reporter."""
 
     def __init__(self):
@@ -92,56 +92,67 @@ class _Relay:
             self.target(*args)
 
 
-# Compiled chunk programs (and jitted inits) of this process, by (config, chunk_len, num_seeds, progress on),
-# so another train_run with the same settings (e.g. a resume in the same session) does not compile again.
-_COMPILED: dict = {}
-_COMPILED_MAX = 8
+class ProgramCache:
+    """Compiled chunk programs and jitted inits, most recently used last, at most `size` of each kind together.
+
+    Keyed by what decides the program: the config, the Train's source token (purejaxppo.runs.build.cache_token:
+    the builder and objective object, or the Train object itself), the chunk length, seeds, progress on, and
+    the mesh. So another session of the same run in this process (a resume) does not compile again, and a
+    different env, network or objective under the same config never reuses another's program.
+    """
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self.entries: dict = {}
+
+    def _get(self, key, make: Callable):
+        entry = self.entries.pop(key, None)
+        if entry is None:
+            entry = make()
+        self.entries[key] = entry
+        while len(self.entries) > self.size:
+            self.entries.pop(next(iter(self.entries)))
+        return entry
+
+    def init(self, train: Train, token, num_seeds: int, per_run_hp: bool = False) -> Callable:
+        """`init(keys[S], hp) -> states[S]`, jitted and vmapped over seeds (and over `hp` with `per_run_hp`)."""
+        key = ("init", train.config, token, num_seeds, per_run_hp)
+        return self._get(key, lambda: jax.jit(jax.vmap(train.init, in_axes=(0, 0 if per_run_hp else None))))
+
+    def chunk(self, train: Train, token, chunk_len: int, num_seeds: int, use_progress: bool, state, hp, mesh=None):
+        """(compiled chunk program, its `Relay` or None), lowered for `state` and compiled on a miss. The progress
+        callback is compiled in iff `use_progress`; point the relay's `target` at a reporter. With `mesh`, `train`
+        is the per-device Train and `state` the global mesh-layout state. `hp` with `[S]` fields (one value per
+        run, purejaxppo.runs.axis) compiles the per-run variant."""
+        per_run_hp = is_batched(hp)
+        key = (
+            "chunk",
+            train.config,
+            token,
+            chunk_len,
+            num_seeds,
+            use_progress,
+            per_run_hp,
+            None if mesh is None else tuple(mesh.shape.items()),
+            None if mesh is None else tuple(d.id for d in mesh.devices.flat),
+        )
+
+        def make():
+            relay = Relay() if use_progress else None
+            chunk_fn = make_chunk_fn(train, chunk_len, relay, train.config.log_every, mesh, per_run_hp)
+            n, stop = jnp.int32(chunk_len), jnp.asarray(True)
+            if mesh is not None:  # every input a global array, so the program runs across processes
+                n, stop = replicated(mesh, (np.int32(chunk_len), np.asarray(True)))
+            return chunk_fn.lower(state, hp, n, stop).compile(), relay
+
+        return self._get(key, make)
 
 
-def jitted_init(train: Train, num_seeds: int, per_run_hp: bool = False) -> Callable:
-    """`init(keys[S], hp) -> states[S]`, jitted and vmapped over seeds (and over `hp` with `per_run_hp`);
-    one per (config, num_seeds, per_run_hp) per process."""
-    init_key = ("init", train.config, num_seeds, per_run_hp)
-    init_fn = _COMPILED.get(init_key) or jax.jit(jax.vmap(train.init, in_axes=(0, 0 if per_run_hp else None)))
-    _COMPILED[init_key] = init_fn
-    return init_fn
+#: The cache train_run uses unless it is given another (purejaxppo.runs.session.RunSession(cache=...)).
+PROCESS_CACHE = ProgramCache()
 
 
-def compiled_chunk(train: Train, chunk_len: int, num_seeds: int, use_progress: bool, state, hp, mesh=None) -> tuple:
-    """(compiled chunk program, its `_Relay` or None): from this process's cache, else lowered for `state` and
-    compiled. The progress callback is compiled in iff `use_progress`; point the relay's `target` at a reporter.
-    With `mesh`, `train` is the per-device Train and `state` the global mesh-layout state. `hp` with `[S]` fields
-    (one value per run, purejaxppo.runs.axis) compiles the per-run variant."""
-    from purejaxppo.runs.axis import is_batched
-
-    config = train.config
-    per_run_hp = is_batched(hp)
-    cache_key = (
-        config,
-        chunk_len,
-        num_seeds,
-        use_progress,
-        per_run_hp,
-        None if mesh is None else tuple(mesh.shape.items()),
-        None if mesh is None else tuple(d.id for d in mesh.devices.flat),
-    )
-    entry = _COMPILED.pop(cache_key, None)
-    if entry is None:
-        relay = _Relay() if use_progress else None
-        chunk_fn = make_chunk_fn(train, chunk_len, relay, config.log_every, mesh, per_run_hp)
-        n, stop = jnp.int32(chunk_len), jnp.asarray(True)
-        if mesh is not None:  # every input a global array, so the program runs across processes
-            from purejaxppo.runs.mesh import replicated
-
-            n, stop = replicated(mesh, (np.int32(chunk_len), np.asarray(True)))
-        entry = (chunk_fn.lower(state, hp, n, stop).compile(), relay)
-    _COMPILED[cache_key] = entry  # most recently used last
-    while len(_COMPILED) > _COMPILED_MAX:
-        _COMPILED.pop(next(iter(_COMPILED)))
-    return entry
-
-
-def _state_template(train: Train, num_seeds: int, seed: int):
+def state_template(train: Train, num_seeds: int, seed: int):
     keys = jax.random.split(jax.random.key(seed), num_seeds)
     return jax.eval_shape(jax.vmap(train.init, in_axes=(0, None)), keys, train.config.hparams())
 
@@ -149,7 +160,6 @@ def _state_template(train: Train, num_seeds: int, seed: int):
 def check_run_fits(train: Train, num_seeds: int) -> None:
     """ResourceError before compiling if `num_seeds` runs of `train` cannot fit the device's memory
     (the train state's size exact, from `jax.eval_shape`; the rollout and update estimated)."""
-    from purejaxppo.core.resources import check_memory, tree_bytes
 
-    state_bytes = tree_bytes(_state_template(train, num_seeds, 0)) // num_seeds
+    state_bytes = tree_bytes(state_template(train, num_seeds, 0)) // num_seeds
     check_memory(train.config, train.obs_spec, train.action_spec, num_seeds, state_bytes=state_bytes)

@@ -1,7 +1,7 @@
 """What a run writes about itself: run.json (versions, device, sessions), checkpoint metadata, config.yaml checks.
 
 Also the user-facing errors about these files: a folder that already holds a
-run (`_exists_error`) and a write that failed (`RunWriteError`, `_write_error`).
+run (`exists_error`) and a write that failed (`RunWriteError`, `write_error`).
 """
 
 from __future__ import annotations
@@ -44,22 +44,22 @@ def device_info() -> dict[str, Any]:
     }
 
 
-def _now() -> str:
+def now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
 
 
-def _save_info(path: Path, info: dict, log) -> None:
+def save_info(path: Path, info: dict, log) -> None:
     try:
-        _write_json(path, info)
+        write_json(path, info)
     except OSError as e:
         log(f"warning: could not update {path} ({e.strerror or e})")
 
 
-def _checkpoint_meta(
+def checkpoint_meta(
     config: PPOConfig,
     done: int,
     num_seeds: int,
@@ -68,6 +68,7 @@ def _checkpoint_meta(
     runs=None,
     run_id: str | None = None,
     metrics_sha256: str | None = None,
+    source: dict | None = None,
 ) -> dict:
     meta = {
         "purejaxppo": versions()["purejaxppo"],
@@ -80,8 +81,10 @@ def _checkpoint_meta(
         "num_seeds": num_seeds,
         "seed": seed,
         "checkpoint_every": chunk_len,
-        "saved": _now(),
+        "saved": now(),
     }
+    if source is not None:  # how the run's Train is rebuilt (purejaxppo.runs.build.TrainSource)
+        meta.update(source)
     if runs is not None:  # a sweep group's runs (purejaxppo.runs.axis.RunAxis)
         meta["runs"] = runs.to_json()
     return meta
@@ -92,11 +95,11 @@ def config_diff(old: PPOConfig, new: PPOConfig) -> dict[str, tuple[Any, Any]]:
     return {k: (a[k], b[k]) for k in a if a[k] != b.get(k)}
 
 
-def _describe_diff(diff: dict[str, tuple[Any, Any]]) -> str:
+def describe_diff(diff: dict[str, tuple[Any, Any]]) -> str:
     return ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
 
 
-def _note_edited_config_file(run_dir: Path, saved: PPOConfig, explicit_config: bool, log) -> None:
+def note_edited_config_file(run_dir: Path, saved: PPOConfig, explicit_config: bool, log) -> None:
     """Say so when RUN/config.yaml no longer matches the checkpoint's config (it is rewritten on resume)."""
     path = run_dir / CONFIG_FILE
     if explicit_config or not path.is_file():
@@ -104,7 +107,7 @@ def _note_edited_config_file(run_dir: Path, saved: PPOConfig, explicit_config: b
     try:
         on_disk = PPOConfig.from_yaml(path)
         changed = config_diff(saved, on_disk)
-        what = f"differs from the checkpoint's config ({_describe_diff(changed)})" if changed else ""
+        what = f"differs from the checkpoint's config ({describe_diff(changed)})" if changed else ""
     except Exception as e:  # unparsable or invalid: also an edit
         what = f"cannot be read ({' '.join(str(e).split())[:200]})"
     if not what:
@@ -117,14 +120,14 @@ def _note_edited_config_file(run_dir: Path, saved: PPOConfig, explicit_config: b
     )
 
 
-def _exists_error(run_dir: Path) -> RunError:
+def exists_error(run_dir: Path) -> RunError:
     return RunError(
         f"output folder {run_dir} already exists and is not empty; pass --overwrite to replace "
         f"its run files, --resume {run_dir} to continue it, or choose another --out"
     )
 
 
-def _write_error(e: OSError, run_dir: Path, manager: CheckpointManager) -> RunWriteError:
+def write_error(e: OSError, run_dir: Path, manager: CheckpointManager) -> RunWriteError:
     what = e.filename or "a run file"
     latest = manager.latest()
     intact = (

@@ -14,16 +14,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purejaxppo.core.agent import ActingState, is_recurrent, make_policy
 from purejaxppo.core.config import PPOConfig
-from purejaxppo.errors import CheckpointError, ConfigError, RunError
+from purejaxppo.core.train import Train
+from purejaxppo.envs.spaces import is_array_spec
+from purejaxppo.errors import BuildError, CheckpointError, ConfigError, RunError
+from purejaxppo.runs.build import FROM_BUILDER, TrainSource, build_train
 from purejaxppo.runs.checkpoints import CheckpointManager, read_checkpoint, unflatten_state
-from purejaxppo.runs.chunks import _state_template
+from purejaxppo.runs.chunks import state_template
 from purejaxppo.runs.folder import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, RUN_FILE
 from purejaxppo.runs.identity import check_checkpoint, folder_id
 
 if TYPE_CHECKING:
-    from purejaxppo.core.agent import ActingState, Agent
-    from purejaxppo.core.train import Train
+    from purejaxppo.core.agent import Agent
     from purejaxppo.envs.spaces import ActionSpec
 
 
@@ -52,10 +55,13 @@ def resolve_checkpoint(run: str | os.PathLike) -> tuple[Path, Path | None]:
     return p, None
 
 
-def load_run(run: str | os.PathLike) -> LoadedRun:
-    """Config, train function and restored state of a run folder (newest checkpoint) or a checkpoint file."""
-    from purejaxppo.core.train import make_train
+def load_run(run: str | os.PathLike, *, build: str | None = None, train: Train | None = None) -> LoadedRun:
+    """Config, train function and restored state of a run folder (newest checkpoint) or a checkpoint file.
 
+    The Train is rebuilt the way the run was made (its config, or the builder recorded in the checkpoint,
+    purejaxppo.runs.build); `build` names another builder, `train` hands in the Train itself (needed for a run
+    trained from a Train object without a builder). A Train whose state does not fit the checkpoint is an error
+    naming the builder."""
     run_dir, ck = resolve_checkpoint(run)
     if ck is None:
         ck, meta, leaves, keys = CheckpointManager(run_dir / CHECKPOINT_DIR).read_latest()
@@ -68,9 +74,17 @@ def load_run(run: str | os.PathLike) -> LoadedRun:
         num_seeds, seed = int(meta["num_seeds"]), int(meta["seed"])
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"checkpoint {ck} has incomplete metadata ({e})") from None
-    train = make_train(config)
-    state = unflatten_state(_state_template(train, num_seeds, seed), leaves, keys, source=f"checkpoint {ck}")
-    return LoadedRun(run_dir, ck, config, train, state, meta)
+    source = TrainSource.from_json(meta)
+    if build is not None:
+        source = TrainSource(FROM_BUILDER, build)
+    built = build_train(config, source, train, what=f"run {run_dir}")
+    try:
+        state = unflatten_state(state_template(built, num_seeds, seed), leaves, keys, source=f"checkpoint {ck}")
+    except CheckpointError as e:
+        if source.build and train is None:
+            raise BuildError(f"--build {source.build}: the Train it builds does not fit checkpoint {ck}; {e}") from None
+        raise
+    return LoadedRun(run_dir, ck, config, built, state, meta)
 
 
 class LoadedPolicy(Protocol):
@@ -95,7 +109,9 @@ class LoadedPolicy(Protocol):
     def __call__(self, obs: Any, key: Any = None, deterministic: bool = True, done: Any = None) -> Any: ...
 
 
-def load_policy(run: str | os.PathLike, seed_index: int = 0) -> LoadedPolicy:
+def load_policy(
+    run: str | os.PathLike, seed_index: int = 0, *, build: str | None = None, train: Train | None = None
+) -> LoadedPolicy:
     """A jitted `act(obs, key=None, deterministic=True, done=None)` for the policy of one seed of a run.
 
     obs: one observation or a batch (every leaf `[*leaf_shape]` or
@@ -120,73 +136,17 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> LoadedPolicy:
     Attributes: `acting` (ActingState: params and obs normalizer), `params`,
     `obs_norm`, `config`, `action_spec`, `network`, `agent`, `obs_spec`,
     `obs_shape` (single-array observations), `recurrent`, `carry`.
-    """
-    from purejaxppo.core.agent import ActingState, is_recurrent, make_policy
-    from purejaxppo.envs.spaces import is_array_spec
 
-    loaded = load_run(run)
+    build, train: as in `load_run` (the Train is rebuilt the way the run was made by default).
+    """
+
+    loaded = load_run(run, build=build, train=train)
     if not 0 <= seed_index < loaded.num_seeds:
         raise RunError(f"seed_index {seed_index} out of range: the run has {loaded.num_seeds} seed(s)")
     acting = jax.tree.map(lambda x: x[seed_index], ActingState(loaded.state.params, loaded.state.obs_norm))
-    train = loaded.train
-    agent = train.agent
-    spec = train.obs_spec
-    policy = make_policy(agent, train.to_env_action)
-    obs_clip = jnp.float32(loaded.config.obs_clip)
-
-    def _act(acting, carry, obs, done, key, deterministic: bool, single: bool):
-        batch = jax.tree.map(lambda x: x[None], obs) if single else obs
-        floats = jax.tree.map(lambda x: x.astype(jnp.float32), batch)
-        carry, a = policy(acting, carry, floats, done, key, deterministic, obs_clip)
-        return carry, (a[0] if single else a)
-
-    _act_jit = jax.jit(_act, static_argnums=(5, 6))
-
-    def _check_obs(obs):
-        try:
-            ranks = jax.tree.map(lambda o, s: o.ndim - len(s.shape), obs, spec)
-            ok = (
-                all(r in (0, 1) for r in jax.tree.leaves(ranks))
-                and len(set(jax.tree.leaves(ranks))) == 1
-                and all(
-                    tuple(o.shape[o.ndim - len(s.shape) :]) == tuple(s.shape)
-                    for o, s in zip(jax.tree.leaves(obs), jax.tree.leaves(spec), strict=True)
-                )
-            )
-        except ValueError:  # a different pytree structure
-            ok = False
-        if not ok:
-            want = tuple(spec.shape) if is_array_spec(spec) else jax.tree.map(lambda s: tuple(s.shape), spec)
-            got = jax.tree.map(lambda o: tuple(o.shape), obs)
-            raise ConfigError(f"act: obs must have shape {want} or a batch [B, ...] of it, got {got}")
-        single = jax.tree.leaves(ranks)[0] == 0
-        return single, 1 if single else jax.tree.leaves(obs)[0].shape[0]
-
-    def _done(done, n):
-        if done is None:
-            return jnp.zeros((n,), bool)
-        done = jnp.asarray(done)
-        if done.size != n:
-            raise ConfigError(f"act: done must hold one flag per observation ({n}), got shape {done.shape}")
-        return done.reshape((n,)).astype(bool)
-
-    def step(carry, obs, done=None, key=None, deterministic: bool = True):
-        """Pure: `(carry, action)` for obs (one or a batch `[B]`) from `carry` (`act.initial_carry(B)`; None
-        starts from it)."""
-        obs = jax.tree.map(jnp.asarray, obs)
-        single, n = _check_obs(obs)
-        carry = agent.initial_carry(n) if carry is None else carry
-        carried = jax.tree.leaves(carry)
-        if carried and carried[0].shape[0] != n:
-            raise ConfigError(
-                f"act: got {n} observation(s) but the carried hidden state is for {carried[0].shape[0]} "
-                "env(s); call act.reset() before acting in a new batch of envs"
-            )
-        if not deterministic and key is None:
-            raise ConfigError("act: deterministic=False samples an action and needs key=jax.random.key(...)")
-        if key is None:
-            key = jax.random.key(0)  # unused by the mode
-        return _act_jit(acting, carry, obs, _done(done, n), key, bool(deterministic), bool(single))
+    built = loaded.train
+    agent, spec = built.agent, built.obs_spec
+    step = _policy_step(built, acting, jnp.float32(loaded.config.obs_clip))
 
     def act(obs, key=None, deterministic: bool = True, done=None):
         out.carry, action = step(out.carry, obs, done, key, deterministic)
@@ -200,9 +160,74 @@ def load_policy(run: str | os.PathLike, seed_index: int = 0) -> LoadedPolicy:
     out.step, out.reset, out.initial_carry, out.carry = step, reset, agent.initial_carry, None
     out.recurrent = is_recurrent(agent)
     out.acting, out.params, out.obs_norm, out.config = acting, acting.params, acting.obs_norm, loaded.config
-    out.action_spec, out.network, out.agent, out.obs_spec = train.action_spec, train.network, agent, spec
+    out.action_spec, out.network, out.agent, out.obs_spec = built.action_spec, built.network, agent, spec
     out.obs_shape = tuple(spec.shape) if is_array_spec(spec) else None
     return out
+
+
+def _check_obs(obs, spec) -> tuple[bool, int]:
+    """(single observation?, batch size) of `obs` against the run's observation spec; ConfigError otherwise."""
+    try:
+        ranks = jax.tree.map(lambda o, s: o.ndim - len(s.shape), obs, spec)
+        ok = (
+            all(r in (0, 1) for r in jax.tree.leaves(ranks))
+            and len(set(jax.tree.leaves(ranks))) == 1
+            and all(
+                tuple(o.shape[o.ndim - len(s.shape) :]) == tuple(s.shape)
+                for o, s in zip(jax.tree.leaves(obs), jax.tree.leaves(spec), strict=True)
+            )
+        )
+    except ValueError:  # a different pytree structure
+        ok = False
+    if not ok:
+        want = tuple(spec.shape) if is_array_spec(spec) else jax.tree.map(lambda s: tuple(s.shape), spec)
+        got = jax.tree.map(lambda o: tuple(o.shape), obs)
+        raise ConfigError(f"act: obs must have shape {want} or a batch [B, ...] of it, got {got}")
+    single = jax.tree.leaves(ranks)[0] == 0
+    return single, 1 if single else jax.tree.leaves(obs)[0].shape[0]
+
+
+def _done_flags(done, n: int):
+    if done is None:
+        return jnp.zeros((n,), bool)
+    done = jnp.asarray(done)
+    if done.size != n:
+        raise ConfigError(f"act: done must hold one flag per observation ({n}), got shape {done.shape}")
+    return done.reshape((n,)).astype(bool)
+
+
+def _policy_step(train: Train, acting, obs_clip) -> Callable:
+    """The pure `step(carry, obs, done=None, key=None, deterministic=True) -> (carry, action)` of a loaded policy."""
+    agent, spec = train.agent, train.obs_spec
+    policy = make_policy(agent, train.to_env_action)
+
+    def _act(acting, carry, obs, done, key, deterministic: bool, single: bool):
+        batch = jax.tree.map(lambda x: x[None], obs) if single else obs
+        floats = jax.tree.map(lambda x: x.astype(jnp.float32), batch)
+        carry, a = policy(acting, carry, floats, done, key, deterministic, obs_clip)
+        return carry, (a[0] if single else a)
+
+    act_jit = jax.jit(_act, static_argnums=(5, 6))
+
+    def step(carry, obs, done=None, key=None, deterministic: bool = True):
+        """Pure: `(carry, action)` for obs (one or a batch `[B]`) from `carry` (`act.initial_carry(B)`; None
+        starts from it)."""
+        obs = jax.tree.map(jnp.asarray, obs)
+        single, n = _check_obs(obs, spec)
+        carry = agent.initial_carry(n) if carry is None else carry
+        carried = jax.tree.leaves(carry)
+        if carried and carried[0].shape[0] != n:
+            raise ConfigError(
+                f"act: got {n} observation(s) but the carried hidden state is for {carried[0].shape[0]} "
+                "env(s); call act.reset() before acting in a new batch of envs"
+            )
+        if not deterministic and key is None:
+            raise ConfigError("act: deterministic=False samples an action and needs key=jax.random.key(...)")
+        if key is None:
+            key = jax.random.key(0)  # unused by the mode
+        return act_jit(acting, carry, obs, _done_flags(done, n), key, bool(deterministic), bool(single))
+
+    return step
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:

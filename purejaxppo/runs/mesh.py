@@ -32,6 +32,8 @@ built.
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -40,9 +42,22 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from purejaxppo.core.keys import is_key
 from purejaxppo.errors import ConfigError
-from purejaxppo.parallel import DATA, LOCAL_SEEDS, SEED, gather, global_array, on_key_data, shard
-from purejaxppo.runs.checkpoints import _is_key
+from purejaxppo.parallel import (
+    DATA,
+    LOCAL_SEEDS,
+    SEED,
+    check_mesh_shape,
+    default_mesh_shape,
+    gather,
+    global_array,
+    make_mesh,
+    make_sharded_train,
+    on_key_data,
+    shard,
+)
+from purejaxppo.runs.axis import is_batched
 
 
 def _split_env_leaves(state, fn_env: Callable, fn_other: Callable):
@@ -102,8 +117,6 @@ def chunk_on_mesh(
 def place_hparams(mesh: Mesh, hp):
     """The run's hyperparameters as global arrays: `[S]` fields (one per run) sharded over the seed axis,
     scalars replicated."""
-    from purejaxppo.runs.axis import is_batched
-
     return global_array(mesh, "seed" if is_batched(hp) else "rep", hp)
 
 
@@ -136,7 +149,7 @@ def broadcast_state(state, template):
     src = state if leader else template
 
     def to_data(x):
-        if _is_key(x):  # the state's keys are jax.random.key(...) keys: the default implementation
+        if is_key(x):  # the state's keys are jax.random.key(...) keys: the default implementation
             return (
                 np.asarray(jax.random.key_data(x))
                 if leader
@@ -145,7 +158,7 @@ def broadcast_state(state, template):
         return np.asarray(x) if leader else np.zeros(x.shape, x.dtype)
 
     got = jax.tree.map(lambda x: _broadcast(to_data(x)), src)
-    return jax.tree.map(lambda t, x: jax.random.wrap_key_data(x) if _is_key(t) else x, src, got)
+    return jax.tree.map(lambda t, x: jax.random.wrap_key_data(x) if is_key(t) else x, src, got)
 
 
 def resolve_mesh_shape(
@@ -157,8 +170,6 @@ def resolve_mesh_shape(
     (`default_mesh_shape`). A request (`--mesh seed=2,data=1`; a missing axis is
     1) is checked against the run (ConfigError naming the field and the fix).
     """
-    from purejaxppo.parallel import check_mesh_shape, default_mesh_shape
-
     if requested is None:
         if device_count == 1:
             return None
@@ -218,8 +229,6 @@ class Peers:
 
 def place_run(train, header: dict, state):
     """(per-device Train, mesh, global state) of a run's header and canonical host state."""
-    from purejaxppo.parallel import make_mesh, make_sharded_train
-
     shape = header["mesh"]
     mesh = make_mesh(seed=shape[SEED], data=shape[DATA])
     per_device = make_sharded_train(train.config, mesh, header["num_seeds"], train=train).train
@@ -231,32 +240,29 @@ def replicated(mesh: Mesh, tree):
     return global_array(mesh, "rep", tree)
 
 
-def follow_run() -> int:
-    """A follower's whole run: receive the header and state, compile the leader's program, run every chunk the
-    leader asks for and take part in its collectives. Returns 0 when the run ended, 1 when the leader failed."""
-    from purejaxppo.core.config import PPOConfig
-    from purejaxppo.core.train import make_train
-    from purejaxppo.runs.chunks import _state_template, compiled_chunk
+class DeferredInterrupt:
+    """The leader of a multi-process run takes Ctrl-C at the next chunk boundary, where every follower waits
+    for the leader's plan: it tells them the run is over (plan 0), then raises KeyboardInterrupt. An interrupt
+    taken anywhere else could leave one process inside a collective the other never joins. Only the leader
+    gets the signal (the launcher passes Ctrl-C to worker 0 alone). Single-process runs stop at once as before.
+    """
 
-    header = broadcast_json(None)
-    if header.get("abort") or header.get("done"):
-        return 1 if header.get("abort") else 0
-    config = PPOConfig.from_dict(header["config"], source="the leader process")
-    train = make_train(config)
-    from purejaxppo.runs.axis import RunAxis
+    def __init__(self, active: bool, say: Callable[[str], None]):
+        self.requested, self.say, self.old = False, say, None
+        if active and threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self._note)
 
-    state = broadcast_state(None, _state_template(train, header["num_seeds"], header["seed"]))
-    per_device, mesh, state = place_run(train, header, state)
-    runs = RunAxis.from_json(header.get("runs"), source="the leader process")
-    hp = place_hparams(mesh, config.hparams() if runs is None else runs.hp())
-    stop = replicated(mesh, np.asarray(header["stop_on_diverge"]))
-    compiled, _ = compiled_chunk(
-        per_device, header["chunk_len"], header["num_seeds"], header["use_progress"], state, hp, mesh
-    )
-    while True:
-        n = broadcast_int(0)
-        if n <= 0:
-            return 0 if n == 0 else 1
-        state, metrics = compiled(state, hp, replicated(mesh, np.int32(n)), stop)
-        gather(metrics)
-        to_canonical(state)
+    def _note(self, signum, frame):
+        if not self.requested:
+            self.say("interrupt: stopping every process after this chunk (its checkpoint is kept)")
+        self.requested = True
+
+    def check(self, peers: Peers) -> None:
+        if self.requested:
+            peers.plan(0)
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+            self.old = None

@@ -25,7 +25,7 @@ def _json_value(x) -> float | None:
     return x if math.isfinite(x) else None  # NaN (e.g. eval_return on non-eval updates) -> null
 
 
-def _rows(
+def metric_rows(
     metrics: dict,
     done: int,
     n: int,

@@ -84,6 +84,7 @@ class SweepSpec:
     score: str = "final"
     reference_scores: dict[str, tuple[float, float]] | None = None
     config_source: str | None = None
+    build: str | None = None  # "module:function": every program's Train is built by it (purejaxppo.runs.build)
 
     @property
     def varied(self) -> list[str]:
@@ -95,6 +96,7 @@ class SweepSpec:
         return {
             "config": self.base.to_dict(),
             "config_source": self.config_source,
+            "build": self.build,
             "seeds": self.seeds,
             "seed": self.seed,
             "grid": {k: [list(v) if isinstance(v, tuple) else v for v in vals] for k, vals in self.grid.items()},
@@ -121,6 +123,7 @@ class SweepSpec:
             score=data.get("score", "final"),
             reference_scores=data.get("reference_scores"),
             config_source=data.get("config_source"),
+            build=data.get("build"),
             source=source,
         )
 
@@ -250,9 +253,14 @@ def build_spec(
     score: str = "final",
     reference_scores: dict | None = None,
     config_source: str | None = None,
+    build: str | None = None,
     source: str = "sweep",
 ) -> SweepSpec:
     """Check and coerce a sweep's parts (field names, value types, ranges' form and bounds, counts)."""
+    if build is not None:
+        from purejaxppo.runs.build import check_build_spec
+
+        check_build_spec(build)
     grid_out: dict[str, tuple] = {}
     for name, values in (grid or {}).items():
         _known_field(name, f"{source}: grid")
@@ -313,7 +321,17 @@ def build_spec(
                 raise ConfigError(f"{source}: reference_scores[{env!r}] needs low < high, got {pair!r}")
             refs[str(env)] = (lo, hi)
     return SweepSpec(
-        base, grid_out, range_out, int(random), int(seeds), int(seed), int(sweep_seed), score, refs, config_source
+        base,
+        grid_out,
+        range_out,
+        int(random),
+        int(seeds),
+        int(seed),
+        int(sweep_seed),
+        score,
+        refs,
+        config_source,
+        build,
     )
 
 
@@ -388,7 +406,7 @@ def plan_sweep(
 def _check_groups(plan: SweepPlan, mesh: dict | None, device_count: int | None) -> None:
     import jax
 
-    from purejaxppo.core.train import make_train
+    from purejaxppo.runs.build import build_train, source_of
     from purejaxppo.runs.chunks import check_run_fits
     from purejaxppo.runs.mesh import resolve_mesh_shape
 
@@ -399,7 +417,7 @@ def _check_groups(plan: SweepPlan, mesh: dict | None, device_count: int | None) 
         )
         runs = len(g.settings) * plan.spec.seeds
         try:
-            train = make_train(g.config)
+            train = build_train(g.config, source_of(None, plan.spec.build))
             check_run_fits(train, runs)
             resolve_mesh_shape(
                 mesh, num_seeds=runs, config=g.config, device_count=devices, process_count=jax.process_count()
