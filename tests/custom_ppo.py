@@ -30,12 +30,12 @@ class WalkState:
 @struct.dataclass
 class WalkParams:
     length: int = 7
-    max_steps: int = 24
+    max_steps_in_episode: int = 24
 
 
 class GoalWalk:
     """Walk left or right on a line to the goal end shown in the observation: +1 and terminated there,
-    -0.01 per step otherwise, truncated after `max_steps`. Auto-resets inside `step` (gymnax 1.0 API)."""
+    -0.01 per step otherwise, truncated after `max_steps_in_episode`. Auto-resets inside `step` (gymnax 1.0 API)."""
 
     name = "GoalWalk"
 
@@ -45,7 +45,8 @@ class GoalWalk:
 
     def _obs(self, s: WalkState, p: WalkParams) -> jax.Array:
         scale = jnp.float32(p.length - 1)
-        return jnp.stack([s.pos / scale, s.goal / scale, s.time / jnp.float32(p.max_steps)]).astype(jnp.float32)
+        t = s.time / jnp.float32(p.max_steps_in_episode)
+        return jnp.stack([s.pos / scale, s.goal / scale, t]).astype(jnp.float32)
 
     def reset(self, key, params: WalkParams):
         goal = jax.random.bernoulli(key).astype(jnp.int32) * (params.length - 1)
@@ -56,7 +57,7 @@ class GoalWalk:
         pos = jnp.clip(state.pos + 2 * action.astype(jnp.int32) - 1, 0, params.length - 1)
         moved = WalkState(pos, state.goal, state.time + 1)
         terminated = pos == state.goal
-        truncated = jnp.logical_and(~terminated, moved.time >= params.max_steps)
+        truncated = jnp.logical_and(~terminated, moved.time >= params.max_steps_in_episode)
         reward = jnp.where(terminated, 1.0, -0.01).astype(jnp.float32)
         final_obs = self._obs(moved, params)
         reset_obs, reset_state = self.reset(key, params)

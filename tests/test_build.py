@@ -134,7 +134,7 @@ def test_train_run_changes_no_process_wide_setting(monkeypatch, tmp_path):
 LONG = CONFIG.replace(total_timesteps=CONFIG.batch_size * 300)
 SETS = [
     "--set", "env=GoalWalk", "--set", "objective=clip_ratio_penalty", "--set", "num_envs=4", "--set", "num_steps=16",
-    "--set", "num_minibatches=2", "--set", "update_epochs=2", "--log-every", "1",
+    "--set", "num_minibatches=2", "--set", "update_epochs=2", "--set", "log_every=1",
 ]
 
 
@@ -191,7 +191,7 @@ def test_cli_build_eval_render_and_load_policy(killed_and_resumed):
     params = GoalWalk().default_params
     obs, state = GoalWalk().reset(jax.random.key(3), params)
     steps = 0
-    for steps in range(1, params.max_steps + 1):  # the trained policy walks to the goal shown to it
+    for steps in range(1, params.max_steps_in_episode + 1):  # the trained policy walks to the goal shown to it
         obs, state, _, terminated, truncated, _ = GoalWalk().step(jax.random.key(steps), state, act(obs), params)
         if terminated or truncated:
             break
