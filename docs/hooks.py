@@ -1,7 +1,8 @@
 """mkdocs hooks: what the docs generate from the code instead of repeating it by hand.
 
 * `<!-- generated: config-reference -->`: the table of every `PPOConfig` field (type, default, static or traced,
-  and its own documentation string from `purejaxppo/core/config.py`).
+  the allowed values from its declared constraint, and its own documentation string from
+  `purejaxppo/core/config.py`).
 * `<!-- generated: env-suites -->`: one row per environment suite of the env registry
   (`purejaxppo.envs.SUITES`), from the `SUITE` entry of the module that implements it (read without importing
   the module, so the optional env libraries need not be installed to build the docs).
@@ -28,13 +29,17 @@ def _cell(text: str) -> str:
 
 def config_reference() -> str:
     from purejaxppo.core.config import PPOConfig
+    from purejaxppo.core.config_fields import describe_constraint
 
     hints = typing.get_type_hints(PPOConfig)
-    rows = ["| field | type | default | kind | meaning |", "|---|---|---|---|---|"]
+    rows = ["| field | type | default | kind | allowed | meaning |", "|---|---|---|---|---|---|"]
     for f in dataclasses.fields(PPOConfig):
         kind = "traced" if f.metadata.get("traced") else "static"
         hint = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")
-        rows.append(f"| `{f.name}` | `{_cell(hint)}` | `{f.default!r}` | {kind} | {_cell(f.metadata['doc'])} |")
+        allowed = describe_constraint(hints[f.name], f.metadata)
+        rows.append(
+            f"| `{f.name}` | `{_cell(hint)}` | `{f.default!r}` | {kind} | {_cell(allowed)} | {_cell(f.metadata['doc'])} |"
+        )
     return "\n".join(rows)
 
 

@@ -1,10 +1,13 @@
 import dataclasses
+import typing
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
-from purejaxppo import PPOConfig, make_train
-from purejaxppo.core.config import HPARAM_FIELDS, coerce_field
+from purejaxppo import ConfigError, PPOConfig, make_train
+from purejaxppo.core.config import HPARAM_FIELDS, HPARAM_RANGES, coerce_field
+from purejaxppo.core.config_fields import Range, config_field, declaration_problems, describe_constraint, kind
 
 
 def test_defaults_and_derived_sizes():
@@ -52,7 +55,7 @@ def test_replace_and_dict_roundtrip(tmp_path):
         (dict(learning_rate=0.0), "learning_rate", "> 0"),
         (dict(clip_eps=-0.2), "clip_eps", "> 0"),
         (dict(ent_coef=-1.0), "ent_coef", ">= 0"),
-        (dict(objective="ppo2"), "objective", "clip"),
+        (dict(objective=""), "objective", "non-empty objective name"),
         (dict(activation="swish"), "activation", "tanh"),
         (dict(total_timesteps=100), "total_timesteps", "smaller than one update"),
         (dict(actor_hidden=(64, 0)), "actor_hidden", "positive ints"),
@@ -64,6 +67,15 @@ def test_invalid_config_names_field(kwargs, field, fragment):
     with pytest.raises(ValueError) as e:
         PPOConfig(**kwargs)
     assert f"PPOConfig.{field}" in str(e.value) and fragment in str(e.value)
+
+
+def test_unknown_objective_is_refused_by_make_train_not_the_config():
+    config = PPOConfig(objective="ppo2")  # only a non-empty name here: objectives can be registered later
+    with pytest.raises(ConfigError) as e:
+        make_train(config)
+    msg = str(e.value)
+    assert msg.startswith("PPOConfig.objective: 'ppo2' is not one of the registered objectives"), msg
+    assert "'clip'" in msg and "register_objective" in msg and "make_train(config, objective=Objective(" in msg
 
 
 def test_unknown_env_lists_close_matches():
@@ -107,3 +119,75 @@ def test_shipped_configs_load():
     assert paths, "configs/ is empty"
     for p in paths:
         PPOConfig.from_yaml(p)
+
+
+# ----------------------------------------------------------------------------- constraints from the declarations
+
+HINTS = typing.get_type_hints(PPOConfig)
+NEEDS = {"bool": (), "int": ("low",), "widths": ("low",), "float": ("range",), "str": ("choices", "nonempty")}
+
+
+@pytest.mark.parametrize("f", dataclasses.fields(PPOConfig), ids=lambda f: f.name)
+def test_every_field_declares_a_complete_constraint(f):
+    k = kind(HINTS[f.name])
+    assert k in NEEDS, f"{f.name}: unsupported annotation {HINTS[f.name]}"
+    assert not NEEDS[k] or any(key in f.metadata for key in NEEDS[k]), f"{f.name} lacks {NEEDS[k]}"
+    if k == "float":
+        assert isinstance(f.metadata["range"], Range)
+    assert describe_constraint(HINTS[f.name], f.metadata)
+
+
+def test_declarations_are_complete_and_give_the_hparam_ranges():
+    assert declaration_problems(PPOConfig) == []  # also checked when purejaxppo.core.config is imported
+    traced = {f.name for f in dataclasses.fields(PPOConfig) if f.metadata["traced"]}
+    assert set(HPARAM_RANGES) == set(HPARAM_FIELDS) == traced
+
+
+def test_a_field_declared_without_its_constraint_is_caught():
+    @dataclasses.dataclass(frozen=True)
+    class Incomplete(PPOConfig):
+        new_size: int = config_field(8, "A size without low=.")
+        new_rate: float = config_field(0.1, "A rate without range=.", traced=True)
+        new_name: str = config_field("a", "A name without choices= or nonempty=.")
+        plain: int = dataclasses.field(default=3)
+        grid: list = config_field(None, "An annotation the checks do not support.")
+        flag: bool = config_field(True, "A bool given a constraint that does not apply.", low=1)
+
+    problems = "\n".join(declaration_problems(Incomplete))
+    for fragment in ("new_size: a int field needs low=", "new_rate: a float field needs range=",
+                     "new_name: a str field needs choices or nonempty=", "plain: declare it with config_field",
+                     "grid: unsupported annotation", "flag: ['low'] do not apply to a bool field"):
+        assert fragment in problems, problems
+    with pytest.raises(TypeError, match="unknown constraint keyword"):
+        config_field(1, "A typo in a keyword.", lo=1)
+
+
+def test_a_new_field_is_validated_from_its_declaration_alone():
+    @dataclasses.dataclass(frozen=True)
+    class Extended(PPOConfig):
+        new_size: int = config_field(8, "A size.", low=1)
+        new_mode: str = config_field("a", "A mode.", choices=("a", "b"))
+
+    assert declaration_problems(Extended) == []
+    assert Extended(new_size=np.int64(4)).new_size == 4
+    with pytest.raises(ConfigError, match=r"^Extended.new_size: must be a positive integer, got 0$"):
+        Extended(new_size=0)
+    with pytest.raises(ConfigError, match=r"^Extended.new_mode: 'c' is not one of \('a', 'b'\)$"):
+        Extended(new_mode="c")
+
+
+# A value of the wrong type for each kind of field; every field of that kind must refuse it, naming itself.
+WRONG_TYPES = {
+    "bool": [1, 0.0, "true", None],
+    "int": [1.5, "8", True, None],
+    "float": ["0.1", True, None, 1 + 2j],
+    "str": [3, None, b"x", ("a",)],
+    "widths": [(1.5,), (True,), "64", None],
+}
+WRONG = [(f.name, v) for f in dataclasses.fields(PPOConfig) for v in WRONG_TYPES[kind(HINTS[f.name])]]
+
+
+@pytest.mark.parametrize("name,value", WRONG, ids=[f"{n}={v!r}" for n, v in WRONG])
+def test_the_generic_check_refuses_a_wrong_type_for_every_field(name, value):
+    with pytest.raises(ConfigError, match=rf"^PPOConfig.{name}: "):
+        PPOConfig(**{name: value})

@@ -39,7 +39,8 @@ def _bad_values(name: str) -> list:
     if hint is bool:
         return ["yes", "true", 1, 0, 1.0, None]
     if hint is str:
-        return [3, None, ""] + ([] if name == "env" else ["unknown"])  # unknown env ids are refused by make_train
+        # Unknown env ids and objective names are refused by make_train (envs and objectives are registries).
+        return [3, None, ""] + ([] if name in ("env", "objective") else ["unknown"])
     assert typing.get_origin(hint) is tuple, hint
     return [[-1], [0], "abc", [1.5], [True], None, [2**31], 64.0]
 

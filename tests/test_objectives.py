@@ -6,8 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxppo import PPOConfig, make_train
+from purejaxppo import ConfigError, PPOConfig, make_train
+from purejaxppo.core.config import OBJECTIVES
 from purejaxppo.core.losses import adapt_kl_beta
+from purejaxppo.core.objectives import Objective, clipped_surrogate, get_objective, objective_names
 
 ONE_UPDATE = PPOConfig(num_envs=4, num_steps=32, num_minibatches=4, update_epochs=4, total_timesteps=4 * 32,
                        learning_rate=3e-3, anneal_lr=False)
@@ -105,3 +107,61 @@ def test_exact_kl_metric_matches_recomputation():
     old, _ = train.network.apply(state.params, obs)
     new, _ = train.network.apply(new_state.params, obs)
     assert float(m["kl"]) == pytest.approx(float(jnp.mean(old.kl(new))), rel=1e-4)
+
+
+# ----------------------------------------------------------------------------- where the name is resolved
+
+
+def _clip_again(name):
+    return Objective(name, lambda ratio, adv, kl, hp, state: clipped_surrogate(ratio, adv, hp.clip_eps).mean())
+
+
+def test_an_objective_object_trains_without_being_registered():
+    cfg = ONE_UPDATE.replace(objective="clip_unregistered", total_timesteps=4 * 32 * 2)
+    objective = _clip_again("clip_unregistered")
+    train = make_train(cfg, objective=objective)
+    assert train.objective is objective and "clip_unregistered" not in objective_names()
+    out = jax.jit(train)(jax.random.key(0))
+    ref = _run(cfg.replace(objective="clip"))  # the same surrogate as the registered clip: the same training
+    chex.assert_trees_all_equal(out.metrics, ref.metrics)
+    chex.assert_trees_all_equal(out.state.params, ref.state.params)
+
+
+def test_an_objective_object_must_carry_the_configs_name():
+    with pytest.raises(ConfigError) as e:
+        make_train(ONE_UPDATE, objective=_clip_again("mine"))
+    msg = str(e.value)
+    assert "'mine'" in msg and "PPOConfig.objective is 'clip'" in msg and "PPOConfig(objective='mine')" in msg, msg
+    with pytest.raises(ConfigError, match=r"make_train: objective must be a purejaxppo.core.objectives.Objective"):
+        make_train(ONE_UPDATE, objective="clip")
+
+
+def test_an_unknown_name_is_refused_by_make_train_not_by_the_config():
+    cfg = PPOConfig(objective="no_such_objective")  # a name is all the config checks
+    with pytest.raises(ConfigError) as e:
+        make_train(cfg)
+    msg = str(e.value)
+    assert "PPOConfig.objective: 'no_such_objective' is not one of the registered objectives" in msg, msg
+    assert "register_objective" in msg and "make_train(config, objective=Objective('no_such_objective', ...))" in msg
+    with pytest.raises(ConfigError, match="non-empty objective name"):
+        PPOConfig(objective="")
+
+
+def test_builtin_names_are_registered():
+    assert set(OBJECTIVES) <= set(objective_names())
+    assert all(get_objective(name).name == name for name in OBJECTIVES)
+
+
+def test_the_config_modules_do_not_import_the_objectives():
+    """The config checks names only; make_train resolves them, so config and objectives have no cycle."""
+    import ast
+    import pathlib
+
+    import purejaxppo.core as core
+
+    root = pathlib.Path(core.__file__).parent
+    for module in ("config", "config_fields", "config_checks", "config_io", "hparams"):
+        tree = ast.parse((root / f"{module}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not any("objectives" in m for m in imported if m), (module, imported)

@@ -158,7 +158,7 @@ def test_obs_and_reward_normalization_state():
 
 @pytest.mark.parametrize("n", [1, 2, 5, 512, 1000, 20480])
 def test_permutation_is_a_permutation_and_deterministic(n):
-    from purejaxppo.core.train import permutation
+    from purejaxppo.core.update import permutation
 
     p = np.asarray(permutation(jax.random.PRNGKey(3), n))
     assert p.dtype == np.int32 and sorted(p.tolist()) == list(range(n))
@@ -169,7 +169,7 @@ def test_permutation_is_a_permutation_and_deterministic(n):
 
 def test_permutation_is_uniform():
     """All 4! = 24 orders of 4 items are equally likely (chi-square over 24,000 draws)."""
-    from purejaxppo.core.train import permutation
+    from purejaxppo.core.update import permutation
 
     perms = np.asarray(jax.jit(jax.vmap(lambda k: permutation(k, 4)))(jax.random.split(jax.random.PRNGKey(0), 24_000)))
     codes = perms @ np.array([64, 16, 4, 1])
@@ -177,3 +177,16 @@ def test_permutation_is_uniform():
     assert len(counts) == 24
     chi2 = float(np.sum((counts - 1000.0) ** 2 / 1000.0))
     assert chi2 < 49.7  # 99.9% quantile of chi-square with 23 degrees of freedom
+
+
+def test_the_update_blocks_stay_importable_from_train():
+    """Tests, benchmarks and user code import the update's building blocks from purejaxppo.core.train."""
+    import purejaxppo.core.train as train_module
+    import purejaxppo.core.train_state as train_state
+    import purejaxppo.core.update as update
+
+    for name in ("make_optimizer", "permutation", "explained_variance", "advantages", "bootstrap_values",
+                 "rollout_batch", "minibatches", "run_epochs"):
+        assert getattr(train_module, name) is getattr(update, name), name
+    for name in ("METRIC_NAMES", "TrainState", "TrainOutput", "raise_if_diverged"):
+        assert getattr(train_module, name) is getattr(train_state, name), name

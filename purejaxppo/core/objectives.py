@@ -4,9 +4,19 @@ An `Objective` says how to turn the probability ratio r = pi(a|s) / pi_old(a|s)
 and the advantages of one minibatch into L^policy (maximized), whether it needs
 the per-sample exact KL(pi_old || pi), what state it carries from update to
 update (a pytree in `TrainState.objective_state`, checkpointed with the rest)
-and how that state changes after each update. `PPOConfig.objective` names one
-of `objective_names()`; a new one is one `register_objective(Objective(...))`
-call (e.g. in the researcher's own module, before `make_train`), nothing else.
+and how that state changes after each update.
+
+`PPOConfig.objective` is just a name (the config never looks at the
+registry). `make_train` turns it into an Objective, in one of two ways:
+
+* registered: `register_objective(Objective("mine", ...))` (e.g. in the
+  researcher's own module, before `make_train`), then
+  `make_train(PPOConfig(objective="mine"))` looks it up with `get_objective`;
+* given: `make_train(PPOConfig(objective="mine"), objective=Objective("mine", ...))`
+  uses it without registering it (its name must equal the config's, which is
+  what a run folder records).
+
+An unknown name is a ConfigError from make_train naming both ways.
 
 Built in (Schulman et al. 2017, Sec. 3-4):
 
@@ -27,7 +37,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from purejaxppo.core.config import HParams
+from purejaxppo.core.hparams import HParams
 from purejaxppo.errors import ConfigError
 
 
@@ -115,7 +125,7 @@ _REGISTRY: dict[str, Objective] = {}
 
 
 def register_objective(objective: Objective, *, replace: bool = False) -> Objective:
-    """Make `objective` selectable as `PPOConfig(objective=objective.name)`. Returns it."""
+    """Make `objective` selectable by name, `make_train(PPOConfig(objective=objective.name))`. Returns it."""
     if not isinstance(objective, Objective):
         raise ConfigError(f"register_objective: expected an Objective, got {type(objective).__name__}")
     if not objective.name or not isinstance(objective.name, str):
@@ -129,19 +139,21 @@ def register_objective(objective: Objective, *, replace: bool = False) -> Object
 
 
 def objective_names() -> tuple[str, ...]:
+    """The names of the registered objectives, in registration order."""
     return tuple(_REGISTRY)
 
 
 def get_objective(name: str | Objective) -> Objective:
-    """The registered objective of that name (an Objective is returned as is)."""
+    """The registered objective of that name (an Objective is returned as is); ConfigError if there is none."""
     if isinstance(name, Objective):
         return name
     try:
         return _REGISTRY[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable name
         raise ConfigError(
-            f"PPOConfig.objective: {name!r} is not one of {objective_names()} "
-            "(register a new one with purejaxppo.core.objectives.register_objective)"
+            f"PPOConfig.objective: {name!r} is not one of the registered objectives {objective_names()}; register "
+            f"it first (purejaxppo.core.objectives.register_objective(Objective({name!r}, ...))) or give it to "
+            f"make_train itself (make_train(config, objective=Objective({name!r}, ...)))"
         ) from None
 
 

@@ -134,13 +134,24 @@ def collect(
     # scan: on CPU every random draw in the loop body is its own chain of small kernels.
     k_env, k_act = jax.random.split(key)
     env_keys = jax.random.split(k_env, (num_steps, num_envs))  # [T, N]
-    proto = jax.eval_shape(lambda p, c, o, d: agent.step(p, c, o, d)[1], params, carry.agent_carry, carry.obs, done0)
-    if hasattr(proto, "sample_from_noise"):  # our distributions: sample from noise drawn up front
-        act_xs = type(proto).noise(k_act, (num_steps,) + tuple(proto.noise_shape))
-        sample = lambda dist, noise: dist.sample_from_noise(noise)  # noqa: E731
-    else:  # a user's distribution with only sample(key)
-        act_xs = jax.random.split(k_act, num_steps)
-        sample = lambda dist, k: dist.sample(k)  # noqa: E731
+    act_xs, sample = _action_noise(k_act, num_steps, agent, params, carry, done0)
+
+    step = _step_fn(agent, params, env, env_params, to_env_action, sample, gamma, obs_clip, reward_clip, data_axis)
+    zero = jnp.zeros((), jnp.float32)
+    carry = carry._replace(done=done0)
+    carry0 = carry.agent_carry
+    (carry, obs_norm, reward_scaler, stats), stepped = jax.lax.scan(
+        step, (carry, obs_norm, reward_scaler, EpisodeStats(zero, zero, zero)), (env_keys, act_xs)
+    )
+    traj = _replay(agent, params, carry0, stepped)
+    return carry, obs_norm, reward_scaler, traj, collectives.psum(stats, data_axis)
+
+
+def _step_fn(agent, params, env, env_params, to_env_action, sample, gamma, obs_clip, reward_clip, data_axis):
+    """The scan body of `collect`: one policy step and env step of the N envs.
+
+    (carry, obs_norm, reward_scaler, stats), (env keys `[N]`, action noise) -> (the same, advanced), `_Stepped`.
+    """
 
     def step(state, xs):
         carry, obs_norm, scaler, stats = state
@@ -160,11 +171,7 @@ def collect(
         # Episode statistics on the raw reward.
         ep_ret = carry.episode_return + reward
         ep_len = carry.episode_length + 1
-        stats = EpisodeStats(
-            return_sum=stats.return_sum + jnp.sum(jnp.where(done, ep_ret, 0.0)),
-            length_sum=stats.length_sum + jnp.sum(jnp.where(done, ep_len, 0)).astype(jnp.float32),
-            count=stats.count + jnp.sum(done).astype(jnp.float32),
-        )
+        stats = _add_finished_episodes(stats, done, ep_ret, ep_len)
 
         train_reward = reward
         if scaler is not None:
@@ -178,43 +185,72 @@ def collect(
             agent_carry=agent_carry,
             done=done,
         )
-        return (new_carry, obs_norm, scaler, stats), (
-            obs_in,
-            action,
-            train_reward,
-            terminated,
-            truncated,
-            norm(out.final_obs),
-            carry.done,
-            agent_carry,
+        stepped = _Stepped(
+            obs_in, action, train_reward, terminated, truncated, norm(out.final_obs), carry.done, agent_carry
         )
+        return (new_carry, obs_norm, scaler, stats), stepped
 
-    zero = jnp.zeros((), jnp.float32)
-    carry = carry._replace(done=done0)
-    carry0 = carry.agent_carry
-    (carry, obs_norm, reward_scaler, stats), (obs, action, reward, terminated, truncated, final_obs, first, carries) = (
-        jax.lax.scan(step, (carry, obs_norm, reward_scaler, EpisodeStats(zero, zero, zero)), (env_keys, act_xs))
+    return step
+
+
+def _action_noise(key: jax.Array, num_steps: int, agent, params: Any, carry: EnvCarry, done0: jax.Array):
+    """(xs, sample): the policy's randomness for all T steps, drawn up front, and `sample(dist, x)` using one of it.
+
+    Our distributions sample from noise drawn in one batched call; a user's distribution with only
+    `sample(key)` gets one key per step.
+    """
+    proto = jax.eval_shape(lambda p, c, o, d: agent.step(p, c, o, d)[1], params, carry.agent_carry, carry.obs, done0)
+    if hasattr(proto, "sample_from_noise"):
+        xs = type(proto).noise(key, (num_steps,) + tuple(proto.noise_shape))
+        return xs, lambda dist, noise: dist.sample_from_noise(noise)
+    return jax.random.split(key, num_steps), lambda dist, k: dist.sample(k)
+
+
+def _add_finished_episodes(stats: EpisodeStats, done: jax.Array, ep_ret: jax.Array, ep_len: jax.Array):
+    """`stats` plus the return, length and count of the episodes that ended this step (done `[N]`)."""
+    return EpisodeStats(
+        return_sum=stats.return_sum + jnp.sum(jnp.where(done, ep_ret, 0.0)),
+        length_sum=stats.length_sum + jnp.sum(jnp.where(done, ep_len, 0)).astype(jnp.float32),
+        count=stats.count + jnp.sum(done).astype(jnp.float32),
     )
 
-    # The policy's distribution, log-probs and values of all T * N steps in one batched pass (params are
-    # fixed during the rollout, and obs are stored as the network saw them): the agent replays the segment
-    # from carry0 with the same resets, as the update will.
-    dist, value = agent.sequence(params, carry0, obs, first)
-    batch = num_steps * num_envs
-    flat = lambda x: x.reshape((batch,) + x.shape[2:])  # noqa: E731
-    log_prob = jax.tree.map(flat, dist).log_prob(flat(action)).reshape((num_steps, num_envs))
-    traj = Transition(
-        obs=obs,
-        action=action,
+
+class _Stepped(NamedTuple):
+    """What each step of the rollout's scan records (stacked to `[T, N, ...]`): the Transition's fields that
+    come from stepping; `_replay` adds the policy's log-probs, values and distributions."""
+
+    obs: Any
+    action: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    final_obs: Any
+    first: jax.Array
+    carry: Any
+
+
+def _replay(agent, params: Any, carry0: Any, s: _Stepped) -> Transition:
+    """The rollout's `Transition` `[T, N]`, with the policy's distribution, log-probs and values of all T * N
+    steps from one batched pass.
+
+    Params are fixed during the rollout and obs are stored as the network saw them, so the agent replays the
+    segment from carry0 with the same resets, as the update will.
+    """
+    dist, value = agent.sequence(params, carry0, s.obs, s.first)
+    num_steps, num_envs = s.first.shape
+    flat = lambda x: x.reshape((num_steps * num_envs,) + x.shape[2:])  # noqa: E731
+    log_prob = jax.tree.map(flat, dist).log_prob(flat(s.action)).reshape((num_steps, num_envs))
+    return Transition(
+        obs=s.obs,
+        action=s.action,
         log_prob=log_prob,
         value=value,
-        reward=reward,
-        terminated=terminated,
-        truncated=truncated,
-        final_obs=final_obs,
+        reward=s.reward,
+        terminated=s.terminated,
+        truncated=s.truncated,
+        final_obs=s.final_obs,
         dist=dist,
-        first=first,
+        first=s.first,
         carry0=carry0,
-        carry=carries,
+        carry=s.carry,
     )
-    return carry, obs_norm, reward_scaler, traj, collectives.psum(stats, data_axis)

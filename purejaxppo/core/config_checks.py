@@ -1,0 +1,116 @@
+"""Checking a whole config: every field against its own declared constraint, then the cross-field rules.
+
+`validate_config(c)` runs `field_problem` (purejaxppo.core.config_fields) on
+each field, from the field's annotation and metadata, so a field is checked by
+being declared. What involves more than one field is a small named rule here,
+`(config) -> (field, message) | None`, run in `CROSS_FIELD_RULES` order once
+every field is fine on its own. `hparam_problems` applies the float ranges and
+the kl_beta rules elementwise to concrete `HParams` values (a sweep grid).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from purejaxppo.core.config_fields import INT32_LIMIT, LIMIT_TEXT, as_float32, field_hints, field_problem
+from purejaxppo.errors import ConfigError
+
+RECURRENT_NETWORKS = ("gru", "lstm")
+
+Problem = tuple[str, str] | None  # (field, what is wrong and how to fix it), or None when the rule holds
+
+
+def validate_config(c: Any) -> None:
+    """Raise ConfigError('<Class>.<field>: ...') for the first field or cross-field rule `c` breaks."""
+    owner = type(c).__name__
+    hints = field_hints(type(c))
+    for f in dataclasses.fields(c):
+        problem = field_problem(hints[f.name], f.metadata, getattr(c, f.name))
+        if problem is not None:
+            raise ConfigError(f"{owner}.{f.name}: {problem}")
+    for rule in CROSS_FIELD_RULES:
+        broken = rule(c)
+        if broken is not None:
+            raise ConfigError(f"{owner}.{broken[0]}: {broken[1]}")
+
+
+# ----------------------------------------------------------------------------- cross-field rules
+
+
+def batch_fits_int32(c) -> Problem:
+    if c.batch_size < INT32_LIMIT:
+        return None
+    return "num_envs", (
+        f"num_envs * num_steps = {c.num_envs} * {c.num_steps} = {c.batch_size} must be < "
+        f"{LIMIT_TEXT[INT32_LIMIT]}, and one rollout of that many transitions would need over "
+        f"{c.batch_size * 40 / 1e9:,.0f} GB of memory; lower num_envs or num_steps"
+    )
+
+
+def minibatches_divide_batch(c) -> Problem:
+    if c.batch_size % c.num_minibatches == 0:
+        return None
+    return "num_minibatches", (
+        f"num_envs * num_steps = {c.batch_size} must be divisible by num_minibatches = {c.num_minibatches}; "
+        f"choose a divisor of {c.batch_size}"
+    )
+
+
+def budget_holds_one_update(c) -> Problem:
+    if c.total_timesteps >= c.batch_size:
+        return None
+    return "total_timesteps", (
+        f"{c.total_timesteps} is smaller than one update's batch num_envs * num_steps = {c.batch_size}; "
+        "increase it or shrink the batch"
+    )
+
+
+def num_updates_fit_int32(c) -> Problem:
+    if c.num_updates < INT32_LIMIT:
+        return None
+    return "total_timesteps", (
+        f"gives num_updates = total_timesteps // (num_envs * num_steps) = {c.num_updates}, which must be < "
+        f"{LIMIT_TEXT[INT32_LIMIT]}; lower total_timesteps or raise num_envs * num_steps"
+    )
+
+
+def recurrent_minibatches_are_whole_envs(c) -> Problem:
+    if c.network not in RECURRENT_NETWORKS or c.num_envs % c.num_minibatches == 0:
+        return None
+    return "num_minibatches", (
+        f"network={c.network!r} trains on minibatches of whole env sequences, so num_envs = "
+        f"{c.num_envs} must be divisible by num_minibatches = {c.num_minibatches}; choose a divisor of "
+        f"{c.num_envs}"
+    )
+
+
+def kl_beta_bounds_ordered(c) -> Problem:
+    if as_float32(c.kl_beta_min) <= as_float32(c.kl_beta_max):
+        return None
+    return "kl_beta_min", (
+        f"kl_beta_min = {c.kl_beta_min} must be <= kl_beta_max = {c.kl_beta_max}; "
+        "lower kl_beta_min or raise kl_beta_max"
+    )
+
+
+def adaptive_kl_beta_within_bounds(c) -> Problem:
+    lo, hi, beta = (as_float32(v) for v in (c.kl_beta_min, c.kl_beta_max, c.kl_beta))
+    if c.objective != "kl_adaptive" or lo <= beta <= hi:
+        return None
+    return "kl_beta", (
+        f"the initial kl_beta = {c.kl_beta} must lie within [kl_beta_min, kl_beta_max] = "
+        f"[{c.kl_beta_min}, {c.kl_beta_max}] for objective='kl_adaptive'; change kl_beta or widen the bounds"
+    )
+
+
+CROSS_FIELD_RULES: tuple[Callable[[Any], Problem], ...] = (
+    batch_fits_int32,
+    minibatches_divide_batch,
+    budget_holds_one_update,
+    num_updates_fit_int32,
+    recurrent_minibatches_are_whole_envs,
+    kl_beta_bounds_ordered,
+    adaptive_kl_beta_within_bounds,
+)
