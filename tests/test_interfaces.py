@@ -160,7 +160,7 @@ def test_a_new_objective_is_one_registration_with_its_own_state_and_metrics():
     with pytest.raises(ValueError, match="already registered"):
         register_objective(Objective("clip_counting", surrogate))
     with pytest.raises(ValueError, match="not one of"):
-        PPOConfig(objective="no_such_objective")
+        make_train(PPOConfig(**TINY, objective="no_such_objective"))
 
 
 # ------------------------------------------------------------------ agents and the acting path
