@@ -13,6 +13,10 @@ fields, values of the wrong type, empty or repeated grid values, malformed or
 out-of-range ranges, settings the config rejects, and groups whose runs do
 not fit in memory (estimated per group with `check_run_fits`).
 
+This module holds the spec (`SweepSpec`, `build_spec`, `read_sweep_file`); the checks of its parts and the
+`--grid` / `--range` parsing are in `purejaxppo.sweep.parts`, the settings and programs (`plan_sweep`) in
+`purejaxppo.sweep.plan`. Their public names are importable from here too.
+
 The sweep file (YAML)::
 
     config: configs/cartpole.yaml      # base config (relative to this file), optional
@@ -34,40 +38,46 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import itertools
-import math
 import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from purejaxppo.core.config import HPARAM_FIELDS, HPARAM_RANGES, PPOConfig, coerce_field
+from purejaxppo.core.config import PPOConfig
 from purejaxppo.errors import ConfigError
+from purejaxppo.sweep.parts import (
+    RANDOM_DIGITS,
+    RANGE_KINDS,
+    Range,
+    check_counts,
+    check_grid,
+    check_ranges,
+    check_reference_scores,
+    check_varied,
+    parse_grid_arg,
+    parse_range,
+)
+from purejaxppo.sweep.plan import Group, Setting, SweepPlan, expand_settings, plan_sweep
+
+__all__ = [
+    "RANDOM_DIGITS",
+    "RANGE_KINDS",
+    "SCORES",
+    "SPEC_KEYS",
+    "Group",
+    "Range",
+    "Setting",
+    "SweepPlan",
+    "SweepSpec",
+    "build_spec",
+    "expand_settings",
+    "parse_grid_arg",
+    "parse_range",
+    "plan_sweep",
+    "read_sweep_file",
+]
 
 SCORES = ("final", "auc")
 SPEC_KEYS = ("config", "set", "seeds", "seed", "grid", "random", "range", "sweep_seed", "score", "reference_scores")
-RANGE_KINDS = ("log", "uniform")
-RANDOM_DIGITS = 3  # random draws are rounded to this many significant digits (readable reports)
-
-
-@dataclasses.dataclass(frozen=True)
-class Range:
-    """A random-search range of one traced field: `kind` "log" (log-uniform) or "uniform", [low, high]."""
-
-    kind: str
-    low: float
-    high: float
-
-    def text(self) -> str:
-        return f"{self.kind}:{self.low:g}:{self.high:g}"
-
-    def draw(self, rng: np.random.Generator) -> float:
-        if self.kind == "log":
-            x = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
-        else:
-            x = rng.uniform(self.low, self.high)
-        return float(f"{x:.{RANDOM_DIGITS}g}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,119 +138,6 @@ class SweepSpec:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    """One combination of the varied fields' values; `group` is the program it runs in."""
-
-    id: int
-    values: dict[str, Any]
-    group: int
-
-    def label(self) -> str:
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in self.values.items())
-
-
-@dataclasses.dataclass(frozen=True)
-class Group:
-    """One compiled program of a sweep: the settings that share the static fields' values."""
-
-    id: int
-    static: dict[str, Any]
-    config: PPOConfig
-    settings: tuple[Setting, ...]
-
-    @property
-    def dir_name(self) -> str:
-        return f"g{self.id}"
-
-    def run_axis(self, seeds: int):
-        """The group's runs (settings x seeds, seeds fastest) as a `RunAxis`."""
-        from purejaxppo.runs.axis import RunAxis
-
-        hps, index, labels = [], [], []
-        for st in self.settings:
-            traced = {k: v for k, v in st.values.items() if k in HPARAM_FIELDS}
-            hp = {n: traced.get(n, getattr(self.config, n)) for n in HPARAM_FIELDS}
-            for s in range(seeds):
-                hps.append(hp)
-                index.append(s)
-                labels.append({"setting": st.id, "seed": s})
-        return RunAxis.build(seeds, index, hps, labels)
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepPlan:
-    spec: SweepSpec
-    settings: tuple[Setting, ...]
-    groups: tuple[Group, ...]
-
-    @property
-    def num_runs(self) -> int:
-        return len(self.settings) * self.spec.seeds
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(str(x) for x in v) + "]"
-    return str(v)
-
-
-# ----------------------------------------------------------------------------- parsing
-
-
-def _known_field(name: Any, source: str) -> str:
-    from purejaxppo.core.config import _FIELD_TYPES
-
-    if not isinstance(name, str) or name not in _FIELD_TYPES:
-        close = difflib.get_close_matches(str(name), list(_FIELD_TYPES), n=3)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(
-            f"{source}: unknown config field {name!r}.{hint} Sweepable fields: every PPOConfig field "
-            f"(traced, one program: {', '.join(HPARAM_FIELDS)}; any other field gives one program per value)"
-        )
-    return name
-
-
-def parse_grid_arg(text: str) -> tuple[str, list]:
-    """`--grid FIELD=V1,V2,...` -> (field, [values as text]). A value list starting with "[" is read as
-    YAML (for list-valued fields: `--grid 'actor_hidden=[[64,64],[256,256]]'`)."""
-    import yaml
-
-    if "=" not in text:
-        raise ConfigError(f"--grid expects FIELD=V1,V2,..., got {text!r}")
-    name, values = (p.strip() for p in text.split("=", 1))
-    if values.startswith("["):
-        try:
-            parsed = yaml.safe_load(values)
-        except yaml.YAMLError:
-            parsed = None
-        if not isinstance(parsed, list):
-            raise ConfigError(f"--grid {name}: {values!r} is not a YAML list of values")
-        return name, parsed
-    return name, [v.strip() for v in values.split(",") if v.strip()] if values else []
-
-
-def parse_range(name: str, text: Any, source: str) -> Range:
-    """`log:1e-5:1e-2`, `uniform:0.9:1.0` or `0.9:1.0` -> Range (ConfigError naming the field otherwise)."""
-    where = f"{source}: range {name}"
-    parts = str(text).split(":")
-    if len(parts) == 2:
-        parts = ["uniform"] + parts
-    if len(parts) != 3 or parts[0] not in RANGE_KINDS:
-        raise ConfigError(f"{where}: expected 'log:LOW:HIGH', 'uniform:LOW:HIGH' or 'LOW:HIGH', got {text!r}")
-    try:
-        low, high = float(parts[1]), float(parts[2])
-    except ValueError:
-        raise ConfigError(f"{where}: LOW and HIGH must be numbers, got {text!r}") from None
-    if not (math.isfinite(low) and math.isfinite(high)) or not low < high:
-        raise ConfigError(f"{where}: needs finite LOW < HIGH, got {low:g} and {high:g}")
-    if parts[0] == "log" and low <= 0:
-        raise ConfigError(f"{where}: a log range needs LOW > 0, got {low:g}; use uniform:{low:g}:{high:g}")
-    return Range(parts[0], low, high)
-
-
 def build_spec(
     base: PPOConfig,
     *,
@@ -256,70 +153,19 @@ def build_spec(
     build: str | None = None,
     source: str = "sweep",
 ) -> SweepSpec:
-    """Check and coerce a sweep's parts (field names, value types, ranges' form and bounds, counts)."""
+    """Check and coerce a sweep's parts (field names, value types, ranges' form and bounds, counts): the checks
+    of `purejaxppo.sweep.parts`, in order; the first that fails raises its ConfigError."""
     if build is not None:
         from purejaxppo.runs.build import check_build_spec
 
         check_build_spec(build)
-    grid_out: dict[str, tuple] = {}
-    for name, values in (grid or {}).items():
-        _known_field(name, f"{source}: grid")
-        if not isinstance(values, (list, tuple)):
-            values = [values]
-        if len(values) == 0:
-            raise ConfigError(f"{source}: grid {name} has no values; list at least one, e.g. {name}=V1,V2")
-        coerced = tuple(coerce_field(name, v, source=f"{source}: grid") for v in values)
-        seen = set()
-        for v in coerced:
-            if v in seen:
-                raise ConfigError(f"{source}: grid {name} lists {_fmt(v)} twice; list each value once")
-            seen.add(v)
-        grid_out[name] = coerced
-    range_out: dict[str, Range] = {}
-    for name, text in (ranges or {}).items():
-        _known_field(name, f"{source}: range")
-        if name not in HPARAM_FIELDS:
-            raise ConfigError(
-                f"{source}: range {name}: random ranges are for the traced float hyperparameters "
-                f"({', '.join(HPARAM_FIELDS)}); list values of a static field with --grid {name}=V1,V2"
-            )
-        if name in grid_out:
-            raise ConfigError(f"{source}: {name} is in both the grid and the ranges; give it one or the other")
-        r = parse_range(name, text, source)
-        rule = HPARAM_RANGES[name]
-        for end in (r.low, r.high):
-            if not rule.holds(np.float32(end)):
-                raise ConfigError(
-                    f"{source}: range {name}: {r.text()} leaves the field's allowed range "
-                    f"({name} must be {rule.text}); narrow the range"
-                )
-        range_out[name] = r
-    for what, v, low in (("seeds", seeds, 1), ("seed", seed, 0), ("sweep_seed", sweep_seed, 0), ("random", random, 0)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-            raise ConfigError(f"{source}: {what} must be an integer >= {low}, got {v!r}")
-    if range_out and random < 1:
-        raise ConfigError(f"{source}: ranges ({', '.join(range_out)}) need a number of random draws: --random N")
-    if random and not range_out:
-        raise ConfigError(
-            f"{source}: --random {random} needs at least one range to draw from: --range FIELD=log:LOW:HIGH"
-        )
-    if not grid_out and not range_out:
-        raise ConfigError(f"{source}: nothing varies: give --grid FIELD=V1,V2 (and/or --random N --range FIELD=...)")
+    grid_out = check_grid(grid or {}, source)
+    range_out = check_ranges(ranges or {}, grid_out, source)
+    check_counts(seeds=seeds, seed=seed, sweep_seed=sweep_seed, random=random, source=source)
+    check_varied(grid_out, range_out, random, source)
     if score not in SCORES:
         raise ConfigError(f"{source}: score must be one of {SCORES}, got {score!r}")
-    refs = None
-    if reference_scores is not None:
-        if not isinstance(reference_scores, dict):
-            raise ConfigError(f"{source}: reference_scores must map env -> [low, high], got {reference_scores!r:.80}")
-        refs = {}
-        for env, pair in reference_scores.items():
-            try:
-                lo, hi = (float(x) for x in pair)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{source}: reference_scores[{env!r}] must be [low, high], got {pair!r}") from None
-            if not lo < hi:
-                raise ConfigError(f"{source}: reference_scores[{env!r}] needs low < high, got {pair!r}")
-            refs[str(env)] = (lo, hi)
+    refs = check_reference_scores(reference_scores, source)
     return SweepSpec(
         base,
         grid_out,
@@ -354,79 +200,3 @@ def read_sweep_file(path: str | os.PathLike) -> dict:
         p = Path(data["config"])
         data["config"] = str(p if p.is_absolute() or p.exists() else Path(path).parent / p)
     return data
-
-
-# ----------------------------------------------------------------------------- planning
-
-
-def expand_settings(spec: SweepSpec) -> list[dict[str, Any]]:
-    """Every setting's {varied field: value}: the grid's product (last field fastest), each crossed with the
-    `random` draws of the ranges (drawn once, in order, from `default_rng(sweep_seed)`)."""
-    rng = np.random.default_rng(spec.sweep_seed)
-    draws = [{n: r.draw(rng) for n, r in spec.ranges.items()} for _ in range(spec.random)] or [{}]
-    names = list(spec.grid)
-    out = []
-    for combo in itertools.product(*(spec.grid[n] for n in names)):
-        for d in draws:
-            out.append({**dict(zip(names, combo, strict=True)), **d})
-    return out
-
-
-def plan_sweep(
-    spec: SweepSpec, *, check_memory: bool = True, mesh: dict | None = None, device_count: int | None = None
-) -> SweepPlan:
-    """Settings and groups of `spec`, every setting's config validated and every group's memory estimated
-    (ConfigError / purejaxppo.core.resources.ResourceError naming the setting or group). Traces each group's
-    program shapes (`jax.eval_shape`); compiles nothing."""
-    values = expand_settings(spec)
-    static_names = [n for n in spec.varied if n not in HPARAM_FIELDS]
-    groups: dict[tuple, list[Setting]] = {}
-    settings = []
-    for i, vals in enumerate(values):
-        try:
-            spec.base.replace(**vals)
-        except ValueError as e:
-            label = ", ".join(f"{k}={_fmt(v)}" for k, v in vals.items())
-            raise ConfigError(f"sweep setting {i} ({label}): {e}") from None
-        key = tuple((n, vals[n]) for n in static_names)
-        g = list(groups).index(key) if key in groups else len(groups)
-        st = Setting(i, vals, g)
-        groups.setdefault(key, []).append(st)
-        settings.append(st)
-    out = []
-    for g, (key, members) in enumerate(groups.items()):
-        static = dict(key)
-        out.append(Group(g, static, spec.base.replace(**static), tuple(members)))
-    plan = SweepPlan(spec, tuple(settings), tuple(out))
-    if check_memory:
-        _check_groups(plan, mesh, device_count)
-    return plan
-
-
-def _check_groups(plan: SweepPlan, mesh: dict | None, device_count: int | None) -> None:
-    import jax
-
-    from purejaxppo.runs.build import build_train, source_of
-    from purejaxppo.runs.chunks import check_run_fits
-    from purejaxppo.runs.mesh import resolve_mesh_shape
-
-    devices = jax.device_count() if device_count is None else device_count
-    for g in plan.groups:
-        where = f"sweep program {g.id}" + (
-            f" ({', '.join(f'{k}={_fmt(v)}' for k, v in g.static.items())})" if g.static else ""
-        )
-        runs = len(g.settings) * plan.spec.seeds
-        try:
-            train = build_train(g.config, source_of(None, plan.spec.build))
-            check_run_fits(train, runs)
-            resolve_mesh_shape(
-                mesh, num_seeds=runs, config=g.config, device_count=devices, process_count=jax.process_count()
-            )
-        except ValueError as e:
-            msg = str(e)
-            if "memory" in msg:
-                msg += (
-                    f"; this program runs {len(g.settings)} setting(s) x {plan.spec.seeds} seed(s) = {runs} runs "
-                    "at once: fewer seeds, fewer values of the traced fields, or split the sweep"
-                )
-            raise type(e)(f"{where}: {msg}") from None
