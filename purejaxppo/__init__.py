@@ -6,7 +6,7 @@ out = jax.jit(train)(jax.random.key(0))
 """
 
 # Importing changes nothing global: CPU settings (XLA scheduler flag, unrolled threefry) are opt-in,
-# `purejaxppo.cpu.configure()` before any JAX computation (the CLI, train_run and benchmarks call it).
+# `purejaxppo.cpu.configure()` before any JAX computation (the CLI and the benchmarks call it).
 from purejaxppo import cpu  # noqa: E402
 from purejaxppo.core.config import HParams, PPOConfig, validate_hparams  # noqa: E402
 from purejaxppo.core.distributions import Categorical, DiagGaussian  # noqa: E402

@@ -131,6 +131,21 @@ def test_no_module_or_function_is_long_without_a_reason():
     assert not long, "over the limits, with no reason written beside them:\n" + "\n".join(long)
 
 
+def test_no_private_name_crosses_a_module_boundary():
+    """`from purejaxppo.x import _name` only inside x's own package (its private submodules); anything another
+    module needs is public in the module that owns it."""
+    crossing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        me = module_name(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("purejaxppo"):
+                own = node.module == me or me.startswith(node.module + ".")
+                for a in node.names:
+                    if a.name.startswith("_") and not own:
+                        crossing.append(f"{me}: from {node.module} import {a.name}")
+    assert not crossing, crossing
+
+
 @pytest.mark.skipif(shutil.which("lint-imports") is None, reason="import-linter is in the dev extra")
 def test_the_layer_contract_holds():
     res = subprocess.run(["lint-imports"], cwd=PACKAGE.parent, capture_output=True, text=True, timeout=300)

@@ -336,7 +336,7 @@ _DECLARATION_PROBLEMS = declaration_problems(PPOConfig)
 if _DECLARATION_PROBLEMS:
     raise TypeError("PPOConfig fields without a complete constraint: " + "; ".join(_DECLARATION_PROBLEMS))
 
-_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(PPOConfig)}
+FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(PPOConfig)}
 _HINTS = field_hints(PPOConfig)
 _META = {f.name: f.metadata for f in dataclasses.fields(PPOConfig)}
 assert HPARAM_FIELDS == tuple(name for name, meta in _META.items() if meta["traced"])
@@ -348,10 +348,10 @@ HPARAM_RANGES: dict[str, Range] = {name: _META[name]["range"] for name in HPARAM
 def _check_known(name: Any, source: str) -> None:
     if not isinstance(name, str):
         raise ConfigError(f"{source}: config field names must be strings, got {name!r}")
-    if name not in _FIELD_TYPES:
-        close = difflib.get_close_matches(name, list(_FIELD_TYPES), n=3)
+    if name not in FIELD_TYPES:
+        close = difflib.get_close_matches(name, list(FIELD_TYPES), n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(f"{source}: unknown config field {name!r}.{hint} Valid fields: {', '.join(_FIELD_TYPES)}")
+        raise ConfigError(f"{source}: unknown config field {name!r}.{hint} Valid fields: {', '.join(FIELD_TYPES)}")
 
 
 def coerce_field(name: str, value: Any, *, source: str = "config") -> Any:

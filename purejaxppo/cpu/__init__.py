@@ -1,8 +1,8 @@
 """Explicit CPU settings for fast, hang-free PPO under XLA:CPU: `configure()`.
 
 `import purejaxppo` changes nothing global. Call this once, before any JAX
-computation, to get the settings the CLI, `purejaxppo.runs.train_run` and
-the benchmark scripts use:
+computation, to get the settings the CLI and the benchmark scripts use
+(`train_run` and `sweep_run` leave them to you):
 
     import purejaxppo.cpu; purejaxppo.cpu.configure()   # or purejaxppo.configure_cpu()
 

@@ -1,11 +1,13 @@
 """Sweeps: hyperparameter grids / random search x seeds in one compiled program per static combination, with a
 statistical report (`purejaxppo sweep`, `purejaxppo report`).
 
-* `spec.py`: what a sweep is (`SweepSpec`, the YAML sweep file, `--grid` / `--range` parsing) and `plan_sweep`
-  (validation before compiling; settings and programs).
+* `spec.py`: what a sweep is (`SweepSpec`, the YAML sweep file); `parts.py` its parts' checks and the
+  `--grid` / `--range` parsing; `plan.py`: `plan_sweep` (validation before compiling; settings and programs).
+* `folder.py`: the sweep folder's files.
 * `runner.py`: `sweep_run`, a sweep into a folder, one `purejaxppo.runs.train_run` per program.
-* `report.py`: statistics and the report files (`compute_report`, `write_report`); `report_io.py` reads a
-  sweep folder back for it (`make_report`).
+* `report.py`: the report (`compute_report`, `write_report`) from `scores.py` (per-run scores),
+  `comparison.py` (IQM and CIs, ranking, verdict), `markdown.py` and `plots.py`; `report_io.py` reads a sweep
+  folder back for it (`make_report`). `stats.py`: the statistics (bootstrap CIs, IQM, curves).
 """
 
 from purejaxppo.sweep.spec import Range, Setting, SweepPlan, SweepSpec, build_spec, plan_sweep, read_sweep_file

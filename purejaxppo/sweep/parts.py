@@ -52,10 +52,10 @@ def format_value(v: Any) -> str:
 
 def known_field(name: Any, source: str) -> str:
     """`name` if it is a PPOConfig field, else a ConfigError with close matches."""
-    from purejaxppo.core.config import _FIELD_TYPES
+    from purejaxppo.core.config import FIELD_TYPES
 
-    if not isinstance(name, str) or name not in _FIELD_TYPES:
-        close = difflib.get_close_matches(str(name), list(_FIELD_TYPES), n=3)
+    if not isinstance(name, str) or name not in FIELD_TYPES:
+        close = difflib.get_close_matches(str(name), list(FIELD_TYPES), n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(
             f"{source}: unknown config field {name!r}.{hint} Sweepable fields: every PPOConfig field "

@@ -183,9 +183,9 @@ def build_spec(
 
 def read_sweep_file(path: str | os.PathLike) -> dict:
     """A sweep YAML file as a dict of spec parts (its `config` path resolved against the file's folder)."""
-    from purejaxppo.core.config import _read_yaml
+    from purejaxppo.core.config_io import read_yaml
 
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a sweep file is a mapping (keys {', '.join(SPEC_KEYS)}), got {type(data).__name__}")
     for key in data:
