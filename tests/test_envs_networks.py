@@ -12,7 +12,7 @@ import pytest
 
 from purejaxppo import PPOConfig, make_train
 from purejaxppo.core.distributions import Categorical, TanhGaussian
-from purejaxppo.core.networks import ActionSpec, ConvActorCritic, make_network
+from purejaxppo.core.networks import ActionSpec, ConvActorCritic, make_network, network_options
 
 NEEDS_DOWNLOAD = {"MNISTBandit-bsuite"}  # fetches MNIST over the network when made
 # network="mlp": every env's dynamics and spaces are what this checks; the CNN that 'auto' picks for MinAtar costs
@@ -37,7 +37,7 @@ def test_cnn_chosen_for_minatar_and_output_shapes():
     assert len(obs_shape) == 3 and obs_shape[:2] == (10, 10)
     spec = ActionSpec(True, env.num_actions, ())
     for shared in (False, True):
-        net = make_network(cfg.replace(cnn_shared_torso=shared), obs_shape, spec)
+        net = make_network(obs_shape, spec, **network_options(cfg.replace(cnn_shared_torso=shared)))
         assert isinstance(net, ConvActorCritic)
         obs = jnp.zeros((5,) + obs_shape)
         variables = net.init(jax.random.key(0), obs)
@@ -50,12 +50,12 @@ def test_cnn_chosen_for_minatar_and_output_shapes():
         assert torso["Conv_0"]["kernel"].shape == (3, 3, obs_shape[2], 8)
         assert torso["Conv_1"]["kernel"].shape == (3, 3, 8, 4)
     with pytest.raises(ValueError, match="PPOConfig.network"):
-        make_network(cfg.replace(network="cnn"), (4,), spec)
+        make_network((4,), spec, **network_options(cfg.replace(network="cnn")))
 
 
 def test_mlp_depth_width_activation():
     spec = ActionSpec(True, 3, ())
-    net = make_network(PPOConfig(actor_hidden=(7, 5, 3), critic_hidden=(9,), activation="relu"), (4,), spec)
+    net = make_network((4,), spec, **network_options(PPOConfig(actor_hidden=(7, 5, 3), critic_hidden=(9,), activation="relu")))
     p = net.init(jax.random.key(0), jnp.zeros((1, 4)))["params"]
     assert [p["actor"][f"Dense_{i}"]["kernel"].shape for i in range(4)] == [(4, 7), (7, 5), (5, 3), (3, 3)]
     assert [p["critic"][f"Dense_{i}"]["kernel"].shape for i in range(2)] == [(4, 9), (9, 1)]

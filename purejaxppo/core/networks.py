@@ -328,7 +328,7 @@ class _HeadOptions(TypedDict):
 def make_network(
     obs_spec,
     action_spec: ActionSpec,
-    *legacy,
+    *,
     network: str = "auto",
     actor_hidden: Sequence[int] = (64, 64),
     critic_hidden: Sequence[int] = (64, 64),
@@ -349,12 +349,15 @@ def make_network(
     for an image observation `[H, W, C]`, or for a pytree observation with an
     image leaf (image leaves through conv layers, the other leaves flattened:
     `ObsEncoder`); other pytree observations go to the MLP (leaves flattened
-    and concatenated). The older call
-    `make_network(config, obs_shape, action_spec)` still works.
+    and concatenated). A config's options are `network_options(config)`:
+    `make_network(obs_spec, action_spec, **network_options(config))`.
     """
-    if isinstance(obs_spec, PPOConfig):  # make_network(config, obs_shape, action_spec)
-        config, obs_spec, action_spec = obs_spec, action_spec, legacy[0]
-        return make_network(obs_spec, action_spec, **network_options(config))
+    if isinstance(obs_spec, PPOConfig):
+        raise ConfigError(
+            "make_network takes (obs_spec, action_spec, **options); for a config's options call "
+            "make_network(obs_spec, action_spec, **network_options(config)) (the form make_network(config, "
+            "obs_shape, action_spec) of 0.1 is gone)"
+        )
     if isinstance(obs_spec, tuple) and all(isinstance(d, int) for d in obs_spec):
         obs_spec = jax.ShapeDtypeStruct(obs_spec, jnp.float32)
     single = isinstance(obs_spec, jax.ShapeDtypeStruct)
