@@ -30,6 +30,7 @@ SUITES: dict[str, tuple[str, str | None]] = {
     "jumanji/": ("purejaxppo.envs.jumanji", "jumanji"),
     "xminigrid/": ("purejaxppo.envs.xminigrid", "xminigrid"),
     "navix/": ("purejaxppo.envs.navix", "navix"),
+    "envpool/": ("purejaxppo.envs.envpool", "envpool"),
 }
 
 

@@ -33,12 +33,12 @@ def make_chunk_fn(
     """`chunk(states[S], hp, n, stop_on_diverge) -> (states, metrics[S, chunk_len])`, jitted, vmapped over seeds.
 
     Runs `n <= chunk_len` updates (n is traced; the remaining iterations are
-    skipped by a `cond` on an unbatched predicate, so every chunk length reuses
-    one compiled program) with the progress callback compiled in iff
-    `reporter` is given and `log_every > 0`. With `stop_on_diverge` (a traced
-    bool) the remaining updates are also skipped once any seed has diverged
-    (`lax.pmax` over the "seed" axis keeps the predicate unbatched); the
-    state's `update_step` then says how many ran.
+    skipped by a `cond`, so every chunk length reuses one compiled program)
+    with the progress callback compiled in iff `reporter` is given and
+    `log_every > 0`. With `stop_on_diverge` (a traced bool) the remaining
+    updates are also skipped once any seed has diverged (on a mesh, any seed
+    of any device: `lax.pmax` over its "seed" axis); the state's
+    `update_step` then says how many ran.
 
     With a ("seed", "data") `mesh` (purejaxppo.parallel) the program runs on
     every device of it (purejaxppo.runs.mesh.chunk_on_mesh): states are the
@@ -56,23 +56,28 @@ def make_chunk_fn(
             update, log_every, reporter, total_updates=config.num_updates, axis_name=AXIS, mesh_axes=mesh_axes
         )
 
-    def chunk(state, hp, n, stop_on_diverge):
-        metric_shapes = jax.eval_shape(train.update, state, hp)[1]
+    # The seeds' vmap is inside the cond that skips updates (not the cond inside the vmap): JAX cannot vmap a
+    # cond whose branches step envs through host callbacks (purejaxppo.envs.envpool); the program is the same.
+    updates = jax.vmap(update, in_axes=(0, 0 if per_run_hp else None), axis_name=AXIS)
+
+    def chunk(states, hp, n, stop_on_diverge):
+        metric_shapes = jax.eval_shape(updates, states, hp)[1]
         blank = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), metric_shapes)
 
         def body(s, i):
-            any_diverged = jax.lax.pmax(s.diverged.astype(jnp.int32), AXIS)
+            any_diverged = jnp.max(s.diverged.astype(jnp.int32))
             if mesh_axes:
                 any_diverged = jax.lax.pmax(any_diverged, mesh_axes[0])
             any_diverged = any_diverged > 0
             go = jnp.logical_and(i < n, jnp.logical_not(jnp.logical_and(stop_on_diverge, any_diverged)))
-            return jax.lax.cond(go, lambda s: update(s, hp), lambda s: (s, blank), s)
+            return jax.lax.cond(go, lambda s: updates(s, hp), lambda s: (s, blank), s)
 
-        return jax.lax.scan(body, state, jnp.arange(chunk_len))
+        states, metrics = jax.lax.scan(body, states, jnp.arange(chunk_len))
+        return states, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)  # [chunk_len, S] -> [S, chunk_len]
 
     if mesh is not None:
-        return chunk_on_mesh(chunk, mesh, AXIS, per_run_hp)
-    return jax.jit(jax.vmap(chunk, in_axes=(0, 0 if per_run_hp else None, None, None), axis_name=AXIS))
+        return chunk_on_mesh(chunk, mesh, per_run_hp)
+    return jax.jit(chunk)
 
 
 def host_state(state):

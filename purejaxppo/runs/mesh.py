@@ -46,7 +46,6 @@ from purejaxppo.core.keys import is_key
 from purejaxppo.errors import ConfigError
 from purejaxppo.parallel import (
     DATA,
-    LOCAL_SEEDS,
     SEED,
     check_mesh_shape,
     default_mesh_shape,
@@ -100,16 +99,13 @@ def to_canonical(state):
     return _split_env_leaves(gather(state), env_leaf, lambda x: x[:, 0])
 
 
-def chunk_on_mesh(
-    chunk: Callable, mesh: Mesh, axis_name: str = LOCAL_SEEDS, per_run_hp: bool = False
-) -> jax.stages.Wrapped:
-    """`chunk(state, hp, n, stop)` of one seed -> the jitted program over the mesh's global state `[S, D, ...]`:
-    each device vmaps it (as `axis_name`) over its own seeds. `per_run_hp`: `hp` has `[S]` fields sharded over
-    the seed axis like the runs (a sweep group), else it is replicated."""
+def chunk_on_mesh(chunk: Callable, mesh: Mesh, per_run_hp: bool = False) -> jax.stages.Wrapped:
+    """`chunk(states, hp, n, stop)` of a batch of seeds -> the jitted program over the mesh's global state
+    `[S, D, ...]`: each device runs it on its own seeds. `per_run_hp`: `hp` has `[S]` fields sharded over the
+    seed axis like the runs (a sweep group), else it is replicated."""
 
     def fn(state, hp, n, stop):
-        per_seed = jax.vmap(chunk, in_axes=(0, 0 if per_run_hp else None, None, None), axis_name=axis_name)
-        return tuple(per_seed(state, hp, n, stop))
+        return tuple(chunk(state, hp, n, stop))
 
     return jax.jit(shard(fn, mesh, ("state", "seed" if per_run_hp else "rep", "rep", "rep"), ("state", "seed")))
 

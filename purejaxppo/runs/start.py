@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from purejaxppo.core.config import PPOConfig
 from purejaxppo.core.train import Train
@@ -55,6 +56,24 @@ class Start:
     runs: RunAxis | None = None  # a sweep group's runs
     hp: Any = None  # the traced hyperparameters: the config's, or `[S]` fields from `runs`
     checkpoint: Path | None = None  # the checkpoint a resume starts from
+
+
+def restart_outside_envs(train: Train, state):
+    """Envs whose state lives outside JAX (an env with `restart`, e.g. purejaxppo.envs.envpool) cannot be
+    checkpointed: a resumed state gets fresh envs, new episodes (the running returns and lengths zeroed, every
+    env marked done so recurrent carries reset); parameters, optimizer and normalizers continue exactly."""
+    restart = getattr(train.env, "restart", None)
+    if restart is None:
+        return state
+    obs, env_state = restart(state.env.env_state)
+    carry = state.env._replace(
+        env_state=env_state,
+        obs=obs,
+        episode_return=np.zeros_like(state.env.episode_return),
+        episode_length=np.zeros_like(state.env.episode_length),
+        done=None if state.env.done is None else np.ones_like(state.env.done),
+    )
+    return state.replace(env=carry)
 
 
 def hparams_of(config: PPOConfig, runs: RunAxis | None):
@@ -153,6 +172,7 @@ def resume_start(
             f"cannot resume with this config{by}, it changes the shapes of the saved state "
             f"({describe_diff(diff) or 'no field differs'}); {e}"
         ) from None
+    state = restart_outside_envs(train, state)
     behavioural = {k: v for k, v in diff.items() if k not in LOGGING_FIELDS}
     if behavioural:
         log(

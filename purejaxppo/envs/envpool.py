@@ -1,0 +1,335 @@
+"""EnvPool environments behind the gymnax API (optional extra: `pip install -e '.[envpool]'`).
+
+Names: `envpool/<TaskId>` with an id of `envpool.list_all_envs()` (MuJoCo `Hopper-v4`, DM Control
+`HopperHop-v1`, Atari `Pong-v5`, classic control `CartPole-v1`, ...), optionally followed by EnvPool's own
+options: `envpool/Pong-v5?episodic_life=false&reward_clip=false`, `envpool/Hopper-v4?max_episode_steps=1000`
+(values: true/false, ints, floats, else strings; an unknown option is EnvPool's own error, named).
+
+EnvPool's envs are C++ objects outside JAX. They are stepped from inside the jitted train function through
+a host callback (`jax.experimental.io_callback`), once per step for all envs of a seed: the per-env `reset`
+and `step` of this API are `jax.custom_batching.custom_vmap` functions whose batching rule hands the whole
+batch (every vmapped seed and env) to one callback, which steps each seed's pool in one EnvPool call.
+
+* **Why a callback and not EnvPool's XLA interface:** MuJoCo tasks take and give float64, and their XLA
+  step refuses float32 at trace time, so it only runs with `jax_enable_x64` on for the whole process. The
+  callback converts at the boundary instead: actions are cast to the env's dtype, observations come back as
+  float32 (uint8 frames stay uint8), and no process setting changes.
+* **Pools and seeds:** a reset of a batch `[..., N]` of envs makes one EnvPool of N envs per leading index
+  (a seed of a vmapped run, a data shard, an evaluation batch), seeded from the first env key of its row,
+  so runs are reproducible from their keys. The env state in JAX is `(pool id, env index)`.
+* **The next-step reset is hidden:** EnvPool resets an env on the step *after* it ended, returning the reset
+  observation with reward 0 and ignoring that step's action. The callback steps the ended envs once more at
+  once, so this API's step returns the reset observation in the same step as the end, with
+  `info["final_observation"]` the observation the end reached; the extra transition never reaches GAE, the
+  loss or the episode statistics. Terminated (the task's end: no bootstrap) and truncated (EnvPool's
+  `max_episode_steps`: bootstrapped) stay apart.
+* **Resume:** the pools are not in checkpoints. A pool id this process does not hold (a resumed run, or a pool
+  evicted after `MAX_POOLS` newer ones) gets a fresh pool seeded from its id: its envs' episodes in flight
+  are cut at that step as truncated (bootstrapped from the value of their last observation, reward 0) and new
+  episodes start. Parameters, optimizer and normalizers resume exactly; the env stream does not, so a resumed
+  EnvPool run is not bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax import custom_batching
+from jax.experimental import io_callback
+
+from purejaxppo.envs.adapter import unknown_env_error
+from purejaxppo.envs.envpool_host import (
+    POOLS,
+    PREFIX,
+    flatten_obs,
+    import_envpool,
+    in_env_order,
+    seed_of,
+)
+from purejaxppo.errors import EnvError
+
+#: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
+SUITE = {
+    "suite": "EnvPool (MuJoCo, DM Control, Atari, classic control)",
+    "names": "`envpool/Hopper-v4`, `envpool/Pong-v5`, `envpool/HopperHop-v1`, …",
+    "actions": "Discrete, Box",
+    "observations": "array (Atari: uint8 frames), dict (DM Control)",
+    "masks": "—",
+    "tested": "semantics on a scripted time limit; jitted updates on one task of each kind",
+    "notes": "stepped by a host callback; resume restarts episodes (not bit-identical)",
+}
+
+
+# ----------------------------------------------------------------------------- names and options
+
+
+def _parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_name(name: str) -> tuple[str, dict[str, Any]]:
+    """`"Pong-v5?episodic_life=false"` -> ("Pong-v5", {"episodic_life": False})."""
+    task, _, query = name.partition("?")
+    options = {}
+    for part in filter(None, query.split("&")):
+        key, eq, value = part.partition("=")
+        if not eq or not key:
+            raise EnvError(f"PPOConfig.env: {PREFIX}{name!r}: options are key=value pairs joined by '&', got {part!r}")
+        options[key] = _parse_value(value)
+    return task, options
+
+
+# ----------------------------------------------------------------------------- the env
+
+
+@struct.dataclass
+class EnvPoolParams:
+    max_steps_in_episode: int = struct.field(pytree_node=False, default=1000)
+
+
+@struct.dataclass
+class EnvPoolState:
+    pool: Any  # int32: the EnvPool this env lives in (purejaxppo.envs.envpool.POOLS)
+    index: Any  # int32: its env id within the pool
+
+
+class EnvPoolEnv:
+    """An EnvPool task with the gymnax 1.0 API (see the module docstring for how it is stepped)."""
+
+    def __init__(self, name: str, task: str, options: dict, spec: Any):
+        self.name, self.task, self.options = name, task, dict(options)
+        self._obs_space = spec.gymnasium_observation_space
+        self._action_space = spec.gymnasium_action_space
+        self._keys = sorted(self._obs_space.spaces) if hasattr(self._obs_space, "spaces") else None
+        self._max_steps = int(spec.config.max_episode_steps)
+        self._obs_leaves = [
+            jax.ShapeDtypeStruct(s.shape, jnp.uint8 if s.dtype == np.uint8 else jnp.float32)
+            for s in ([self._obs_space.spaces[k] for k in self._keys] if self._keys else [self._obs_space])
+        ]
+        self._reset = self._make_reset()
+        self._step = self._make_step()
+
+    @property
+    def default_params(self) -> EnvPoolParams:
+        return EnvPoolParams(max_steps_in_episode=self._max_steps)
+
+    # -- spaces
+
+    def observation_space(self, params: Any = None):
+        from gymnax.environments import spaces
+
+        def box(s, leaf):
+            low = np.broadcast_to(np.asarray(s.low, np.float64), s.shape)
+            high = np.broadcast_to(np.asarray(s.high, np.float64), s.shape)
+            tiny = np.finfo(np.float32).max
+            return spaces.Box(
+                np.clip(low, -tiny, tiny).astype(leaf.dtype),
+                np.clip(high, -tiny, tiny).astype(leaf.dtype),
+                s.shape,
+                leaf.dtype,
+            )
+
+        if self._keys is None:
+            return box(self._obs_space, self._obs_leaves[0])
+        return spaces.Dict(
+            {k: box(self._obs_space.spaces[k], leaf) for k, leaf in zip(self._keys, self._obs_leaves, strict=True)}
+        )
+
+    def action_space(self, params: Any = None):
+        from gymnax.environments import spaces
+
+        s = self._action_space
+        if hasattr(s, "n"):
+            return spaces.Discrete(int(s.n))
+        return spaces.Box(np.asarray(s.low, np.float32), np.asarray(s.high, np.float32), s.shape, jnp.float32)
+
+    # -- the per-env API (batched by custom_vmap into one callback per call)
+
+    def reset(self, key: jax.Array, params: Any = None) -> tuple[Any, EnvPoolState]:
+        obs, pool, index = self._reset(jax.random.key_data(key))
+        return self._obs(obs), EnvPoolState(pool, index)
+
+    def step(self, key: jax.Array, state: EnvPoolState, action: jax.Array, params: Any = None):
+        action = jnp.asarray(action, jnp.int32 if hasattr(self._action_space, "n") else jnp.float32)
+        obs, final_obs, reward, terminated, truncated = self._step(state.pool, state.index, action)
+        info = {"final_observation": self._obs(final_obs)}
+        return self._obs(obs), state, reward, terminated, truncated, info
+
+    def _obs(self, leaves: list) -> Any:
+        return dict(zip(self._keys, leaves, strict=True)) if self._keys else leaves[0]
+
+    def _make_reset(self):
+        env = self
+
+        def host(key_data):
+            key_data = np.asarray(key_data)
+            batch = key_data.shape[:-1]
+            rows = key_data.reshape((-1,) + (batch[-1:] or (1,)) + key_data.shape[-1:])
+            n = rows.shape[1]
+            obs_rows, pools = [], []
+            for row in rows:
+                pool_id, made = POOLS.make(env.task, env.options, n, seed_of(row[0]))
+                obs, info = made.env.reset()
+                obs_rows.append(in_env_order(info, env._host_obs(obs), np.arange(n)))
+                pools.append(pool_id)
+            obs = [
+                np.stack([r[i] for r in obs_rows]).reshape(batch + leaf.shape) for i, leaf in enumerate(env._obs_leaves)
+            ]
+            pool = np.repeat(np.asarray(pools, np.int32), n).reshape(batch)
+            index = np.broadcast_to(np.arange(n, dtype=np.int32), rows.shape[:2]).reshape(batch)
+            return obs, pool, index
+
+        @custom_batching.custom_vmap
+        def reset(key_data):
+            batch = key_data.shape[:-1]
+            shapes = (
+                [jax.ShapeDtypeStruct(batch + leaf.shape, leaf.dtype) for leaf in env._obs_leaves],
+                jax.ShapeDtypeStruct(batch, jnp.int32),
+                jax.ShapeDtypeStruct(batch, jnp.int32),
+            )
+            return tuple(io_callback(host, shapes, key_data, ordered=False))
+
+        @reset.def_vmap
+        def _(axis_size, in_batched, key_data):
+            out = reset(key_data)
+            return out, jax.tree.map(lambda _: True, out)
+
+        return reset
+
+    def _host_obs(self, obs: Any) -> list[np.ndarray]:
+        return [np.asarray(o, leaf.dtype) for o, leaf in zip(flatten_obs(obs), self._obs_leaves, strict=True)]
+
+    def _make_step(self):
+        env = self
+
+        def host(pool, index, action):
+            pool, index, action = np.asarray(pool), np.asarray(index), np.asarray(action)
+            batch = pool.shape
+            flat_pool, flat_index = pool.reshape(-1), index.reshape(-1)
+            flat_action = action.reshape((flat_pool.size,) + action.shape[len(batch) :])
+            obs = [np.zeros((flat_pool.size,) + leaf.shape, leaf.dtype) for leaf in env._obs_leaves]
+            final = [np.zeros_like(o) for o in obs]
+            reward = np.zeros(flat_pool.size, np.float32)
+            terminated = np.zeros(flat_pool.size, bool)
+            truncated = np.zeros(flat_pool.size, bool)
+            for pool_id in np.unique(flat_pool):
+                rows = np.flatnonzero(flat_pool == pool_id)
+                ids = flat_index[rows]
+                got = env._step_pool(int(pool_id), ids, flat_action[rows])
+                for out, value in zip((*obs, *final, reward, terminated, truncated), got, strict=True):
+                    out[rows] = value
+            reshape = lambda a: a.reshape(batch + a.shape[1:])  # noqa: E731
+            return (
+                [reshape(o) for o in obs],
+                [reshape(o) for o in final],
+                *map(reshape, (reward, terminated, truncated)),
+            )
+
+        @custom_batching.custom_vmap
+        def step(pool, index, action):
+            batch = pool.shape
+            obs = [jax.ShapeDtypeStruct(batch + leaf.shape, leaf.dtype) for leaf in env._obs_leaves]
+            shapes = (
+                obs,
+                obs,
+                jax.ShapeDtypeStruct(batch, jnp.float32),
+                jax.ShapeDtypeStruct(batch, jnp.bool_),
+                jax.ShapeDtypeStruct(batch, jnp.bool_),
+            )
+            return tuple(io_callback(host, shapes, pool, index, action, ordered=False))
+
+        @step.def_vmap
+        def _(axis_size, in_batched, pool, index, action):
+            args = [
+                x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))
+                for x, b in zip((pool, index, action), in_batched, strict=True)
+            ]
+            out = step(*args)
+            return out, jax.tree.map(lambda _: True, out)
+
+        return step
+
+    def _step_pool(self, pool_id: int, ids: np.ndarray, action: np.ndarray) -> list:
+        """Step envs `ids` of one pool; ended envs are stepped once more at once, so their reset observation
+        is returned with this step (module docstring). Returns obs leaves, final obs leaves, reward,
+        terminated, truncated, in the order of `ids`."""
+        pool = POOLS.get(pool_id)
+        if pool is None:  # a resumed run, or an evicted pool: fresh envs, the episodes in flight cut
+            return self._restart_pool(pool_id, ids)
+        act = np.asarray(action, pool.action_dtype)
+        obs, reward, terminated, truncated, info = pool.env.step(act, env_id=ids)
+        obs = self._host_obs(obs)
+        reward, terminated, truncated = np.asarray(reward), np.asarray(terminated), np.asarray(truncated)
+        ordered = in_env_order(info, [*obs, reward, terminated, truncated], ids)
+        obs, reward, terminated, truncated = ordered[:-3], ordered[-3], ordered[-2], ordered[-1]
+        terminated = terminated.astype(bool)
+        truncated = truncated.astype(bool) & ~terminated
+        final = [o.copy() for o in obs]
+        done = terminated | truncated
+        if done.any():
+            again = ids[done]
+            reset_obs, _, _, _, info2 = pool.env.step(np.zeros((again.size,) + act.shape[1:], act.dtype), env_id=again)
+            reset_obs = in_env_order(info2, self._host_obs(reset_obs), again)
+            for o, r in zip(obs, reset_obs, strict=True):
+                o[done] = r
+        return [*obs, *final, reward.astype(np.float32), terminated, truncated]
+
+    def _restart_pool(self, pool_id: int, ids: np.ndarray) -> list:
+        n = int(ids.max()) + 1
+        _, pool = POOLS.make(self.task, self.options, n, pool_id % (2**31 - 1), pool_id=pool_id)
+        obs, info = pool.env.reset()
+        obs = in_env_order(info, self._host_obs(obs), np.arange(n))
+        obs = [o[ids] for o in obs]
+        zeros = np.zeros(ids.size, bool)
+        return [*obs, *[o.copy() for o in obs], np.zeros(ids.size, np.float32), zeros, ~zeros]
+
+    def restart(self, state: EnvPoolState) -> tuple[Any, EnvPoolState]:
+        """New episodes for the envs of a state read back from a checkpoint (the run layer calls this on resume:
+        the pools are not in checkpoints). `state` is host arrays `[..., N]`; each row gets a fresh pool, seeded
+        from its old pool id, reset now. Returns the reset observations (numpy) and the new state."""
+        pool, index = np.asarray(state.pool), np.asarray(state.index)
+        obs = [np.zeros(pool.shape + leaf.shape, leaf.dtype) for leaf in self._obs_leaves]
+        new_pool = np.zeros_like(pool)
+        for old in np.unique(pool):
+            where = pool == old
+            n = int(index[where].max()) + 1
+            pool_id, made = POOLS.make(self.task, self.options, n, int(old) % (2**31 - 1))
+            got, info = made.env.reset()
+            got = in_env_order(info, self._host_obs(got), np.arange(n))
+            for o, g in zip(obs, got, strict=True):
+                o[where] = g[index[where]]
+            new_pool[where] = pool_id
+        return self._obs(obs), EnvPoolState(new_pool, index)
+
+    def __repr__(self) -> str:
+        return f"EnvPoolEnv({self.name!r})"
+
+
+def env_names() -> list[str]:
+    return sorted(import_envpool().list_all_envs())
+
+
+def make(name: str) -> tuple[EnvPoolEnv, EnvPoolParams]:
+    """`'Hopper-v4?max_episode_steps=500'` (after the `envpool/` prefix) -> (env, params)."""
+    task, options = parse_name(name)
+    envpool = import_envpool()
+    if task not in envpool.list_all_envs():
+        raise unknown_env_error(PREFIX, task, envpool.list_all_envs(), "EnvPool")
+    try:
+        spec = envpool.make_spec(task, **options)
+    except Exception as e:  # EnvPool's own message for an unknown or ill-typed option
+        raise EnvError(f"PPOConfig.env: '{PREFIX}{name}': EnvPool refused the options {options}: {e}") from None
+    env = EnvPoolEnv(PREFIX + name, task, options, spec)
+    return env, env.default_params
