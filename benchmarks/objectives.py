@@ -30,7 +30,8 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import final_scores, first_complete_update, hardware_line  # noqa: E402
 
-from purejaxppo import PPOConfig, configure_cpu, make_train, stats  # noqa: E402
+from purejaxppo import PPOConfig, configure_cpu, make_train  # noqa: E402
+from purejaxppo.sweep import stats  # noqa: E402
 
 configure_cpu()  # explicit CPU settings (XLA scheduler flag, unrolled threefry), before any JAX computation
 

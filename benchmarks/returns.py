@@ -28,7 +28,8 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import final_scores, first_complete_update, hardware_line  # noqa: E402
 
-from purejaxppo import PPOConfig, make_train, stats  # noqa: E402
+from purejaxppo import PPOConfig, make_train  # noqa: E402
+from purejaxppo.sweep import stats  # noqa: E402
 from purejaxppo.cli import parse_sets  # noqa: E402
 from purejaxppo.cpu import configure as configure_cpu  # noqa: E402
 

@@ -146,6 +146,22 @@ def test_no_private_name_crosses_a_module_boundary():
     assert not crossing, crossing
 
 
+def test_benchmark_scripts_import_only_names_that_exist():
+    """The scripts in benchmarks/ are not imported by the tests: check their `from purejaxppo... import` names."""
+    import importlib
+    import importlib.util
+
+    missing = []
+    for path in sorted((PACKAGE.parent / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("purejaxppo"):
+                module = importlib.import_module(node.module)
+                for a in node.names:
+                    if not hasattr(module, a.name) and importlib.util.find_spec(f"{node.module}.{a.name}") is None:
+                        missing.append(f"{path.name}: from {node.module} import {a.name}")
+    assert not missing, missing
+
+
 @pytest.mark.skipif(shutil.which("lint-imports") is None, reason="import-linter is in the dev extra")
 def test_the_layer_contract_holds():
     res = subprocess.run(["lint-imports"], cwd=PACKAGE.parent, capture_output=True, text=True, timeout=300)
