@@ -206,3 +206,142 @@ def test_orthogonal_init_is_flax_s_and_vmapped_training_never_batches_a_qr():
         train = make_train(PPOConfig(**{**TINY, **extra}))
         shapes = _qr_operand_shapes(jax.make_jaxpr(jax.vmap(train))(keys[0]).jaxpr)
         assert shapes and all(len(s) == 2 for s in shapes), (extra, shapes)
+
+
+ATARI = jax.ShapeDtypeStruct((4, 84, 84), jnp.uint8)  # EnvPool Atari: 4 stacked grayscale frames, channels first
+NATURE_TORSO_PARAMS = (4 * 8 * 8 * 32 + 32) + (32 * 4 * 4 * 64 + 64) + (64 * 3 * 3 * 64 + 64) + (3136 * 512 + 512)
+
+
+def _count(tree) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def test_nature_cnn_chosen_for_atari_frames_shapes_and_parameter_count():
+    from purejaxppo.core.networks import ActorCritic, NatureActorCritic
+
+    spec = ActionSpec(True, 6, ())
+    net = make_network(ATARI, spec, **network_options(PPOConfig()))  # network='auto'
+    assert isinstance(net, NatureActorCritic) and net.channels_first
+    assert make_network(ATARI, spec, **network_options(PPOConfig(network="nature_cnn"))) == net
+    obs = jnp.zeros((5, 4, 84, 84), jnp.uint8)
+    variables = net.init(jax.random.key(0), obs)
+    dist, value = net.apply(variables, obs)
+    assert dist.logits.shape == (5, 6) and value.shape == (5,)
+    p = variables["params"]
+    assert set(p) == {"torso", "actor", "critic"}  # one torso shared by both heads
+    t = p["torso"]
+    assert [t[f"Conv_{i}"]["kernel"].shape for i in range(3)] == [(8, 8, 4, 32), (4, 4, 32, 64), (3, 3, 64, 64)]
+    assert t["Dense_0"]["kernel"].shape == (3136, 512)
+    assert p["actor"]["kernel"].shape == (512, 6) and p["critic"]["kernel"].shape == (512, 1)
+    assert NATURE_TORSO_PARAMS == 1_684_128 and _count(t) == NATURE_TORSO_PARAMS
+    assert _count(p) == NATURE_TORSO_PARAMS + (512 * 6 + 6) + (512 + 1)
+    # Orthogonal init: actor head gain 0.01, value head gain 1, biases zero.
+    a = np.asarray(p["actor"]["kernel"])
+    np.testing.assert_allclose(a.T @ a, 1e-4 * np.eye(6), atol=1e-8)
+    assert not np.any(np.asarray(t["Conv_0"]["bias"]))
+    # 'auto' keeps today's choices for everything else: MinAtar's float [10, 10, C] and float or channels-last
+    # frames get the 3x3 CNN; vectors the MLP.
+    for other in ((10, 10, 4), jax.ShapeDtypeStruct((4, 84, 84), jnp.float32),
+                  jax.ShapeDtypeStruct((84, 84, 4), jnp.uint8), jax.ShapeDtypeStruct((4, 20, 20), jnp.uint8)):
+        assert isinstance(make_network(other, spec, **network_options(PPOConfig())), ConvActorCritic), other
+    assert isinstance(make_network((8,), spec, **network_options(PPOConfig())), ActorCritic)
+    # Explicit nature_cnn: channels-last frames too; errors name the field.
+    hwc = make_network(jax.ShapeDtypeStruct((84, 84, 4), jnp.uint8), spec, network="nature_cnn")
+    assert isinstance(hwc, NatureActorCritic) and not hwc.channels_first
+    for bad in ((4,), jax.ShapeDtypeStruct((4, 20, 20), jnp.uint8), {"a": ATARI}):
+        with pytest.raises(ValueError, match="PPOConfig.network: 'nature_cnn'"):
+            make_network(bad, spec, network="nature_cnn")
+
+
+def _manual_nature_nhwc(p, x):
+    """The Nature CNN by hand on NHWC float input: lax convolutions, then the dense layer and the two heads."""
+    t = p["torso"]
+    for i, stride in enumerate((4, 2, 1)):
+        conv = t[f"Conv_{i}"]
+        x = jax.lax.conv_general_dilated(x, conv["kernel"], (stride, stride), "VALID",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        x = jax.nn.relu(x + conv["bias"])
+    x = jax.nn.relu(x.reshape(x.shape[0], -1) @ t["Dense_0"]["kernel"] + t["Dense_0"]["bias"])
+    logits = x @ p["actor"]["kernel"] + p["actor"]["bias"]
+    return logits, (x @ p["critic"]["kernel"] + p["critic"]["bias"])[:, 0]
+
+
+def test_nature_cnn_scales_uint8_by_255_and_reads_channels_first():
+    from purejaxppo.core.networks import NatureActorCritic
+
+    spec = ActionSpec(True, 6, ())
+    chw = NatureActorCritic(spec, channels_first=True)
+    frames = jax.random.randint(jax.random.key(1), (3, 4, 84, 84), 0, 256).astype(jnp.uint8)
+    variables = chw.init(jax.random.key(0), frames)
+    dist, value = chw.apply(variables, frames)
+    # uint8 is divided by 255 inside; a float observation goes in as it is.
+    dist_f, value_f = chw.apply(variables, frames.astype(jnp.float32) / 255.0)
+    np.testing.assert_array_equal(dist.logits, dist_f.logits)
+    np.testing.assert_array_equal(value, value_f)
+    dist_raw, _ = chw.apply(variables, frames.astype(jnp.float32))
+    assert not np.allclose(dist_raw.logits, dist.logits)
+    # Channels first = the same parameters on the NHWC frames: the channels-last network and a hand computation.
+    nhwc = jnp.transpose(frames, (0, 2, 3, 1))
+    dist_l, value_l = NatureActorCritic(spec).apply(variables, nhwc)
+    np.testing.assert_array_equal(dist.logits, dist_l.logits)
+    np.testing.assert_array_equal(value, value_l)
+    logits_m, value_m = _manual_nature_nhwc(variables["params"], nhwc.astype(jnp.float32) / 255.0)
+    np.testing.assert_allclose(dist.logits, logits_m, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(value, value_m, rtol=1e-5, atol=1e-6)
+    # Box actions: Gaussian mean from the policy head, a state-independent log_std parameter.
+    box = ActionSpec(False, 2, (2,), (-1.0, -1.0), (1.0, 1.0))
+    v = NatureActorCritic(box, channels_first=True, init_log_std=-0.5).init(jax.random.key(0), frames)
+    g, _ = NatureActorCritic(box, channels_first=True, init_log_std=-0.5).apply(v, frames)
+    assert g.mean.shape == (3, 2) and v["params"]["log_std"].shape == (2,)
+    np.testing.assert_array_equal(g.log_std, np.full((3, 2), -0.5, np.float32))
+
+
+def test_mlp_default_is_the_papers_mujoco_network():
+    """PPO paper, MuJoCo: separate 64-64 tanh MLPs for the policy and the value (no shared layers), the policy a
+    Gaussian whose log-std is a parameter, not a function of the state. The config's defaults are exactly that."""
+    from purejaxppo.core.networks import ActorCritic
+
+    cfg = PPOConfig(env="Pendulum-v1")
+    assert (cfg.actor_hidden, cfg.critic_hidden, cfg.activation) == ((64, 64), (64, 64), "tanh")
+    spec = ActionSpec(False, 3, (3,), (-1.0,) * 3, (1.0,) * 3)
+    for network in ("mlp", "auto"):
+        assert isinstance(make_network((11,), spec, **network_options(cfg.replace(network=network))), ActorCritic)
+    net = make_network((11,), spec, **network_options(cfg.replace(network="mlp")))
+    obs = jax.random.normal(jax.random.key(1), (4, 11))
+    p = net.init(jax.random.key(0), obs)["params"]
+    assert set(p) == {"actor", "critic", "log_std"} and p["log_std"].shape == (3,)
+    assert [p["actor"][f"Dense_{i}"]["kernel"].shape for i in range(3)] == [(11, 64), (64, 64), (64, 3)]
+    assert [p["critic"][f"Dense_{i}"]["kernel"].shape for i in range(3)] == [(11, 64), (64, 64), (64, 1)]
+
+    def mlp(q, x):
+        for i in range(2):
+            x = jnp.tanh(x @ q[f"Dense_{i}"]["kernel"] + q[f"Dense_{i}"]["bias"])
+        return x @ q["Dense_2"]["kernel"] + q["Dense_2"]["bias"]
+
+    dist, value = net.apply({"params": p}, obs)
+    np.testing.assert_allclose(dist.mean, mlp(p["actor"], obs), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(value, mlp(p["critic"], obs)[:, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(dist.log_std, jnp.broadcast_to(p["log_std"], (4, 3)))  # the same for every state
+    # No shared layers: the value's gradient has no actor part, the policy's none in the critic.
+    g_value = jax.grad(lambda q: net.apply({"params": q}, obs)[1].sum())(p)
+    g_policy = jax.grad(lambda q: net.apply({"params": q}, obs)[0].log_prob(jnp.ones((4, 3))).sum())(p)
+    assert not any(np.any(np.asarray(x)) for x in jax.tree.leaves(g_value["actor"]))
+    assert not np.any(np.asarray(g_value["log_std"]))
+    assert not any(np.any(np.asarray(x)) for x in jax.tree.leaves(g_policy["critic"]))
+
+
+def test_one_update_on_envpool_pong_with_the_nature_cnn():
+    pytest.importorskip("envpool")
+    from purejaxppo.core.networks import NatureActorCritic
+
+    cfg = PPOConfig(env="envpool/Pong-v5", num_envs=2, num_steps=8, num_minibatches=1, update_epochs=1,
+                    total_timesteps=2 * 8)
+    train = make_train(cfg)
+    assert train.obs_spec == ATARI
+    assert isinstance(train.network, NatureActorCritic) and train.network.channels_first
+    state = train.init(jax.random.key(0))
+    state, metrics = jax.jit(train.update)(state)
+    assert int(state.update_step) == 1
+    for k, v in metrics.items():
+        if k != "eval_return":
+            assert np.all(np.isfinite(np.asarray(v))), k

@@ -49,7 +49,7 @@ from purejaxppo.core.hparams import HPARAM_FIELDS, HParams, check_hparams
 from purejaxppo.errors import ConfigError
 
 OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")  # the built-in objectives (more can be registered)
-NETWORKS = ("auto", "mlp", "cnn", *RECURRENT_NETWORKS)
+NETWORKS = ("auto", "mlp", "cnn", "nature_cnn", *RECURRENT_NETWORKS)
 ACTION_HANDLING = ("clip", "tanh")
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
 INIT_LOG_STD_LIMIT = 20.0  # std = exp(+-20) is already 2e-9 .. 5e8; beyond, float32 log-probs and KLs lose all meaning
@@ -107,10 +107,15 @@ class PPOConfig:
     )
     network: str = _field(
         "auto",
-        "Network family: 'mlp' (flattened obs), 'cnn' (image obs [H, W, C], e.g. MinAtar), 'auto' (cnn for rank-3 "
-        "observations, else mlp), or a recurrent policy for partially observed tasks: 'gru' or 'lstm' (torso -> "
-        "recurrent cell -> actor/critic heads of actor_hidden/critic_hidden; the hidden state is reset at episode "
-        "boundaries; num_envs must be divisible by num_minibatches, since minibatches are whole env sequences).",
+        "Network family: 'mlp' (flattened obs), 'cnn' (image obs [H, W, C], e.g. MinAtar), 'nature_cnn' (Atari: "
+        "the PPO paper's Nature DQN CNN, conv 32 8x8 stride 4, 64 4x4 stride 2, 64 3x3 stride 1, dense 512, ReLU, "
+        "one torso shared by linear policy and value heads; uint8 frames divided by 255; frames [C, H, W] with "
+        "C <= 4, or [H, W, C], H and W >= 36; actor_hidden, critic_hidden, activation and cnn_* do not apply), "
+        "'auto' (nature_cnn for uint8 frames [C, H, W] with C <= 4 and H, W >= 36, e.g. EnvPool Atari's "
+        "[4, 84, 84]; cnn for other rank-3 observations; else mlp), or a recurrent policy for partially observed "
+        "tasks: 'gru' or 'lstm' (torso -> recurrent cell -> actor/critic heads of actor_hidden/critic_hidden; the "
+        "hidden state is reset at episode boundaries; num_envs must be divisible by num_minibatches, since "
+        "minibatches are whole env sequences).",
         choices=NETWORKS,
     )
     rnn_size: int = _field(128, "gru/lstm: size of the recurrent cell's hidden state.", low=1)

@@ -9,6 +9,8 @@ observations (an array `[B, *obs_shape]`, or a pytree whose leaves are
 `make_train(..., network_factory=f)` accepts a user's own factory
 `f(obs_spec, action_spec) -> nn.Module`; `make_network(obs_spec, action_spec,
 **options)` is the default, with `network_options(config)` as its options.
+Their building blocks (`orthogonal`, `dense`, the action head) and the Nature
+CNN (`network='nature_cnn'`) live in `purejaxppo.core.network_layers`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxppo.core.config import PPOConfig
-from purejaxppo.core.distributions import Categorical, DiagGaussian, MultiCategorical, TanhGaussian
+from purejaxppo.core.network_layers import (
+    NATURE_MIN_SIZE,
+    NatureActorCritic,
+    action_distribution,
+    dense,
+    frames_channels_first,
+    frames_hw,
+    is_atari_frames,
+    orthogonal,
+    policy_head,
+)
 from purejaxppo.envs.spaces import ActionSpec  # noqa: F401 (re-exported: purejaxppo.core.networks.ActionSpec)
 from purejaxppo.errors import ConfigError
 
@@ -43,40 +55,6 @@ def flatten_obs(obs) -> jax.Array:
     return flat[0] if len(flat) == 1 else jnp.concatenate(flat, axis=-1)
 
 
-def orthogonal(scale: float = 1.0) -> Callable:
-    """`flax.linen.initializers.orthogonal(scale)`, the same numbers, but safe to vmap on CPU.
-
-    Under `jax.vmap` (seeds, a sweep) flax's initializer becomes one batched QR per layer. jaxlib 0.10.2's CPU
-    LAPACK kernels split a batch over XLA's intra-op thread pool and block until the pieces are done; when as
-    many batched QRs run at once as the pool has threads (2 on a 2-core machine: the actor's and the critic's
-    layers are independent), every pool thread waits on work queued behind it, and the process hangs at 0% CPU.
-    Here a batch of keys is drawn one matrix after another (`lax.map`), so every QR is unbatched and runs
-    inline. Init runs once per run, so the lost parallelism costs nothing measurable.
-    """
-    base = nn.initializers.orthogonal(scale)
-
-    def init(key, shape, dtype=jnp.float32):
-        shape = tuple(shape)
-
-        @jax.custom_batching.custom_vmap
-        def draw(k):
-            return base(k, shape, dtype)
-
-        @draw.def_vmap
-        def _draw_batched(axis_size, in_batched, k):
-            if not in_batched[0]:
-                return draw(k), False
-            return jax.lax.map(draw, k), True
-
-        return draw(key)
-
-    return init
-
-
-def _dense(features: int, scale: float) -> nn.Dense:
-    return nn.Dense(features, kernel_init=orthogonal(scale), bias_init=nn.initializers.zeros)
-
-
 class MLP(nn.Module):
     """Hidden layers (orthogonal init, gain sqrt 2) and a linear head with gain `out_scale`."""
 
@@ -89,8 +67,8 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         act = _ACTIVATIONS[self.activation]
         for width in self.hidden:
-            x = act(_dense(width, np.sqrt(2.0))(x))
-        return _dense(self.out_dim, self.out_scale)(x)
+            x = act(dense(width, np.sqrt(2.0))(x))
+        return dense(self.out_dim, self.out_scale)(x)
 
 
 class ConvTorso(nn.Module):
@@ -131,25 +109,6 @@ class ObsEncoder(nn.Module):
         return feats[0] if len(feats) == 1 else jnp.concatenate(feats, axis=-1)
 
 
-def _policy_head(mod: nn.Module, head: jax.Array, spec: ActionSpec, batch: int, init_log_std: float, squash: bool):
-    """Turn the actor's output `[B, size]` into the action distribution (a compact module's own log_std)."""
-    log_std = None if spec.discrete else mod.param("log_std", nn.initializers.constant(init_log_std), (spec.size,))
-    return _distribution(head, spec, batch, log_std, squash)
-
-
-def _distribution(head: jax.Array, spec: ActionSpec, batch: int, log_std: jax.Array | None, squash: bool):
-    """The action distribution of the actor's output `[B, size]` (and the state-independent log_std `[size]`)."""
-    if spec.discrete:
-        return MultiCategorical(logits=head, nvec=tuple(spec.nvec)) if spec.nvec else Categorical(logits=head)
-    mean = head.reshape((batch,) + tuple(spec.shape))
-    assert log_std is not None  # both callers pass the log_std parameter of a continuous action space
-    log_std = jnp.broadcast_to(log_std.reshape(spec.shape), mean.shape)
-    if squash:
-        assert spec.low is not None and spec.high is not None, "a Box ActionSpec needs low and high"
-        return TanhGaussian(mean=mean, log_std=log_std, low=spec.low, high=spec.high)
-    return DiagGaussian(mean=mean, log_std=log_std)
-
-
 class ActorCritic(nn.Module):
     """Separate actor and critic MLPs on flattened observations.
 
@@ -169,7 +128,7 @@ class ActorCritic(nn.Module):
         spec = self.action_spec
         head = MLP(self.actor_hidden, spec.size, 0.01, self.activation, name="actor")(x)
         value = MLP(self.critic_hidden, 1, 1.0, self.activation, name="critic")(x)[:, 0]
-        return _policy_head(self, head, spec, x.shape[0], self.init_log_std, self.squash), value
+        return policy_head(self, head, spec, x.shape[0], self.init_log_std, self.squash), value
 
 
 class ConvActorCritic(nn.Module):
@@ -207,7 +166,7 @@ class ConvActorCritic(nn.Module):
         head = MLP(self.actor_hidden, spec.size, 0.01, self.activation, name="actor")(xa)
         value = MLP(self.critic_hidden, 1, 1.0, self.activation, name="critic")(xc)[:, 0]
         batch = jax.tree.leaves(obs)[0].shape[0]
-        return _policy_head(self, head, spec, batch, self.init_log_std, self.squash), value
+        return policy_head(self, head, spec, batch, self.init_log_std, self.squash), value
 
 
 class Torso(nn.Module):
@@ -228,7 +187,7 @@ class Torso(nn.Module):
             x = flatten_obs(obs)
         act = _ACTIVATIONS[self.activation]
         for width in self.hidden:
-            x = act(_dense(width, np.sqrt(2.0))(x))
+            x = act(dense(width, np.sqrt(2.0))(x))
         return x
 
 
@@ -289,7 +248,7 @@ class RecurrentActorCritic(nn.Module):
         head = self.actor(y[0])
         value = self.critic(y[-1])[:, 0]
         log_std = None if spec.discrete else self.log_std
-        return _distribution(head, spec, head.shape[0], log_std, self.squash), value
+        return action_distribution(head, spec, head.shape[0], log_std, self.squash), value
 
     def __call__(self, carry, obs):
         """One step (what `init` traces): (carry, dist, value)."""
@@ -342,15 +301,18 @@ def make_network(
     rnn_shared_core: bool = True,
 ) -> nn.Module:
     """Default network factory: `ConvActorCritic` for image observations, else `ActorCritic`;
-    `RecurrentActorCritic` for `network='gru'` or `'lstm'` (its torso has the conv layers for image observations).
+    `RecurrentActorCritic` for `network='gru'` or `'lstm'` (its torso has the conv layers for image observations);
+    `NatureActorCritic` for `network='nature_cnn'` (Atari frames).
 
     obs_spec: the observation spec (a `jax.ShapeDtypeStruct`, or a pytree of
-    them; a plain shape tuple is accepted too). `network='auto'` picks the CNN
-    for an image observation `[H, W, C]`, or for a pytree observation with an
-    image leaf (image leaves through conv layers, the other leaves flattened:
-    `ObsEncoder`); other pytree observations go to the MLP (leaves flattened
-    and concatenated). A config's options are `network_options(config)`:
-    `make_network(obs_spec, action_spec, **network_options(config))`.
+    them; a plain shape tuple is accepted too). `network='auto'` picks the
+    Nature CNN for uint8 stacked frames `[C, H, W]` with C <= 4 and H, W >= 36
+    (EnvPool Atari's `[4, 84, 84]`: `network_layers.is_atari_frames`), the CNN
+    for any other image observation `[H, W, C]` (MinAtar's float `[10, 10, C]`),
+    or for a pytree observation with an image leaf (image leaves through conv
+    layers, the other leaves flattened: `ObsEncoder`); other observations go to
+    the MLP (leaves flattened and concatenated). A config's options are
+    `network_options(config)`: `make_network(obs_spec, action_spec, **network_options(config))`.
     """
     if isinstance(obs_spec, PPOConfig):
         raise ConfigError(
@@ -364,7 +326,7 @@ def make_network(
     image = any(len(s.shape) == 3 and s.shape[0] > 1 and s.shape[1] > 1 for s in jax.tree.leaves(obs_spec))
     kind = network
     if kind == "auto":
-        kind = "cnn" if image else "mlp"
+        kind = "nature_cnn" if is_atari_frames(obs_spec) else "cnn" if image else "mlp"
     common: _HeadOptions = dict(
         action_spec=action_spec,
         actor_hidden=tuple(actor_hidden),
@@ -382,6 +344,8 @@ def make_network(
             cnn_channels=tuple(cnn_channels) if image else None,
             **common,
         )
+    if kind == "nature_cnn":
+        return _nature_cnn(obs_spec, common)
     if kind == "cnn":
         if not image:
             shape = obs_spec.shape if single else "a pytree without an image leaf"
@@ -391,3 +355,20 @@ def make_network(
             )
         return ConvActorCritic(channels=tuple(cnn_channels), shared_torso=cnn_shared_torso, **common)
     return ActorCritic(**common)
+
+
+def _nature_cnn(obs_spec, common: _HeadOptions) -> NatureActorCritic:
+    """`network='nature_cnn'`: one rank-3 array observation, frames channels-first `[C, H, W]` (C <= 4) or
+    channels-last `[H, W, C]`, at least 36x36; actor_hidden, critic_hidden and activation do not apply."""
+    shape = tuple(obs_spec.shape) if isinstance(obs_spec, jax.ShapeDtypeStruct) else None
+    if shape is None or len(shape) != 3 or min(frames_hw(shape)) < NATURE_MIN_SIZE:
+        raise ConfigError(
+            "PPOConfig.network: 'nature_cnn' needs one image observation, frames [C, H, W] (C <= 4) or [H, W, C] "
+            f"with H, W >= 36, got {shape if shape is not None else 'a pytree'}; use 'cnn' or 'mlp'"
+        )
+    return NatureActorCritic(
+        action_spec=common["action_spec"],
+        channels_first=frames_channels_first(shape),
+        init_log_std=common["init_log_std"],
+        squash=common["squash"],
+    )
