@@ -75,6 +75,7 @@ def estimate_memory(
 
     obs_spec: the observation spec (purejaxppo.envs.spaces: a ShapeDtypeStruct or a pytree of them).
     """
+    from purejaxppo.core.network_layers import frames_hw, is_atari_frames
     from purejaxppo.envs.spaces import is_array_spec, obs_size
 
     n, t = int(config.num_envs), int(config.num_steps)
@@ -89,7 +90,14 @@ def estimate_memory(
     # terminated, truncated, next value, advantage, target).
     transition = 2 * obs + act + dist + 8 * _F32
     rollout = n * t * transition
-    if image and config.network in ("cnn", "auto"):
+    nature = image and (config.network == "nature_cnn" or (config.network == "auto" and is_atari_frames(obs_spec)))
+    if nature:  # the Nature CNN's activations per sample: its three conv outputs and the 512-unit layer
+        h, w = frames_hw(tuple(obs_spec.shape))
+        width = 512 + 2 * int(action_spec.num_actions)
+        for kernel, stride, channels in ((8, 4, 32), (4, 2, 64), (3, 1, 64)):
+            h, w = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+            width += h * w * channels
+    elif image and config.network in ("cnn", "auto"):
         width = (
             int(math.prod(obs_spec.shape[:2])) * sum(config.cnn_channels)
             + sum(config.actor_hidden)

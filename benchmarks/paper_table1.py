@@ -1,0 +1,212 @@
+"""The PPO paper's Table 1 (Schulman et al., 2017): its seven MuJoCo tasks, its eleven objective settings,
+its hyperparameters, through EnvPool inside the jitted train function.
+
+    python benchmarks/paper_table1.py                                  # everything (hours on a 2-core CPU)
+    python benchmarks/paper_table1.py --tasks Hopper-v4 --seeds 3      # one task; run again to add more
+    python benchmarks/paper_table1.py --report-only                    # rebuild the table from the run folders
+
+Per task, each objective family (no clipping; clip eps 0.1/0.2/0.3; adaptive KL d_targ 0.003/0.01/0.03;
+fixed KL beta 0.3/1/3/10) is one `sweep_run`: its settings x seeds vmapped in one compiled program (the
+objective is static, its float setting traced). The sweep folders live under --runs (default
+runs/paper_table1/<task>/<family>) and resume where they stopped, so the table fills in across sessions.
+
+Task versions: the `-v4` tasks. The paper ran gym's v1 tasks on mujoco-py; v4 has the same models and
+rewards on the maintained `mujoco` bindings (v5 changes defaults such as the reset noise and healthy-reward
+handling), and EnvPool ships it.
+
+Hyperparameters (the paper's MuJoCo settings): one actor, T = 2048, Adam 3e-4 (constant), K = 10 epochs,
+minibatch M = 64, gamma 0.99, lambda 0.95, 1M steps; separate 64-64 tanh actor and critic, a
+state-independent log-std. Not stated by the paper and set as OpenAI Baselines' ppo1 did: observation
+normalization with running statistics, advantages normalized per minibatch; no entropy bonus, no value
+clipping, no gradient-norm clipping (max_grad_norm 1e9). kl_adaptive starts at beta 1.
+
+Score of a run: the mean total reward of its last 100 episodes (the paper's), read from metrics.jsonl
+(each update's mean episode return weighted by its completed episodes). Normalization as in the paper: per
+task, a uniform random policy scores 0 and the best setting (mean over seeds) 1; a setting's normalized score
+is the mean over tasks and seeds, with a 95% bootstrap CI over those (task, seed) scores.
+Writes benchmarks/results/paper_table1.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _common import hardware_line  # noqa: E402
+
+from purejaxppo import PPOConfig, configure_cpu  # noqa: E402
+from purejaxppo.runs import read_metrics  # noqa: E402
+from purejaxppo.sweep import build_spec  # noqa: E402
+from purejaxppo.sweep.runner import sweep_run  # noqa: E402
+from purejaxppo.sweep.stats import bootstrap_ci  # noqa: E402
+
+configure_cpu()
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+TASKS = ["HalfCheetah-v4", "Hopper-v4", "InvertedDoublePendulum-v4", "InvertedPendulum-v4", "Reacher-v4",
+         "Swimmer-v4", "Walker2d-v4"]
+# family (the objective) -> (its traced field, values, label format)
+FAMILIES = {
+    "none": (None, [None], "No clipping or penalty"),
+    "clip": ("clip_eps", [0.1, 0.2, 0.3], "Clipping, eps = {}"),
+    "kl_adaptive": ("kl_target", [0.003, 0.01, 0.03], "Adaptive KL, d_targ = {}"),
+    "kl_fixed": ("kl_beta", [0.3, 1.0, 3.0, 10.0], "Fixed KL, beta = {}"),
+}
+# The paper's Table 1 column (normalized score, averaged over the seven tasks x 3 seeds).
+PAPER = {
+    "No clipping or penalty": -0.39,
+    "Clipping, eps = 0.1": 0.76, "Clipping, eps = 0.2": 0.82, "Clipping, eps = 0.3": 0.70,
+    "Adaptive KL, d_targ = 0.003": 0.68, "Adaptive KL, d_targ = 0.01": 0.74, "Adaptive KL, d_targ = 0.03": 0.71,
+    "Fixed KL, beta = 0.3": 0.62, "Fixed KL, beta = 1.0": 0.71, "Fixed KL, beta = 3.0": 0.72,
+    "Fixed KL, beta = 10.0": 0.69,
+}
+
+
+def paper_config(task: str, steps: int) -> PPOConfig:
+    return PPOConfig(
+        env=f"envpool/{task}", num_envs=1, num_steps=2048, total_timesteps=steps, update_epochs=10,
+        num_minibatches=32, learning_rate=3e-4, anneal_lr=False, gamma=0.99, gae_lambda=0.95,
+        ent_coef=0.0, vf_coef=0.5, max_grad_norm=1e9, clip_value_loss=False, normalize_obs=True,
+        normalize_advantages=True, network="mlp", actor_hidden=(64, 64), critic_hidden=(64, 64),
+        activation="tanh", log_every=1,
+    )
+
+
+def labels_of(family: str) -> list[str]:
+    field, values, fmt = FAMILIES[family]
+    return [fmt.format(v) for v in values]
+
+
+def run_family(task: str, family: str, steps: int, seeds: int, runs: pathlib.Path) -> float:
+    """Train (or continue) one family's settings x seeds on one task; returns the wall seconds it took."""
+    field, values, _ = FAMILIES[family]
+    out = runs / task / family
+    t = time.time()
+    if (out / "sweep.yaml").is_file():
+        sweep_run(None, out, resume=True, report=False, progress="lines")
+    else:
+        base = paper_config(task, steps).replace(objective=family)
+        grid = {} if field is None else {field: values}
+        spec = build_spec(base, grid=grid, seeds=seeds, seed=0)
+        sweep_run(spec, out, report=False, progress="lines", checkpoint_every=25)
+    return time.time() - t
+
+
+def last_100_episodes(rows: list[dict]) -> float:
+    """Mean return of a run's last 100 episodes from its metric rows (per-update means weighted by count)."""
+    total, count = 0.0, 0
+    for r in reversed(rows):
+        n = int(r.get("episodes_completed") or 0)
+        if n and r.get("episode_return") is not None:
+            total, count = total + r["episode_return"] * n, count + n
+        if count >= 100:
+            break
+    return total / count if count else float("nan")
+
+
+def family_scores(task: str, family: str, runs: pathlib.Path) -> dict[str, np.ndarray] | None:
+    """{label: scores [seeds]} of one finished family, or None when it has not finished."""
+    out = runs / task / family
+    info = out / "run.json"
+    if not info.is_file() or json.loads(info.read_text()).get("status") != "finished":
+        return None
+    by_setting: dict[int, dict[int, list]] = {}
+    for gdir in sorted((out / "groups").iterdir()):
+        for r in read_metrics(gdir):
+            by_setting.setdefault(r["setting"], {}).setdefault(r["seed"], []).append(r)
+    labels = labels_of(family)
+    return {labels[s]: np.array([last_100_episodes(by_seed[k]) for k in sorted(by_seed)])
+            for s, by_seed in sorted(by_setting.items())}
+
+
+def random_score(task: str, episodes: int = 100) -> float:
+    """Mean total reward of a uniform random policy over `episodes` episodes (EnvPool, on the host)."""
+    import envpool
+
+    env = envpool.make(task, env_type="gymnasium", num_envs=10, seed=1)
+    space = env.action_space
+    rng = np.random.default_rng(0)
+    env.reset()
+    returns, running = [], np.zeros(10)
+    while len(returns) < episodes:
+        action = rng.uniform(space.low, space.high, (10,) + space.shape)
+        _, r, term, trunc, _ = env.step(action)
+        running += r
+        for i in np.flatnonzero(term | trunc):
+            returns.append(running[i])
+            running[i] = 0.0
+    return float(np.mean(returns[:episodes]))
+
+
+def write_report(tasks: list[str], runs: pathlib.Path, seeds: int, steps: int, walls: dict, path: pathlib.Path):
+    raw = {t: {} for t in tasks}
+    for t in tasks:
+        for family in FAMILIES:
+            got = family_scores(t, family, runs)
+            if got:
+                raw[t].update(got)
+    done = [t for t in tasks if len(raw[t]) == len(PAPER)]
+    lines = [
+        "# The PPO paper's Table 1, reproduced (MuJoCo through EnvPool)",
+        "",
+        f"Measured on {hardware_line()} with `python benchmarks/paper_table1.py` "
+        f"({seeds} seeds, {steps:,} steps per run). Method, versions and hyperparameters: the script's docstring.",
+        "",
+        f"Tasks finished (all 11 settings): {', '.join(done) or 'none yet'}; "
+        f"not yet: {', '.join(t for t in tasks if t not in done) or 'none'}.",
+        "",
+    ]
+    if done:
+        rand = {t: random_score(t) for t in done}
+        norm: dict[str, list] = {label: [] for label in PAPER}
+        for t in done:
+            best = max(float(np.mean(v)) for v in raw[t].values())
+            for label in PAPER:
+                norm[label] += list((raw[t][label] - rand[t]) / (best - rand[t]))
+        lines += ["## Normalized score (random policy 0, best setting 1; mean over tasks x seeds, 95% bootstrap CI)",
+                  "", f"| setting | ours ({len(done)} task(s)) | 95% CI | paper (7 tasks) |", "|---|---|---|---|"]
+        for label, values in norm.items():
+            point, lo, hi = bootstrap_ci(np.asarray(values), "mean")
+            lines.append(f"| {label} | {point:.2f} | [{lo:.2f}, {hi:.2f}] | {PAPER[label]:.2f} |")
+        lines += ["", "## Final score per task (mean of the last 100 episodes; mean over seeds, min..max)", "",
+                  "| task | random | " + " | ".join(PAPER) + " |", "|---" * (len(PAPER) + 2) + "|"]
+        for t in done:
+            cells = [f"{np.mean(raw[t][label]):.0f} ({np.min(raw[t][label]):.0f}..{np.max(raw[t][label]):.0f})"
+                     for label in PAPER]
+            lines.append(f"| {t} | {rand[t]:.0f} | " + " | ".join(cells) + " |")
+    if walls:
+        lines += ["", "## Wall time of this invocation", "", "| task / family | seconds |", "|---|---|"]
+        lines += [f"| {k} | {v:.0f} |" for k, v in walls.items()]
+    path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
+    p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=1_000_000)
+    p.add_argument("--runs", default=str(ROOT / "runs" / "paper_table1"), help="the sweep folders (resumable)")
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--out", default=str(RESULTS / "paper_table1.md"))
+    args = p.parse_args()
+    runs = pathlib.Path(args.runs)
+    walls = {}
+    if not args.report_only:
+        for task in args.tasks:
+            for family in args.families:
+                walls[f"{task} / {family}"] = run_family(task, family, args.steps, args.seeds, runs)
+                print(f"{task} {family}: {walls[f'{task} / {family}']:.0f}s", flush=True)
+    write_report(args.tasks, runs, args.seeds, args.steps, walls, pathlib.Path(args.out))
+
+
+if __name__ == "__main__":
+    main()
