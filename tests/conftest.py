@@ -99,6 +99,10 @@ TIERS: dict[str, str | set[str]] = {
     "test_adapter_craftax.py": {"test_unknown_name_and_missing_library"},
     "test_adapter_playground.py": {"test_unknown_name_lists_the_registry", "test_missing_library_names_the_extra",
                                    "test_termination_and_dict_obs_on_fake_env"},
+    "test_envpool.py": {"test_names_options_spaces_and_errors", "test_missing_library_names_the_extra",
+                        "test_time_limit_truncates_and_hides_the_next_step_reset_cartpole",
+                        "test_gae_returns_and_bootstrap_equal_a_plain_numpy_computation",
+                        "test_a_stale_pool_id_never_steps_another_pool", "test_an_evicted_pool_restarts_with_a_warning"},
     "test_brax.py": {"test_parse_brax_name", "test_missing_brax_names_the_field_and_the_fix",
                      "test_gymnax_names_unaffected"},
     # the multi-process launcher's failure report (its real 2-process runs are slow)

@@ -21,7 +21,14 @@ in-training evaluation hook (`PPOConfig.eval_every`): there it is called with
 `enabled=<is this an evaluation update>`. Because the loop condition includes
 `enabled`, a skipped evaluation costs one env reset and zero loop iterations,
 also under `vmap` over seeds, where a `lax.cond` on a batched predicate would
-be turned into a `select` that runs the evaluation every update.
+be turned into a `select` that runs the evaluation every update. Under `vmap`
+the loop's predicate is made unbatched (`any_in_batch`: it runs while any
+vmapped evaluation runs, each one's return masked by its own `enabled`), so the
+loop may step envs stepped by a host callback (purejaxppo.envs.envpool), which
+JAX refuses in a `while_loop` with a batched predicate; the returns are the same.
+An env whose state lives outside JAX (it has `release(env_state, x) -> x`, e.g.
+EnvPool's pools) is reset only when some vmapped evaluation is enabled (a skipped
+one costs nothing), and `release` frees its envs once the returns are computed.
 
 `make_episode_rollout(train)` rolls out one episode and keeps every env state
 (for rendering). Both act through `purejaxppo.core.agent.make_policy` (the same
@@ -38,6 +45,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import custom_batching
 
 from purejaxppo.core.agent import ActingState, Agent, as_agent, make_policy
 from purejaxppo.core.rollout import step_envs
@@ -62,6 +70,36 @@ def max_episode_steps(env: Any, env_params: Any, max_steps: int | None = None) -
     if max_steps <= 0:
         raise ConfigError(f"evaluation step cap must be positive, got {max_steps}")
     return max_steps
+
+
+@custom_batching.custom_vmap
+def any_in_batch(x: jax.Array) -> jax.Array:
+    """`x` (a bool scalar); under `vmap`, whether it is true for any vmapped element, *unbatched* (at every vmap
+    level). The evaluation loop's predicate: a `while_loop` with a batched predicate runs its body for every
+    element and selects, which JAX refuses for a body with IO effects (an env stepped by `io_callback`)."""
+    return x
+
+
+@any_in_batch.def_vmap
+def _any_in_batch_vmap(axis_size, in_batched, x):
+    return any_in_batch(jnp.any(x, axis=0) if in_batched[0] else x), False
+
+
+def _reset(env: Any, env_params: Any, keys: jax.Array, enabled: Any, on: jax.Array) -> tuple[Any, Any]:
+    """The evaluation's `env.reset` of every env (keys `[n]`). An env stepped outside JAX (with `release`) is
+    reset only when `on` (under vmap: for any vmapped element), else its observations and state are zeros:
+    making a host env (a new EnvPool) costs seconds for some tasks, and a skipped evaluation never steps it.
+    The conditional is a `while_loop` run at most once: JAX cannot vmap a `cond` whose branches have IO effects,
+    but a `while_loop` whose predicate is unbatched (`any_in_batch`) it can."""
+    reset = jax.vmap(env.reset, in_axes=(0, None))
+    if getattr(env, "release", None) is None or enabled is True:
+        return reset(keys, env_params)
+    blank = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(reset, keys, env_params))
+    todo = any_in_batch(on)
+    _, obs, env_state = jax.lax.while_loop(
+        lambda c: c[0], lambda c: (jnp.zeros_like(todo), *reset(keys, env_params)), (todo, *blank)
+    )
+    return obs, env_state
 
 
 class Evaluate(Protocol):
@@ -126,19 +164,20 @@ def build_evaluate(
         n = int(num_episodes)
         clip = default_clip if obs_clip is None else obs_clip
         k_reset, k_loop = jax.random.split(key)
-        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, n), env_params)
+        on = jnp.asarray(enabled)
+        obs, env_state = _reset(env, env_params, jax.random.split(k_reset, n), enabled, on)
 
         def cond(c):
             t, _, _, _, _, _, finished, _ = c
-            return jnp.logical_and(jnp.asarray(enabled), jnp.logical_and(t < cap, jnp.logical_not(jnp.all(finished))))
+            return any_in_batch(jnp.logical_and(on, jnp.logical_and(t < cap, jnp.logical_not(jnp.all(finished)))))
 
-        def body(c):
+        def body(c):  # under vmap, also run for an element whose loop is over: its `ret` no longer changes
             t, env_state, obs, carry, key, ret, finished, done = c
             key, k_act, k_env = jax.random.split(key, 3)
             carry, action = policy(acting, carry, obs, done, k_act, deterministic, clip)
             out = step_envs(env, env_params, jax.random.split(k_env, n), env_state, action)
             done = jnp.logical_or(out.terminated, out.truncated)
-            ret = ret + jnp.where(finished, 0.0, out.reward)
+            ret = ret + jnp.where(jnp.logical_or(finished, jnp.logical_not(on)), 0.0, out.reward)
             return t + 1, out.env_state, out.obs, carry, key, ret, jnp.logical_or(finished, done), done
 
         no = jnp.zeros((n,), bool)
@@ -152,7 +191,9 @@ def build_evaluate(
             no,
             no,
         )
-        return jax.lax.while_loop(cond, body, init)[5]
+        out = jax.lax.while_loop(cond, body, init)
+        release = getattr(env, "release", None)
+        return out[5] if release is None else release(out[1], out[5])
 
     out = cast(Evaluate, evaluate)  # `evaluate` itself, seen with the attribute set on it here
     out.max_steps = cap

@@ -3,7 +3,9 @@
 Names: `envpool/<TaskId>` with an id of `envpool.list_all_envs()` (MuJoCo `Hopper-v4`, DM Control
 `HopperHop-v1`, Atari `Pong-v5`, classic control `CartPole-v1`, ...), optionally followed by EnvPool's own
 options: `envpool/Pong-v5?episodic_life=false&reward_clip=false`, `envpool/Hopper-v4?max_episode_steps=1000`
-(values: true/false, ints, floats, else strings; an unknown option is EnvPool's own error, named).
+(values: true/false, ints, floats, else strings; an unknown option is an error listing the task's options).
+`num_envs` and the seeds are the run's (PPOConfig.num_envs, its keys), not options; `num_threads` (default:
+min(envs of a pool, CPUs)) is one.
 
 EnvPool's envs are C++ objects outside JAX. They are stepped from inside the jitted train function through
 a host callback (`jax.experimental.io_callback`), once per step for all envs of a seed: the per-env `reset`
@@ -23,15 +25,21 @@ batch (every vmapped seed and env) to one callback, which steps each seed's pool
   `info["final_observation"]` the observation the end reached; the extra transition never reaches GAE, the
   loss or the episode statistics. Terminated (the task's end: no bootstrap) and truncated (EnvPool's
   `max_episode_steps`: bootstrapped) stay apart.
-* **Resume:** the pools are not in checkpoints. A pool id this process does not hold (a resumed run, or a pool
-  evicted after `MAX_POOLS` newer ones) gets a fresh pool seeded from its id: its envs' episodes in flight
-  are cut at that step as truncated (bootstrapped from the value of their last observation, reward 0) and new
-  episodes start. Parameters, optimizer and normalizers resume exactly; the env stream does not, so a resumed
-  EnvPool run is not bit-identical to an uninterrupted one.
+* **Evaluation** (`eval_every`, `purejaxppo eval`) makes its own pools (seeded from the evaluation key) only when
+  an evaluation runs, and closes them once its returns are computed (`release`, purejaxppo.core.evaluate).
+* **Resume:** the pools are not in checkpoints. On resume the run layer calls `restart` (runs/start.py): every
+  env of the state gets a fresh pool, seeded from its old pool id, and a new episode (running returns and
+  lengths zeroed). Parameters, optimizer and normalizers resume exactly; the env stream does not, so a resumed
+  EnvPool run is not bit-identical to an uninterrupted one. A pool id this process does not hold, stepped
+  without `restart` (a state from another process, or a pool closed after `EVICT_IDLE_S` idle beside
+  `MAX_POOLS` newer ones: purejaxppo.envs.envpool_host), never steps another pool: it gets a fresh pool seeded
+  from its id, and that step is a truncation with reward 0 whose `final_observation` is the new episode's
+  first observation.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import jax
@@ -45,9 +53,11 @@ from purejaxppo.envs.adapter import unknown_env_error
 from purejaxppo.envs.envpool_host import (
     POOLS,
     PREFIX,
+    check_options,
     flatten_obs,
     import_envpool,
     in_env_order,
+    parse_name,
     seed_of,
 )
 from purejaxppo.errors import EnvError
@@ -59,39 +69,18 @@ SUITE = {
     "actions": "Discrete, Box",
     "observations": "array (Atari: uint8 frames), dict (DM Control)",
     "masks": "—",
-    "tested": "semantics on a scripted time limit; jitted updates on one task of each kind",
+    "tested": "step by step against EnvPool's own stream (time limit, termination, GAE); jitted updates on "
+    "Hopper-v4, Pong-v5, HopperHop-v1; eval; resume",
     "notes": "stepped by a host callback; resume restarts episodes (not bit-identical)",
 }
 
 
-# ----------------------------------------------------------------------------- names and options
-
-
-def _parse_value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_name(name: str) -> tuple[str, dict[str, Any]]:
-    """`"Pong-v5?episodic_life=false"` -> ("Pong-v5", {"episodic_life": False})."""
-    task, _, query = name.partition("?")
-    options = {}
-    for part in filter(None, query.split("&")):
-        key, eq, value = part.partition("=")
-        if not eq or not key:
-            raise EnvError(f"PPOConfig.env: {PREFIX}{name!r}: options are key=value pairs joined by '&', got {part!r}")
-        options[key] = _parse_value(value)
-    return task, options
-
-
 # ----------------------------------------------------------------------------- the env
+
+
+def _batched(axis_size: int, in_batched: Any, *xs: Any) -> list:
+    """The arguments of a custom_vmap rule, each with the vmapped axis in front (broadcast where unbatched)."""
+    return [x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)) for x, b in zip(xs, in_batched, strict=True)]
 
 
 @struct.dataclass
@@ -110,8 +99,10 @@ class EnvPoolEnv:
 
     def __init__(self, name: str, task: str, options: dict, spec: Any):
         self.name, self.task, self.options = name, task, dict(options)
-        self._obs_space = spec.gymnasium_observation_space
-        self._action_space = spec.gymnasium_action_space
+        with warnings.catch_warnings():  # gymnasium's note on float64 bounds of float32 boxes
+            warnings.simplefilter("ignore", UserWarning)
+            self._obs_space = spec.gymnasium_observation_space
+            self._action_space = spec.gymnasium_action_space
         self._keys = sorted(self._obs_space.spaces) if hasattr(self._obs_space, "spaces") else None
         self._max_steps = int(spec.config.max_episode_steps)
         self._obs_leaves = [
@@ -120,6 +111,7 @@ class EnvPoolEnv:
         ]
         self._reset = self._make_reset()
         self._step = self._make_step()
+        self._release = self._make_release()
 
     @property
     def default_params(self) -> EnvPoolParams:
@@ -133,10 +125,13 @@ class EnvPoolEnv:
         def box(s, leaf):
             low = np.broadcast_to(np.asarray(s.low, np.float64), s.shape)
             high = np.broadcast_to(np.asarray(s.high, np.float64), s.shape)
-            tiny = np.finfo(np.float32).max
+            # EnvPool's DM Control specs give the smallest positive float64 as the lower bound of unbounded
+            # observations (C++ numeric_limits<double>::min()): it means unbounded, not >= 0.
+            low = np.where(low == np.finfo(np.float64).tiny, -np.inf, low)
+            big = np.finfo(np.float32).max
             return spaces.Box(
-                np.clip(low, -tiny, tiny).astype(leaf.dtype),
-                np.clip(high, -tiny, tiny).astype(leaf.dtype),
+                np.clip(low, -big, big).astype(leaf.dtype),
+                np.clip(high, -big, big).astype(leaf.dtype),
                 s.shape,
                 leaf.dtype,
             )
@@ -166,6 +161,11 @@ class EnvPoolEnv:
         obs, final_obs, reward, terminated, truncated = self._step(state.pool, state.index, action)
         info = {"final_observation": self._obs(final_obs)}
         return self._obs(obs), state, reward, terminated, truncated, info
+
+    def release(self, state: EnvPoolState, x: Any) -> Any:
+        """Close the pools of `state` once `x` is computed; returns `x` (purejaxppo.core.evaluate calls this after
+        an evaluation with its returns, so the close waits for the last step and the returns for the close)."""
+        return self._release(state.pool, x)
 
     def _obs(self, leaves: list) -> Any:
         return dict(zip(self._keys, leaves, strict=True)) if self._keys else leaves[0]
@@ -252,14 +252,25 @@ class EnvPoolEnv:
 
         @step.def_vmap
         def _(axis_size, in_batched, pool, index, action):
-            args = [
-                x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))
-                for x, b in zip((pool, index, action), in_batched, strict=True)
-            ]
-            out = step(*args)
+            out = step(*_batched(axis_size, in_batched, pool, index, action))
             return out, jax.tree.map(lambda _: True, out)
 
         return step
+
+    def _make_release(self):
+        def host(pool, x):
+            POOLS.release(np.unique(np.asarray(pool)))
+            return np.asarray(x)
+
+        @custom_batching.custom_vmap
+        def release(pool, x):
+            return io_callback(host, jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), pool, x, ordered=False)
+
+        @release.def_vmap
+        def _(axis_size, in_batched, pool, x):
+            return release(*_batched(axis_size, in_batched, pool, x)), True
+
+        return release
 
     def _step_pool(self, pool_id: int, ids: np.ndarray, action: np.ndarray) -> list:
         """Step envs `ids` of one pool; ended envs are stepped once more at once, so their reset observation
@@ -327,9 +338,13 @@ def make(name: str) -> tuple[EnvPoolEnv, EnvPoolParams]:
     envpool = import_envpool()
     if task not in envpool.list_all_envs():
         raise unknown_env_error(PREFIX, task, envpool.list_all_envs(), "EnvPool")
-    try:
-        spec = envpool.make_spec(task, **options)
-    except Exception as e:  # EnvPool's own message for an unknown or ill-typed option
-        raise EnvError(f"PPOConfig.env: '{PREFIX}{name}': EnvPool refused the options {options}: {e}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        check_options(name, options, envpool.make_spec(task).config._asdict())
+        try:
+            spec = envpool.make_spec(task, **options)
+        except Exception as e:  # EnvPool's own message for an ill-typed option
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise EnvError(f"PPOConfig.env: '{PREFIX}{name}': EnvPool refused the options {options}: {first}") from None
     env = EnvPoolEnv(PREFIX + name, task, options, spec)
     return env, env.default_params
