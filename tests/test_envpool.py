@@ -58,7 +58,7 @@ def rollout_fn(env, params, n=N):
 def envpool_stream(task, options, seed, actions):
     """What the adapter's step should return, from EnvPool's own stream: each env stepped alone, and after an
     end its next-step reset (checked to be reward 0, not an end) taken as the reset observation."""
-    pool = envpool.make(task, env_type="gymnasium", num_envs=actions.shape[1], seed=seed, **options)
+    pool = envpool.make(task, env_type="gymnasium", num_envs=actions.shape[1], env_seed=seed, **options)
     obs0, _ = pool.reset()
     out = {k: [] for k in ("obs", "reward", "term", "trunc", "final")}
     for k in range(actions.shape[1]):
@@ -78,7 +78,8 @@ def envpool_stream(task, options, seed, actions):
 
 
 def pool_seed(key_data):
-    return host.seed_of(key_data[0])
+    """The env seeds of a pool made from these env keys: each env's from its own key."""
+    return [host.seed_of(k) for k in np.asarray(key_data)]
 
 
 def check_against_envpool(name, actions):
@@ -301,7 +302,12 @@ def test_seeds_are_reproducible_and_differ():
     env, params = make_env("envpool/CartPole-v1")
     two = jax.jit(jax.vmap(lambda k: jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k, N), params)))
     obs, state = two(jax.random.split(jax.random.key(0), 2))
-    assert int(state.pool[0, 0]) != int(state.pool[1, 0]) and not np.array_equal(obs[0], obs[1])
+    # One pool for the batch, each env seeded from its own key: the seeds' envs differ, and an env's stream is
+    # its key's alone (the same keys unbatched give the same observations).
+    assert (np.asarray(state.pool) == int(state.pool[0, 0])).all() and not np.array_equal(obs[0], obs[1])
+    alone, _ = jax.jit(lambda k: jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k, N), params))(
+        jax.random.split(jax.random.key(0), 2)[1])
+    np.testing.assert_array_equal(alone, obs[1])
 
 
 def test_in_training_evaluation_under_a_seed_vmap_makes_pools_only_when_it_runs():
@@ -310,9 +316,9 @@ def test_in_training_evaluation_under_a_seed_vmap_makes_pools_only_when_it_runs(
     made = []
     original = host.Pools.make
 
-    def make(self, task, options, num_envs, seed, pool_id=None):
-        made.append(num_envs)
-        return original(self, task, options, num_envs, seed, pool_id)
+    def make(self, task, options, env_seeds, pool_id=None):
+        made.append(len(env_seeds))
+        return original(self, task, options, env_seeds, pool_id)
 
     config = tiny("envpool/CartPole-v1", total_timesteps=2 * 8 * 4, eval_every=3, eval_episodes=3)
     before = set(host.POOLS.pools)
@@ -321,8 +327,8 @@ def test_in_training_evaluation_under_a_seed_vmap_makes_pools_only_when_it_runs(
         out = jax.jit(jax.vmap(make_train(config)))(jax.random.split(jax.random.key(0), 2))
     returns = np.asarray(out.metrics["eval_return"])
     assert np.isnan(returns[:, [0, 1]]).all() and (returns[:, [2, 3]] >= 1).all()
-    assert made == [2, 2, 3, 3, 3, 3]  # training: 2 seeds x 2 envs; evaluation: 2 seeds x 3 episodes, twice
-    assert len(set(host.POOLS.pools) - before) == 2  # the evaluations' pools are closed
+    assert made == [4, 6, 6]  # one pool per batch: training 2 seeds x 2 envs; evaluation 2 x 3 episodes, twice
+    assert len(set(host.POOLS.pools) - before) == 1  # the evaluations' pools are closed
 
 
 def _rows(run_dir):

@@ -10,15 +10,16 @@ min(envs of a pool, CPUs)) is one.
 EnvPool's envs are C++ objects outside JAX. They are stepped from inside the jitted train function through
 a host callback (`jax.experimental.io_callback`), once per step for all envs of a seed: the per-env `reset`
 and `step` of this API are `jax.custom_batching.custom_vmap` functions whose batching rule hands the whole
-batch (every vmapped seed and env) to one callback, which steps each seed's pool in one EnvPool call.
+batch (every vmapped seed and env) to one callback, which steps them all in one EnvPool call.
 
 * **Why a callback and not EnvPool's XLA interface:** MuJoCo tasks take and give float64, and their XLA
   step refuses float32 at trace time, so it only runs with `jax_enable_x64` on for the whole process. The
   callback converts at the boundary instead: actions are cast to the env's dtype, observations come back as
   float32 (uint8 frames stay uint8), and no process setting changes.
-* **Pools and seeds:** a reset of a batch `[..., N]` of envs makes one EnvPool of N envs per leading index
-  (a seed of a vmapped run, a data shard, an evaluation batch), seeded from the first env key of its row,
-  so runs are reproducible from their keys. The env state in JAX is `(pool id, env index)`.
+* **Pools and seeds:** a reset of a batch of envs (all vmapped seeds and envs of a run on one device, or of
+  an evaluation) makes one EnvPool holding all of them, each env seeded from its own key (EnvPool's
+  `env_seed`), so an env's stream depends on its key alone and runs are reproducible from their keys. Each
+  step is then one EnvPool call for the whole batch. The env state in JAX is `(pool id, env index)`.
 * **The next-step reset is hidden:** EnvPool resets an env on the step *after* it ended, returning the reset
   observation with reward 0 and ignoring that step's action. The callback steps the ended envs once more at
   once, so this API's step returns the reset observation in the same step as the end, with
@@ -174,21 +175,17 @@ class EnvPoolEnv:
         env = self
 
         def host(key_data):
+            # One pool for the whole batch (every vmapped seed and env: one EnvPool call per step), each env
+            # seeded from its own key, so an env's stream does not depend on what it is batched with.
             key_data = np.asarray(key_data)
             batch = key_data.shape[:-1]
-            rows = key_data.reshape((-1,) + (batch[-1:] or (1,)) + key_data.shape[-1:])
-            n = rows.shape[1]
-            obs_rows, pools = [], []
-            for row in rows:
-                pool_id, made = POOLS.make(env.task, env.options, n, seed_of(row[0]))
-                obs, info = made.env.reset()
-                obs_rows.append(in_env_order(info, env._host_obs(obs), np.arange(n)))
-                pools.append(pool_id)
-            obs = [
-                np.stack([r[i] for r in obs_rows]).reshape(batch + leaf.shape) for i, leaf in enumerate(env._obs_leaves)
-            ]
-            pool = np.repeat(np.asarray(pools, np.int32), n).reshape(batch)
-            index = np.broadcast_to(np.arange(n, dtype=np.int32), rows.shape[:2]).reshape(batch)
+            flat = key_data.reshape((-1, key_data.shape[-1]))
+            pool_id, made = POOLS.make(env.task, env.options, [seed_of(k) for k in flat])
+            obs, info = made.env.reset()
+            obs = in_env_order(info, env._host_obs(obs), np.arange(len(flat)))
+            obs = [o.reshape(batch + leaf.shape) for o, leaf in zip(obs, env._obs_leaves, strict=True)]
+            pool = np.full(batch, pool_id, np.int32)
+            index = np.arange(len(flat), dtype=np.int32).reshape(batch)
             return obs, pool, index
 
         @custom_batching.custom_vmap
@@ -299,7 +296,8 @@ class EnvPoolEnv:
 
     def _restart_pool(self, pool_id: int, ids: np.ndarray) -> list:
         n = int(ids.max()) + 1
-        _, pool = POOLS.make(self.task, self.options, n, pool_id % (2**31 - 1), pool_id=pool_id)
+        seeds = [(pool_id + i) % (2**31 - 1) for i in range(n)]
+        _, pool = POOLS.make(self.task, self.options, seeds, pool_id=pool_id)
         obs, info = pool.env.reset()
         obs = in_env_order(info, self._host_obs(obs), np.arange(n))
         obs = [o[ids] for o in obs]
@@ -316,7 +314,7 @@ class EnvPoolEnv:
         for old in np.unique(pool):
             where = pool == old
             n = int(index[where].max()) + 1
-            pool_id, made = POOLS.make(self.task, self.options, n, int(old) % (2**31 - 1))
+            pool_id, made = POOLS.make(self.task, self.options, [(int(old) + i) % (2**31 - 1) for i in range(n)])
             got, info = made.env.reset()
             got = in_env_order(info, self._host_obs(got), np.arange(n))
             for o, g in zip(obs, got, strict=True):

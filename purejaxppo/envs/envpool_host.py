@@ -107,13 +107,14 @@ class Pools:
                 if pool_id not in self.pools and pool_id not in self.evicted:
                     return pool_id
 
-    def make(self, task: str, options: dict, num_envs: int, seed: int, pool_id: int | None = None) -> tuple[int, Pool]:
-        """A new pool of `num_envs` envs (under `pool_id`, else a new id): (its id, the pool)."""
+    def make(self, task: str, options: dict, env_seeds: list[int], pool_id: int | None = None) -> tuple[int, Pool]:
+        """A new pool of one env per seed in `env_seeds` (under `pool_id`, else a new id): (its id, the pool)."""
         envpool = import_envpool()
+        num_envs = len(env_seeds)
         kwargs = {"num_threads": max(1, min(num_envs, os.cpu_count() or 1)), **options}
         with warnings.catch_warnings():  # gymnasium's note on float64 bounds of float32 boxes
             warnings.simplefilter("ignore", UserWarning)
-            env = envpool.make(task, env_type="gymnasium", num_envs=num_envs, seed=seed, **kwargs)
+            env = envpool.make(task, env_type="gymnasium", num_envs=num_envs, env_seed=list(env_seeds), **kwargs)
         space = env.action_space
         discrete = hasattr(space, "n")
         pool = Pool(env, num_envs, np.dtype(np.int32 if discrete else space.dtype), discrete, time.monotonic())
@@ -163,7 +164,7 @@ POOLS = Pools()
 
 
 def seed_of(key_data: np.ndarray) -> int:
-    """A pool's EnvPool seed from a JAX key's data (uint32 words): the same key, the same envs."""
+    """An env's EnvPool seed from its JAX key's data (uint32 words): the same key, the same env."""
     words = np.asarray(key_data, np.uint64).ravel()
     return int((words[0] * np.uint64(2654435761) + words[-1]) % np.uint64(2**31 - 1))
 
