@@ -371,3 +371,18 @@ def test_resume_restarts_episodes_with_exact_parameters_and_eval_works(tmp_path,
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 seed(s) x 3 episode(s)" in result.stdout
 
+
+
+def test_two_processes_each_step_their_own_pools(tmp_path):
+    """`--processes 2` (seeds over two jax.distributed processes): each process makes and steps the pools of its
+    own seeds; the run finishes like a one-process run."""
+    out = tmp_path / "run"
+    result = run_cli("train", "--set", "env=envpool/CartPole-v1", "--set", "num_envs=4", "--set", "num_steps=32",
+                     "--set", "total_timesteps=1024", "--seeds", "2", "--processes", "2", "--checkpoint-every", "4",
+                     "--out", out, "--progress", "off", cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "finished" and info["processes"] == 2 and info["mesh"] == {"seed": 2, "data": 1}
+    rows = _rows(out)
+    assert {r["seed"] for r in rows} == {0, 1} and max(r["update"] for r in rows) == 8
+    assert all(r["episode_return"] is None or r["episode_return"] > 0 for r in rows)
