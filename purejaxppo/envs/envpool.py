@@ -216,23 +216,19 @@ class EnvPoolEnv:
             batch = pool.shape
             flat_pool, flat_index = pool.reshape(-1), index.reshape(-1)
             flat_action = action.reshape((flat_pool.size,) + action.shape[len(batch) :])
-            obs = [np.zeros((flat_pool.size,) + leaf.shape, leaf.dtype) for leaf in env._obs_leaves]
-            final = [np.zeros_like(o) for o in obs]
-            reward = np.zeros(flat_pool.size, np.float32)
-            terminated = np.zeros(flat_pool.size, bool)
-            truncated = np.zeros(flat_pool.size, bool)
-            for pool_id in np.unique(flat_pool):
-                rows = np.flatnonzero(flat_pool == pool_id)
-                ids = flat_index[rows]
-                got = env._step_pool(int(pool_id), ids, flat_action[rows])
-                for out, value in zip((*obs, *final, reward, terminated, truncated), got, strict=True):
-                    out[rows] = value
-            reshape = lambda a: a.reshape(batch + a.shape[1:])  # noqa: E731
-            return (
-                [reshape(o) for o in obs],
-                [reshape(o) for o in final],
-                *map(reshape, (reward, terminated, truncated)),
-            )
+            k = len(env._obs_leaves)
+            if (flat_pool == flat_pool[0]).all():  # the usual case: the batch is one pool, one call, no scatter
+                got = env._step_pool(int(flat_pool[0]), flat_index, flat_action)
+            else:
+                got = [np.zeros((flat_pool.size,) + leaf.shape, leaf.dtype) for leaf in env._obs_leaves] * 2
+                got = [np.array(o) for o in got] + [np.zeros(flat_pool.size, t) for t in (np.float32, bool, bool)]
+                for pool_id in np.unique(flat_pool):
+                    rows = np.flatnonzero(flat_pool == pool_id)
+                    part = env._step_pool(int(pool_id), flat_index[rows], flat_action[rows])
+                    for out, value in zip(got, part, strict=True):
+                        out[rows] = value
+            shaped = [a.reshape(batch + a.shape[1:]) for a in got]
+            return shaped[:k], shaped[k : 2 * k], *shaped[2 * k :]
 
         @custom_batching.custom_vmap
         def step(pool, index, action):
