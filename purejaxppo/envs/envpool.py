@@ -180,9 +180,7 @@ class EnvPoolEnv:
             key_data = np.asarray(key_data)
             batch = key_data.shape[:-1]
             flat = key_data.reshape((-1, key_data.shape[-1]))
-            pool_id, made = POOLS.make(env.task, env.options, [seed_of(k) for k in flat])
-            obs, info = made.env.reset()
-            obs = in_env_order(info, env._host_obs(obs), np.arange(len(flat)))
+            pool_id, obs = env._fresh_pool([seed_of(k) for k in flat])
             obs = [o.reshape(batch + leaf.shape) for o, leaf in zip(obs, env._obs_leaves, strict=True)]
             pool = np.full(batch, pool_id, np.int32)
             index = np.arange(len(flat), dtype=np.int32).reshape(batch)
@@ -205,6 +203,12 @@ class EnvPoolEnv:
 
         return reset
 
+    def _fresh_pool(self, env_seeds: list[int], pool_id: int | None = None) -> tuple[int, list[np.ndarray]]:
+        """A new pool (under `pool_id`, else a new id), one env per seed, reset: (its id, obs leaves in env order)."""
+        pool_id, made = POOLS.make(self.task, self.options, env_seeds, pool_id=pool_id)
+        obs, info = made.env.reset()
+        return pool_id, in_env_order(info, self._host_obs(obs), np.arange(len(env_seeds)))
+
     def _host_obs(self, obs: Any) -> list[np.ndarray]:
         return [np.asarray(o, leaf.dtype) for o, leaf in zip(flatten_obs(obs), self._obs_leaves, strict=True)]
 
@@ -220,8 +224,9 @@ class EnvPoolEnv:
             if (flat_pool == flat_pool[0]).all():  # the usual case: the batch is one pool, one call, no scatter
                 got = env._step_pool(int(flat_pool[0]), flat_index, flat_action)
             else:
-                got = [np.zeros((flat_pool.size,) + leaf.shape, leaf.dtype) for leaf in env._obs_leaves] * 2
-                got = [np.array(o) for o in got] + [np.zeros(flat_pool.size, t) for t in (np.float32, bool, bool)]
+                leaves = [(leaf.shape, leaf.dtype) for leaf in env._obs_leaves] * 2  # obs, then final obs
+                leaves += [((), np.float32), ((), bool), ((), bool)]  # reward, terminated, truncated
+                got = [np.zeros((flat_pool.size,) + shape, dtype) for shape, dtype in leaves]
                 for pool_id in np.unique(flat_pool):
                     rows = np.flatnonzero(flat_pool == pool_id)
                     part = env._step_pool(int(pool_id), flat_index[rows], flat_action[rows])
@@ -291,11 +296,7 @@ class EnvPoolEnv:
         return [*obs, *final, reward.astype(np.float32), terminated, truncated]
 
     def _restart_pool(self, pool_id: int, ids: np.ndarray) -> list:
-        n = int(ids.max()) + 1
-        seeds = [(pool_id + i) % (2**31 - 1) for i in range(n)]
-        _, pool = POOLS.make(self.task, self.options, seeds, pool_id=pool_id)
-        obs, info = pool.env.reset()
-        obs = in_env_order(info, self._host_obs(obs), np.arange(n))
+        _, obs = self._fresh_pool(_seeds_from(pool_id, int(ids.max()) + 1), pool_id=pool_id)
         obs = [o[ids] for o in obs]
         zeros = np.zeros(ids.size, bool)
         return [*obs, *[o.copy() for o in obs], np.zeros(ids.size, np.float32), zeros, ~zeros]
@@ -309,10 +310,7 @@ class EnvPoolEnv:
         new_pool = np.zeros_like(pool)
         for old in np.unique(pool):
             where = pool == old
-            n = int(index[where].max()) + 1
-            pool_id, made = POOLS.make(self.task, self.options, [(int(old) + i) % (2**31 - 1) for i in range(n)])
-            got, info = made.env.reset()
-            got = in_env_order(info, self._host_obs(got), np.arange(n))
+            pool_id, got = self._fresh_pool(_seeds_from(int(old), int(index[where].max()) + 1))
             for o, g in zip(obs, got, strict=True):
                 o[where] = g[index[where]]
             new_pool[where] = pool_id
@@ -320,6 +318,11 @@ class EnvPoolEnv:
 
     def __repr__(self) -> str:
         return f"EnvPoolEnv({self.name!r})"
+
+
+def _seeds_from(pool_id: int, n: int) -> list[int]:
+    """The env seeds of a pool restarted in place of `pool_id` (one that is not in this process)."""
+    return [(pool_id + i) % (2**31 - 1) for i in range(n)]
 
 
 def env_names() -> list[str]:

@@ -22,6 +22,7 @@ from typing import Any
 from purejaxppo.core.config import PPOConfig
 from purejaxppo.core.train import Train, make_train
 from purejaxppo.errors import BuildError
+from purejaxppo.runs.files import config_diff, describe_diff
 
 # How the run's Train was made (run.json "train", checkpoint metadata "train").
 FROM_CONFIG, FROM_BUILDER, FROM_OBJECT = "config", "builder", "object"
@@ -94,25 +95,24 @@ def call_builder(build: str, config: PPOConfig) -> Train:
             "purejaxppo.make_train(config, ...)"
         )
     if train.config != config:
-        from purejaxppo.runs.files import config_diff, describe_diff
-
         raise BuildError(
-            f"--build {build}: the builder returned a Train of another config "
-            f"({describe_diff(config_diff(config, train.config))}); it must pass on the config it is given: "
-            "make_train(config, ...)"
+            f"--build {build}: the builder returned a Train of another config ({_differences(config, train)}); "
+            "it must pass on the config it is given: make_train(config, ...)"
         )
     return train
+
+
+def _differences(config: PPOConfig, train: Train) -> str:
+    """How a Train's config differs from the one expected (field: expected -> the Train's)."""
+    return describe_diff(config_diff(config, train.config))
 
 
 def build_train(config: PPOConfig, source: TrainSource, given: Train | None = None, *, what: str = "run") -> Train:
     """The Train of a run: `given` (a Train object from the caller), else rebuilt from `source`."""
     if given is not None:
         if given.config != config:
-            from purejaxppo.runs.files import config_diff, describe_diff
-
             raise BuildError(
-                f"the Train given for this {what} has another config than the run's "
-                f"({describe_diff(config_diff(config, given.config))})"
+                f"the Train given for this {what} has another config than the run's ({_differences(config, given)})"
             )
         return given
     if source.kind == FROM_BUILDER and source.build:
