@@ -68,7 +68,7 @@ def test_fixed_beta_stays_constant():
     np.testing.assert_array_equal(out.metrics["kl_beta"], 3.0)
 
 
-@pytest.mark.parametrize("objective", ["clip", "kl_adaptive", "kl_fixed", "none"])
+@pytest.mark.parametrize("objective", ["clip", "kl_adaptive", "kl_fixed", "none", "clip_kl"])
 def test_every_objective_trains(objective):
     out = _run(ONE_UPDATE.replace(objective=objective, total_timesteps=4 * 32 * 3))
     for k, v in out.metrics.items():
@@ -88,6 +88,61 @@ def test_kl_target_sweep_compiles_once():
     assert beta.shape == (3, cfg.num_updates)
     assert not np.allclose(beta[0], beta[2])  # different d_targ, different beta paths
     sweep(jax.random.key(0), jax.vmap(lambda e: hp.replace(clip_eps=e))(jnp.array([0.1, 0.2, 0.3])))  # no retrace
+
+
+INF = float("inf")
+# (a paper objective, its setting) and the clip_kl setting that is the same objective
+CLIP_KL_EQUIVALENTS = [
+    ("clip", {"clip_eps": 0.1}, {"clip_eps": 0.1, "kl_beta": 0.0}),
+    ("none", {}, {"clip_eps": INF, "kl_beta": 0.0}),
+    ("kl_fixed", {"kl_beta": 3.0}, {"clip_eps": INF, "kl_beta": 3.0, "kl_beta_min": 3.0, "kl_beta_max": 3.0}),
+    ("kl_adaptive", {"kl_target": 0.003}, {"clip_eps": INF, "kl_target": 0.003}),
+]
+
+
+@pytest.mark.parametrize("name, own, combined", CLIP_KL_EQUIVALENTS, ids=[e[0] for e in CLIP_KL_EQUIVALENTS])
+def test_clip_kl_is_each_paper_objective_at_its_setting(name, own, combined):
+    cfg = ONE_UPDATE.replace(total_timesteps=4 * 32 * 6, learning_rate=1e-2)
+    paper = _run(cfg.replace(objective=name, **own))
+    one = _run(cfg.replace(objective="clip_kl", **combined))
+    chex.assert_trees_all_close(one.state.params, paper.state.params, rtol=1e-5, atol=1e-6)
+    # (clip and none report the configured kl_beta they do not use, clip_kl the 0 it uses; the unclipped
+    # objectives report the fraction clip_eps = 0.2 would have clipped, clip_kl the 0 that inf clips)
+    compared = ("policy_loss", "kl") + {"clip": ("clip_fraction",), "none": ()}.get(name, ("kl_beta",))
+    for k in compared:
+        np.testing.assert_allclose(one.metrics[k], paper.metrics[k], rtol=1e-4, atol=1e-7, err_msg=k)
+    if name == "kl_adaptive":
+        assert len(np.unique(np.asarray(one.metrics["kl_beta"]))) > 1  # it adapted
+
+
+def test_clip_kl_holds_all_paper_settings_in_one_program():
+    cfg = ONE_UPDATE.replace(objective="clip_kl", total_timesteps=4 * 32 * 3)
+    train = chex.assert_max_traces(lambda key, hp: make_train(cfg)(key, hp), n=1)
+    hp = cfg.hparams()
+    points = [hp.replace(**{k: jnp.float32(v) for k, v in c.items()}) for _, _, c in CLIP_KL_EQUIVALENTS]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *points)
+    out = jax.jit(jax.vmap(train, in_axes=(None, 0)))(jax.random.key(0), stacked)
+    beta = np.asarray(out.metrics["kl_beta"])
+    np.testing.assert_array_equal(beta[0], 0.0)  # penalty off stays off
+    np.testing.assert_array_equal(beta[2], 3.0)  # pinned bounds: fixed
+    assert np.all(np.isfinite(np.asarray(out.metrics["policy_loss"])))
+
+
+def test_clip_kl_beta_is_zero_or_within_its_bounds():
+    PPOConfig(objective="clip_kl", kl_beta=0.0)
+    with pytest.raises(ConfigError, match=r"kl_beta = 1e-05 must lie within .* \(or 0, no penalty\) for objective='clip_kl'"):
+        PPOConfig(objective="clip_kl", kl_beta=1e-5)
+    PPOConfig(objective="kl_fixed", kl_beta=1e-5)  # the fixed objective has no bounds to respect
+
+
+def test_only_clip_eps_may_be_infinite():
+    cfg = PPOConfig(clip_eps=INF)
+    assert PPOConfig.from_dict(cfg.to_dict()).clip_eps == INF
+    for bad in (-INF, float("nan")):
+        with pytest.raises(ConfigError, match="PPOConfig.clip_eps"):
+            PPOConfig(clip_eps=bad)
+    with pytest.raises(ConfigError, match="PPOConfig.kl_target: must be a finite number"):
+        PPOConfig(kl_target=INF)
 
 
 def test_exact_kl_metric_matches_recomputation():

@@ -38,6 +38,7 @@ from purejaxppo.core.config_fields import (  # noqa: F401 (INT32_LIMIT re-export
     INT32_LIMIT,
     NON_NEGATIVE,
     POSITIVE,
+    POSITIVE_OR_INF,
     Range,
     declaration_problems,
     field_hints,
@@ -48,7 +49,7 @@ from purejaxppo.core.config_io import read_yaml as _read_yaml
 from purejaxppo.core.hparams import HPARAM_FIELDS, HParams, check_hparams
 from purejaxppo.errors import ConfigError
 
-OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")  # the built-in objectives (more can be registered)
+OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none", "clip_kl")  # the built-in objectives (more can be registered)
 NETWORKS = ("auto", "mlp", "cnn", "nature_cnn", *RECURRENT_NETWORKS)
 ACTION_HANDLING = ("clip", "tanh")
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
@@ -152,7 +153,9 @@ class PPOConfig:
     objective: str = _field(
         "clip",
         f"Policy objective: the name of a registered objective (purejaxppo.core.objectives), built in {OBJECTIVES}: "
-        "clipped surrogate, adaptive-KL penalty, fixed-KL penalty, plain importance-weighted surrogate. make_train "
+        "clipped surrogate, adaptive-KL penalty, fixed-KL penalty, plain importance-weighted surrogate, and all of "
+        "them in one (clipping and a KL penalty, each switched by its traced setting: one compiled program for a "
+        "sweep across the paper's objectives). make_train "
         "resolves the name (an unknown one is refused there), or is given the Objective itself.",
         nonempty="objective name",
     )
@@ -208,7 +211,11 @@ class PPOConfig:
     gamma: float = _field(0.99, "Discount factor, in (0, 1].", traced=True, range=_UNIT_OPEN_LOW)
     gae_lambda: float = _field(0.95, "GAE lambda, in [0, 1].", traced=True, range=_UNIT)
     clip_eps: float = _field(
-        0.2, "Clipping epsilon of the surrogate objective (objective='clip').", traced=True, range=POSITIVE
+        0.2,
+        "Clipping epsilon of the surrogate objective (objective='clip' or 'clip_kl'); inf turns clipping off "
+        "(exactly: clip(r, -inf, inf) = r).",
+        traced=True,
+        range=POSITIVE_OR_INF,
     )
     vf_clip_eps: float = _field(0.2, "Value clipping range (when clip_value_loss).", traced=True, range=POSITIVE)
     ent_coef: float = _field(0.01, "c2: entropy bonus coefficient.", traced=True, range=NON_NEGATIVE)
@@ -224,25 +231,26 @@ class PPOConfig:
         0.015, "KL threshold for early stopping (used when use_target_kl).", traced=True, range=POSITIVE
     )
     kl_target: float = _field(
-        0.01, "d_targ of the adaptive-KL penalty (objective='kl_adaptive').", traced=True, range=POSITIVE
+        0.01, "d_targ of the adaptive-KL penalty (objective='kl_adaptive' or 'clip_kl').", traced=True, range=POSITIVE
     )
     kl_beta: float = _field(
         1.0,
         "KL penalty coefficient beta: initial value for 'kl_adaptive' (within [kl_beta_min, kl_beta_max]), "
-        "constant for 'kl_fixed' (>= 0).",
+        "constant for 'kl_fixed' (>= 0); for 'clip_kl' the initial value (0, or within the bounds; 0 turns the "
+        "penalty off, and kl_beta_min = kl_beta_max = kl_beta keeps it fixed).",
         traced=True,
         range=NON_NEGATIVE,
     )
     kl_beta_min: float = _field(
         1e-4,
-        "Lower bound on the adaptive beta (objective='kl_adaptive'), > 0. Never binds in normal runs; it stops a "
+        "Lower bound on the adaptive beta (objective='kl_adaptive' or 'clip_kl'), > 0. Never binds in normal runs; it stops a "
         "long stretch of tiny KL from halving beta down to a float32 0 that can never double back.",
         traced=True,
         range=POSITIVE,
     )
     kl_beta_max: float = _field(
         1e4,
-        "Upper bound on the adaptive beta (objective='kl_adaptive'), >= kl_beta_min. Never binds in normal runs; "
+        "Upper bound on the adaptive beta (objective='kl_adaptive' or 'clip_kl'), >= kl_beta_min. Never binds in normal runs; "
         "it stops a long stretch of large KL from doubling beta to inf.",
         traced=True,
         range=POSITIVE,

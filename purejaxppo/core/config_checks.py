@@ -86,6 +86,9 @@ def recurrent_minibatches_are_whole_envs(c) -> Problem:
     )
 
 
+ADAPTIVE_BETA = ("kl_adaptive", "clip_kl")  # the built-in objectives whose beta starts within its bounds
+
+
 def kl_beta_bounds_ordered(c) -> Problem:
     if as_float32(c.kl_beta_min) <= as_float32(c.kl_beta_max):
         return None
@@ -97,11 +100,12 @@ def kl_beta_bounds_ordered(c) -> Problem:
 
 def adaptive_kl_beta_within_bounds(c) -> Problem:
     lo, hi, beta = (as_float32(v) for v in (c.kl_beta_min, c.kl_beta_max, c.kl_beta))
-    if c.objective != "kl_adaptive" or lo <= beta <= hi:
+    if c.objective not in ADAPTIVE_BETA or lo <= beta <= hi or (c.objective == "clip_kl" and beta == 0):
         return None
+    zero = " (or 0, no penalty)" if c.objective == "clip_kl" else ""
     return "kl_beta", (
         f"the initial kl_beta = {c.kl_beta} must lie within [kl_beta_min, kl_beta_max] = "
-        f"[{c.kl_beta_min}, {c.kl_beta_max}] for objective='kl_adaptive'; change kl_beta or widen the bounds"
+        f"[{c.kl_beta_min}, {c.kl_beta_max}]{zero} for objective={c.objective!r}; change kl_beta or widen the bounds"
     )
 
 

@@ -45,21 +45,24 @@ class Range(NamedTuple):
     low_open: bool
     high_open: bool
     text: str
+    inf_ok: bool = False  # +inf is allowed too (a field where inf means "off", e.g. clip_eps)
 
     @typing.overload
     def holds(self, x: np.floating) -> np.bool_: ...
     @typing.overload
     def holds(self, x: np.ndarray) -> np.ndarray: ...
     def holds(self, x: np.ndarray | np.floating) -> np.ndarray | np.bool_:
-        """Elementwise: finite and inside. An open bound at 0 needs a normal float32 (>= 1.2e-38):
-        XLA flushes smaller values to 0."""
+        """Elementwise: finite and inside (or +inf where `inf_ok`). An open bound at 0 needs a normal float32
+        (>= 1.2e-38): XLA flushes smaller values to 0."""
         low = FLOAT32.tiny if (self.low_open and self.low == 0.0) else self.low
         above = x > low if (self.low_open and self.low != 0.0) else x >= low
         below = x < self.high if self.high_open else x <= self.high
-        return np.isfinite(x) & above & below
+        inside = np.isfinite(x) & above & below
+        return inside | np.isposinf(x) if self.inf_ok else inside
 
 
 POSITIVE = Range(0.0, math.inf, True, True, "> 0")
+POSITIVE_OR_INF = Range(0.0, math.inf, True, True, "> 0 (or inf)", inf_ok=True)
 NON_NEGATIVE = Range(0.0, math.inf, False, True, ">= 0")
 
 # Constraint keywords of config_field, and which of them each annotation needs (one of the alternatives).
@@ -191,6 +194,8 @@ def _float_problem(rule: Range, v: Any) -> str | None:
         finite = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
     except OverflowError:  # an int beyond float range
         finite = False
+    if rule.inf_ok and isinstance(v, float) and v == math.inf:
+        return None
     if not finite:
         return f"must be a finite number, got {v!r:.80}"
     f32 = as_float32(v)

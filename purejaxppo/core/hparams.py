@@ -94,7 +94,7 @@ def _check_values(values: Mapping[str, np.ndarray], ranges: Mapping[str, Range],
     """Raise ConfigError for the first float32 array of `values` outside its range, or a kl_beta rule broken."""
     for name, rule in ranges.items():
         x = values[name]
-        _check_entries(name, f"must be finite and {rule.text}", ~rule.holds(x), lambda i, x=x: str(x[i]))
+        _check_entries(name, f"must be {'' if rule.inf_ok else 'finite and '}{rule.text}", ~rule.holds(x), lambda i, x=x: str(x[i]))
     try:
         lo, hi, beta = np.broadcast_arrays(values["kl_beta_min"], values["kl_beta_max"], values["kl_beta"])
     except ValueError:
@@ -106,10 +106,11 @@ def _check_values(values: Mapping[str, np.ndarray], ranges: Mapping[str, Range],
     _check_entries(
         "kl_beta_min", "must be <= kl_beta_max", lo > hi, lambda i: f"kl_beta_min = {lo[i]!s} > kl_beta_max = {hi[i]!s}"
     )
-    if objective == "kl_adaptive":
+    if objective in ("kl_adaptive", "clip_kl"):
+        zero = " (or be 0)" if objective == "clip_kl" else ""
         _check_entries(
             "kl_beta",
-            "the initial kl_beta must lie within [kl_beta_min, kl_beta_max] for objective='kl_adaptive'",
-            (beta < lo) | (beta > hi),
+            f"the initial kl_beta must lie within [kl_beta_min, kl_beta_max]{zero} for objective={objective!r}",
+            ((beta < lo) | (beta > hi)) & ((beta != 0) if objective == "clip_kl" else True),
             lambda i: f"kl_beta = {beta[i]!s} outside [{lo[i]!s}, {hi[i]!s}]",
         )

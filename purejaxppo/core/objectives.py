@@ -24,6 +24,11 @@ Built in (Schulman et al. 2017, Sec. 3-4):
 * ``kl_adaptive``: E[r A - beta KL(pi_old || pi)], beta in the state, adapted after each update
 * ``kl_fixed``:    the same with the constant `kl_beta` hyperparameter
 * ``none``:        E[r A] (no clipping, no penalty)
+* ``clip_kl``:     E[min(r A, clip(r, 1-eps, 1+eps) A) - beta KL(pi_old || pi)], every part switched by a
+  traced setting, so one compiled program (one vmapped sweep) holds all of the above: ``clip_eps = inf``
+  turns clipping off (exactly), ``kl_beta = 0`` turns the penalty off (beta stays 0), and beta follows
+  the adaptive rule within [kl_beta_min, kl_beta_max], which ``kl_beta_min = kl_beta_max = kl_beta`` pins
+  (a fixed beta). The paper (Sec. 4) notes the penalty can be used in addition to clipping.
 
 Shapes: ratio, adv, kl are `[M]` (one minibatch); the surrogate returns a scalar.
 """
@@ -119,6 +124,22 @@ KL_FIXED = Objective("kl_fixed", lambda ratio, adv, kl, hp, state: (ratio * adv 
 NO_CLIP = Objective("none", lambda ratio, adv, kl, hp, state: (ratio * adv).mean())
 
 
+def _adapt_unless_off(beta: jax.Array, kl: jax.Array, hp: HParams) -> jax.Array:
+    """clip_kl's beta after an update: the adaptive rule within the bounds, except that 0 (penalty off) stays 0."""
+    adapted = adapt_kl_beta(beta, kl, hp.kl_target, hp.kl_beta_min, hp.kl_beta_max)
+    return jnp.where(beta == 0, beta, adapted)
+
+
+CLIP_KL = Objective(
+    "clip_kl",
+    lambda ratio, adv, kl, hp, beta: (clipped_surrogate(ratio, adv, hp.clip_eps) - beta * kl).mean(),
+    uses_kl=True,
+    init=lambda hp: jnp.asarray(hp.kl_beta, jnp.float32),  # state: the current beta
+    after_update=_adapt_unless_off,
+    metrics=lambda beta, hp: {"kl_beta": beta},
+)
+
+
 # ------------------------------------------------------------------ registry
 
 _REGISTRY: dict[str, Objective] = {}
@@ -157,5 +178,5 @@ def get_objective(name: str | Objective) -> Objective:
         ) from None
 
 
-for _obj in (CLIP, KL_ADAPTIVE, KL_FIXED, NO_CLIP):
+for _obj in (CLIP, KL_ADAPTIVE, KL_FIXED, NO_CLIP, CLIP_KL):
     register_objective(_obj)
