@@ -195,6 +195,12 @@ def test_existing_folder_needs_resume_or_overwrite(tmp_path):
     (["--random", "2"], "needs at least one range"),
     (["--range", "ent_coef=log:1e-4:1e-2"], "need a number of random draws: --random N"),
     ([], "nothing varies"),
+    (["--point", "clip_eps=0.1", "--point", "kl_beta=0"], "points[1] sets ['kl_beta'] but points[0] sets ['clip_eps']"),
+    (["--point", "clip_eps=0.1", "--point", "clip_eps=0.10"], "points[1] repeats points[0]"),
+    (["--point", "clip_eps=0.1", "--grid", "clip_eps=0.2,0.3"], "clip_eps in both the grid and the points"),
+    (["--point", "clip_ep=0.1"], "points[0]: unknown config field 'clip_ep'. Did you mean 'clip_eps'"),
+    (["--point", "clip_eps"], "--point expects FIELD=VALUE"),
+    (["--point", "learning_rate=inf"], "PPOConfig.learning_rate: must be a finite number"),
     (["--grid", "learning_rate=1e-3", "--seeds", "0"], "seeds must be an integer >= 1"),
 ])
 def test_bad_sweeps_are_one_line_errors_before_any_folder(tmp_path, capsys, args, match):
@@ -237,6 +243,29 @@ def test_random_search_draws_are_reproducible_and_in_range():
     other = plan_sweep(build_spec(BASE, ranges={"learning_rate": "log:1e-4:1e-2"}, random=3, sweep_seed=1),
                        check_memory=False)
     assert [s.values["learning_rate"] for s in other.settings] != [v["learning_rate"] for v in vals[:3]]
+
+
+def test_points_are_listed_settings_crossed_with_the_grid(tmp_path):
+    inf = float("inf")
+    points = [{"clip_eps": 0.1, "kl_beta": 0.0}, {"clip_eps": inf, "kl_beta": 3.0}]
+    spec = build_spec(BASE.replace(objective="clip_kl"), grid={"learning_rate": [1e-3, 3e-3]}, points=points, seeds=1)
+    assert spec.varied == ["learning_rate", "clip_eps", "kl_beta"]
+    plan = plan_sweep(spec, check_memory=False)
+    assert [s.values for s in plan.settings] == [{"learning_rate": lr, **p} for lr in (1e-3, 3e-3) for p in points]
+    assert len(plan.groups) == 1 and plan.settings[1].label() == "learning_rate=0.001, clip_eps=inf, kl_beta=3"
+    import yaml
+
+    again = type(spec).from_dict(yaml.safe_load(yaml.safe_dump(spec.to_dict())))  # how sweep.yaml keeps it
+    assert again.points == spec.points and again.grid == spec.grid
+    # From the command line: one program, each run with its point's traced values.
+    out = tmp_path / "sw"
+    args = ["sweep", "--set", "objective=clip_kl", "--point", "clip_eps=0.1,kl_beta=0", "--point",
+            "clip_eps=inf,kl_beta=3", *SETS, "--out", str(out), "--progress", "off"]
+    assert main(args) == 0
+    rows = [r for r in read_metrics(out / "groups/g0") if r["update"] == 4]
+    assert [(r["setting"], r["kl_beta"]) for r in rows] == [(0, 0.0), (1, 3.0)]
+    assert rows[0]["clip_fraction"] > 0 and rows[1]["clip_fraction"] == 0.0  # inf: nothing clipped
+    assert "clip_eps=inf, kl_beta=3" in (out / "sweep.md").read_text()
 
 
 def test_one_progress_bar_spans_every_program():

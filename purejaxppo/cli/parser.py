@@ -182,7 +182,7 @@ def _add_sweep(sub) -> None:
     p.add_argument(
         "file",
         nargs="?",
-        help="sweep YAML file (keys: config, set, seeds, seed, grid, random, range, "
+        help="sweep YAML file (keys: config, set, seeds, seed, grid, points, random, range, "
         "sweep_seed, score, reference_scores); flags below override it",
     )
     p.add_argument("--config", help="base YAML config (default: the sweep file's, else the built-in defaults)")
@@ -215,6 +215,14 @@ def _add_sweep_search(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="FIELD=V1,V2,...",
         help="values of one field (repeatable; settings are every combination)",
+    )
+    p.add_argument(
+        "--point",
+        action="append",
+        default=[],
+        metavar="F=V,G=W,...",
+        help="one listed setting (repeatable; every --point sets the same fields; crossed with the grid; "
+        "replaces the sweep file's points)",
     )
     p.add_argument("--random", type=int, default=None, metavar="N", help="N random draws of the --range fields")
     p.add_argument(

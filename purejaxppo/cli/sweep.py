@@ -38,6 +38,7 @@ def _check_resume_flags(args) -> None:
             ("a sweep file", args.file),
             ("--config", args.config),
             ("--grid", args.grid),
+            ("--point", args.point),
             ("--range", args.range),
             ("--set", args.set),
             ("--random", args.random),
@@ -53,7 +54,7 @@ def _check_resume_flags(args) -> None:
 
 def _spec_from_args(args):
     """The SweepSpec of a new sweep: the sweep file's keys, each overridden by its flag."""
-    from purejaxppo.sweep.spec import build_spec, read_sweep_file
+    from purejaxppo.sweep.spec import build_spec, parse_point_arg, read_sweep_file
 
     data = read_sweep_file(args.file) if args.file else {}
     source = args.file or "sweep"
@@ -70,6 +71,7 @@ def _spec_from_args(args):
     return build_spec(
         base,
         grid=grid,
+        points=[parse_point_arg(p) for p in args.point] if args.point else data.get("points"),
         ranges=ranges,
         random=pick(args.random, "random", 0),
         seeds=pick(args.seeds, "seeds", 1),

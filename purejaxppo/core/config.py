@@ -243,15 +243,15 @@ class PPOConfig:
     )
     kl_beta_min: float = _field(
         1e-4,
-        "Lower bound on the adaptive beta (objective='kl_adaptive' or 'clip_kl'), > 0. Never binds in normal runs; it stops a "
-        "long stretch of tiny KL from halving beta down to a float32 0 that can never double back.",
+        "Lower bound on the adaptive beta (objective='kl_adaptive' or 'clip_kl'), > 0. Never binds in normal runs; "
+        "it stops a long stretch of tiny KL from halving beta down to a float32 0 that can never double back.",
         traced=True,
         range=POSITIVE,
     )
     kl_beta_max: float = _field(
         1e4,
-        "Upper bound on the adaptive beta (objective='kl_adaptive' or 'clip_kl'), >= kl_beta_min. Never binds in normal runs; "
-        "it stops a long stretch of large KL from doubling beta to inf.",
+        "Upper bound on the adaptive beta (objective='kl_adaptive' or 'clip_kl'), >= kl_beta_min. Never binds in "
+        "normal runs; it stops a long stretch of large KL from doubling beta to inf.",
         traced=True,
         range=POSITIVE,
     )

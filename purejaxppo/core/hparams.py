@@ -94,7 +94,9 @@ def _check_values(values: Mapping[str, np.ndarray], ranges: Mapping[str, Range],
     """Raise ConfigError for the first float32 array of `values` outside its range, or a kl_beta rule broken."""
     for name, rule in ranges.items():
         x = values[name]
-        _check_entries(name, f"must be {'' if rule.inf_ok else 'finite and '}{rule.text}", ~rule.holds(x), lambda i, x=x: str(x[i]))
+        _check_entries(
+            name, f"must be {'' if rule.inf_ok else 'finite and '}{rule.text}", ~rule.holds(x), lambda i, x=x: str(x[i])
+        )
     try:
         lo, hi, beta = np.broadcast_arrays(values["kl_beta_min"], values["kl_beta_max"], values["kl_beta"])
     except ValueError:

@@ -83,6 +83,25 @@ def parse_grid_arg(text: str) -> tuple[str, list]:
     return name, [v.strip() for v in values.split(",") if v.strip()] if values else []
 
 
+def parse_point_arg(text: str) -> dict[str, str]:
+    """`--point F=V,G=W` -> {F: "V", G: "W"} (values as text; a value starting with "[" runs to its "]")."""
+    out: dict[str, str] = {}
+    rest = text.strip()
+    while rest:
+        if "=" not in rest:
+            raise ConfigError(f"--point expects FIELD=VALUE,FIELD=VALUE,..., got {text!r}")
+        name, rest = (p.strip() for p in rest.split("=", 1))
+        end = rest.find("]") + 1 if rest.startswith("[") else 0
+        cut = rest.find(",", end)
+        value, rest = (rest, "") if cut < 0 else (rest[:cut], rest[cut + 1 :])
+        if not name or name in out:
+            raise ConfigError(f"--point {text!r}: {'a field name is missing' if not name else f'{name} twice'}")
+        out[name] = value.strip()
+    if not out:
+        raise ConfigError("--point needs at least one FIELD=VALUE")
+    return out
+
+
 def parse_range(name: str, text: Any, source: str) -> Range:
     """`log:1e-5:1e-2`, `uniform:0.9:1.0` or `0.9:1.0` -> Range (ConfigError naming the field otherwise)."""
     where = f"{source}: range {name}"
@@ -124,8 +143,40 @@ def check_grid(grid: dict, source: str) -> dict[str, tuple]:
     return out
 
 
-def check_ranges(ranges: dict, grid: dict[str, tuple], source: str) -> dict[str, Range]:
-    """The ranges parsed: each of a traced field not in the grid, both ends inside the field's allowed range."""
+def check_points(points: Any, grid: dict[str, tuple], source: str) -> tuple[dict[str, Any], ...]:
+    """The listed settings (`points`: each {field: value}) with every value coerced: every point sets the same
+    fields, none of them in the grid, and no point is listed twice."""
+    if points is None:
+        return ()
+    if not isinstance(points, (list, tuple)):
+        raise ConfigError(f"{source}: points must be a list of settings ({{field: value}} each), got {points!r:.80}")
+    out: list[dict[str, Any]] = []
+    for i, point in enumerate(points):
+        where = f"{source}: points[{i}]"
+        if not isinstance(point, dict) or not point:
+            raise ConfigError(f"{where} must be a non-empty mapping of field: value, got {point!r:.80}")
+        coerced = {known_field(k, where): coerce_field(k, v, source=where) for k, v in point.items()}
+        if out and set(coerced) != set(out[0]):
+            raise ConfigError(
+                f"{where} sets {sorted(coerced)} but points[0] sets {sorted(out[0])}; every point sets the same "
+                "fields (repeat a field's base value where a point keeps it)"
+            )
+        if coerced in out:
+            raise ConfigError(f"{where} repeats points[{out.index(coerced)}]; list each setting once")
+        out.append(coerced)
+    both = [f for f in (out[0] if out else {}) if f in grid]
+    if both:
+        raise ConfigError(
+            f"{source}: {', '.join(both)} in both the grid and the points; give each field one or the other"
+        )
+    return tuple(out)
+
+
+def check_ranges(
+    ranges: dict, grid: dict[str, tuple], source: str, points: tuple[dict[str, Any], ...] = ()
+) -> dict[str, Range]:
+    """The ranges parsed: each of a traced field in neither the grid nor the points, both ends inside the field's
+    allowed range."""
     out: dict[str, Range] = {}
     for name, text in ranges.items():
         known_field(name, f"{source}: range")
@@ -136,6 +187,8 @@ def check_ranges(ranges: dict, grid: dict[str, tuple], source: str) -> dict[str,
             )
         if name in grid:
             raise ConfigError(f"{source}: {name} is in both the grid and the ranges; give it one or the other")
+        if points and name in points[0]:
+            raise ConfigError(f"{source}: {name} is in both the points and the ranges; give it one or the other")
         r = parse_range(name, text, source)
         rule = HPARAM_RANGES[name]
         for end in (r.low, r.high):
@@ -155,7 +208,9 @@ def check_counts(*, seeds: Any, seed: Any, sweep_seed: Any, random: Any, source:
             raise ConfigError(f"{source}: {what} must be an integer >= {low}, got {v!r}")
 
 
-def check_varied(grid: dict[str, tuple], ranges: dict[str, Range], random: int, source: str) -> None:
+def check_varied(
+    grid: dict[str, tuple], ranges: dict[str, Range], random: int, source: str, points: tuple = ()
+) -> None:
     """Something varies, and ranges and random draws come together."""
     if ranges and random < 1:
         raise ConfigError(f"{source}: ranges ({', '.join(ranges)}) need a number of random draws: --random N")
@@ -163,8 +218,11 @@ def check_varied(grid: dict[str, tuple], ranges: dict[str, Range], random: int, 
         raise ConfigError(
             f"{source}: --random {random} needs at least one range to draw from: --range FIELD=log:LOW:HIGH"
         )
-    if not grid and not ranges:
-        raise ConfigError(f"{source}: nothing varies: give --grid FIELD=V1,V2 (and/or --random N --range FIELD=...)")
+    if not grid and not ranges and not points:
+        raise ConfigError(
+            f"{source}: nothing varies: give --grid FIELD=V1,V2 (and/or --point F=V,G=W ..., --random N "
+            "--range FIELD=...)"
+        )
 
 
 def check_reference_scores(reference_scores: Any, source: str) -> dict[str, tuple[float, float]] | None:

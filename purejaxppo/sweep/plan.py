@@ -71,14 +71,16 @@ class SweepPlan:
 
 def expand_settings(spec: SweepSpec) -> list[dict[str, Any]]:
     """Every setting's {varied field: value}: the grid's product (last field fastest), each crossed with the
-    `random` draws of the ranges (drawn once, in order, from `default_rng(sweep_seed)`)."""
+    listed points (in order), each crossed with the `random` draws of the ranges (drawn once, in order, from
+    `default_rng(sweep_seed)`)."""
     rng = np.random.default_rng(spec.sweep_seed)
     draws = [{n: r.draw(rng) for n, r in spec.ranges.items()} for _ in range(spec.random)] or [{}]
     names = list(spec.grid)
     out = []
     for combo in itertools.product(*(spec.grid[n] for n in names)):
-        for d in draws:
-            out.append({**dict(zip(names, combo, strict=True)), **d})
+        for point in spec.points or ({},):
+            for d in draws:
+                out.append({**dict(zip(names, combo, strict=True)), **point, **d})
     return out
 
 

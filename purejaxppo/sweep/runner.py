@@ -208,7 +208,7 @@ def _the_spec(spec: SweepSpec | None, out_dir, resume: bool, build: str | None) 
 def _sweep_dir(spec: SweepSpec, out_dir, resume: bool, overwrite: bool, runs_root) -> tuple[Path, bool]:
     """(the sweep folder, whether it was claimed here)."""
     if out_dir is None:
-        env = spec.base.env if "env" not in spec.grid else "multi"
+        env = spec.base.env if "env" not in spec.varied else "multi"
         return claim_new_run_dir(runs_root, f"sweep-{env}"), True
     sweep_dir = Path(out_dir)
     if sweep_dir.exists() and not sweep_dir.is_dir():

@@ -26,6 +26,9 @@ The sweep file (YAML)::
     grid:                              # every combination of these values
       learning_rate: [1.0e-4, 3.0e-4, 1.0e-3]
       num_envs: [4, 8]                 # static: one program per value
+    points:                            # listed settings (each sets the same fields), crossed with the grid
+      - {clip_eps: 0.1, kl_beta: 0.0}
+      - {clip_eps: .inf, kl_beta: 1.0}
     random: 8                          # plus this many random draws of the ranges (crossed with the grid)
     range:
       ent_coef: log:1e-4:1e-1          # log-uniform; "uniform:0.9:1.0" or "0.9:1.0" is uniform
@@ -50,10 +53,12 @@ from purejaxppo.sweep.parts import (
     Range,
     check_counts,
     check_grid,
+    check_points,
     check_ranges,
     check_reference_scores,
     check_varied,
     parse_grid_arg,
+    parse_point_arg,
     parse_range,
 )
 from purejaxppo.sweep.plan import Group, Setting, SweepPlan, expand_settings, plan_sweep
@@ -71,13 +76,26 @@ __all__ = [
     "build_spec",
     "expand_settings",
     "parse_grid_arg",
+    "parse_point_arg",
     "parse_range",
     "plan_sweep",
     "read_sweep_file",
 ]
 
 SCORES = ("final", "auc")
-SPEC_KEYS = ("config", "set", "seeds", "seed", "grid", "random", "range", "sweep_seed", "score", "reference_scores")
+SPEC_KEYS = (
+    "config",
+    "set",
+    "seeds",
+    "seed",
+    "grid",
+    "points",
+    "random",
+    "range",
+    "sweep_seed",
+    "score",
+    "reference_scores",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,11 +113,13 @@ class SweepSpec:
     reference_scores: dict[str, tuple[float, float]] | None = None
     config_source: str | None = None
     build: str | None = None  # "module:function": every program's Train is built by it (purejaxppo.runs.build)
+    points: tuple[dict[str, Any], ...] = ()
 
     @property
     def varied(self) -> list[str]:
-        """The fields that vary, grid fields first (in the order given), then ranged ones."""
-        return list(self.grid) + [f for f in self.ranges if f not in self.grid]
+        """The fields that vary, grid fields first (in the order given), then the points' and ranged ones."""
+        listed = list(self.points[0]) if self.points else []
+        return list(self.grid) + listed + [f for f in self.ranges if f not in self.grid and f not in listed]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/YAML-able; `from_dict` gives the spec back (the base config in full)."""
@@ -110,6 +130,7 @@ class SweepSpec:
             "seeds": self.seeds,
             "seed": self.seed,
             "grid": {k: [list(v) if isinstance(v, tuple) else v for v in vals] for k, vals in self.grid.items()},
+            "points": [{k: list(v) if isinstance(v, tuple) else v for k, v in p.items()} for p in self.points],
             "random": self.random,
             "range": {k: r.text() for k, r in self.ranges.items()},
             "sweep_seed": self.sweep_seed,
@@ -125,6 +146,7 @@ class SweepSpec:
         return build_spec(
             base,
             grid=data.get("grid") or {},
+            points=data.get("points") or (),
             ranges=data.get("range") or {},
             random=data.get("random") or 0,
             seeds=data.get("seeds", 1),
@@ -142,6 +164,7 @@ def build_spec(
     base: PPOConfig,
     *,
     grid: dict | None = None,
+    points: list | tuple | None = None,
     ranges: dict | None = None,
     random: int = 0,
     seeds: int = 1,
@@ -160,9 +183,10 @@ def build_spec(
 
         check_build_spec(build)
     grid_out = check_grid(grid or {}, source)
-    range_out = check_ranges(ranges or {}, grid_out, source)
+    points_out = check_points(points, grid_out, source)
+    range_out = check_ranges(ranges or {}, grid_out, source, points_out)
     check_counts(seeds=seeds, seed=seed, sweep_seed=sweep_seed, random=random, source=source)
-    check_varied(grid_out, range_out, random, source)
+    check_varied(grid_out, range_out, random, source, points_out)
     if score not in SCORES:
         raise ConfigError(f"{source}: score must be one of {SCORES}, got {score!r}")
     refs = check_reference_scores(reference_scores, source)
@@ -178,6 +202,7 @@ def build_spec(
         refs,
         config_source,
         build,
+        points_out,
     )
 
 
