@@ -80,6 +80,20 @@ PAPER = {  # (its keys are SETTINGS')
     "Fixed KL, beta = 10.0": 0.69,
 }
 
+# Published PPO (clip 0.2) returns at 1M steps, per task: (the PPO paper's Fig. 3 curve at 1M, as read off the
+# graph in Tianshou's MuJoCo benchmark, thu-ml/tianshou examples/mujoco/README.md, "PPO" table, "PPO paper"
+# column; gym v1 tasks), and CleanRL's ppo_continuous_action on the same v4 tasks at 1M steps (mean +- std of 3
+# seeds, docs/benchmark/ppo_continuous_action.md, tag pr-424; None where CleanRL did not run the task).
+PUBLISHED = {
+    "HalfCheetah-v4": ("~1800", "1442.64 ± 46.03"),
+    "Hopper-v4": ("~2330", "2382.86 ± 271.74"),
+    "InvertedDoublePendulum-v4": ("~8000", None),
+    "InvertedPendulum-v4": ("~1000", "963.09 ± 22.20"),
+    "Reacher-v4": ("~-7", None),
+    "Swimmer-v4": ("~108", None),
+    "Walker2d-v4": ("~3460", "2287.95 ± 571.78"),
+}
+
 
 def paper_config(task: str, steps: int) -> PPOConfig:
     return PPOConfig(
@@ -180,6 +194,20 @@ def write_report(tasks: list[str], runs: pathlib.Path, seeds: int, steps: int, w
             cells = [f"{np.mean(raw[t][label]):.0f} ({np.min(raw[t][label]):.0f}..{np.max(raw[t][label]):.0f})"
                      for label in PAPER]
             lines.append(f"| {t} | {rand[t]:.0f} | " + " | ".join(cells) + " |")
+        clip = "Clipping, eps = 0.2"
+        lines += ["", "## Clipping, eps = 0.2, against published PPO at 1M steps", "",
+                  "| task | ours (mean ± std over seeds) | PPO paper, Fig. 3 (read off by Tianshou) | CleanRL v4 |",
+                  "|---|---|---|---|"]
+        for t in done:
+            paper, cleanrl = PUBLISHED[t]
+            lines.append(f"| {t} | {np.mean(raw[t][clip]):.1f} ± {np.std(raw[t][clip]):.1f} | {paper} | "
+                         f"{cleanrl or 'not run'} |")
+        lines += ["", "Sources: the PPO paper's curves at 1M steps as read off its Fig. 3 in Tianshou's MuJoCo "
+                  "benchmark (github.com/thu-ml/tianshou, examples/mujoco/README.md, table \"PPO\", column "
+                  "\"PPO paper\"; gym v1 tasks); CleanRL's `ppo_continuous_action.py` at 1M steps on the v4 "
+                  "tasks, 3 seeds (github.com/vwxyzjn/cleanrl, docs/benchmark/ppo_continuous_action.md, tag "
+                  "pr-424). CleanRL anneals the learning rate and clips gradients and value loss; its score is "
+                  "the episodic return at the end of training."]
     if walls:
         lines += ["", "## Wall time of this invocation", "", "| task (11 settings x seeds, one program) | seconds |",
                   "|---|---|"]
