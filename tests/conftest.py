@@ -116,6 +116,7 @@ TIERS: dict[str, str | set[str]] = {
                       "test_train_run_changes_no_process_wide_setting"},
     # the layers: the import contract and no import cycles
     "test_layout.py": "fast",
+    "test_conv.py": "fast",
     # run identity: ids everywhere and one refusal (the other files, load/eval and older folders: slow)
     "test_run_identity.py": {"test_a_run_names_its_id_everywhere_and_its_checkpoints_digest_the_metrics",
                              "test_another_runs_file_is_refused_naming_it_and_nothing_changes[checkpoint]"},

@@ -24,6 +24,9 @@ checked by `validate_hparams` (called by make_train's train/init/update on
 concrete hyperparameters; under jit/vmap they are tracers and cannot be checked).
 """
 
+# long-module: PPOConfig is one frozen dataclass whose every field declares its constraint and documentation
+# beside its default; the class cannot be split, and its conversions and checks belong with it.
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,6 +54,7 @@ from purejaxppo.errors import ConfigError
 
 OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none", "clip_kl")  # the built-in objectives (more can be registered)
 NETWORKS = ("auto", "mlp", "cnn", "nature_cnn", *RECURRENT_NETWORKS)
+CONV_IMPLS = ("patches", "xla")  # purejaxppo.core.conv: PatchConv (patches and one matmul), flax.linen.Conv
 ACTION_HANDLING = ("clip", "tanh")
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
 INIT_LOG_STD_LIMIT = 20.0  # std = exp(+-20) is already 2e-9 .. 5e8; beyond, float32 log-probs and KLs lose all meaning
@@ -140,6 +144,15 @@ class PPOConfig:
     )
     cnn_shared_torso: bool = _field(
         False, "With the CNN: one conv torso shared by actor and critic (else each has its own)."
+    )
+    conv_impl: str = _field(
+        "patches",
+        "How every conv layer (cnn, nature_cnn, a gru/lstm torso's on image observations) is computed: 'patches' "
+        "(the input's patches gathered by static slices, then one matmul: vmapped seeds and sweep points run "
+        "batched matmuls) or 'xla' (flax.linen.Conv, XLA's convolution, which a vmap over per-seed parameters "
+        "turns into a grouped convolution, slow on CPU). The same parameters either way (a checkpoint of one "
+        "loads in the other); results agree up to float rounding.",
+        choices=CONV_IMPLS,
     )
     action_handling: str = _field(
         "clip",

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purejaxppo.core.conv import conv_layer
 from purejaxppo.core.distributions import Categorical, DiagGaussian, MultiCategorical, TanhGaussian
 from purejaxppo.envs.spaces import ActionSpec
 
@@ -102,9 +103,11 @@ class NatureCNN(nn.Module):
 
     uint8 frames are cast to float32 and divided by 255 here; other dtypes (normalized observations) go in as
     they are. channels_first: the input is `[B, C, H, W]` (EnvPool), transposed to `[B, H, W, C]` first.
+    conv_impl: `PPOConfig.conv_impl` ('patches' or 'xla', `purejaxppo.core.conv`); the same parameters either way.
     """
 
     channels_first: bool = False
+    conv_impl: str = "patches"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -112,14 +115,15 @@ class NatureCNN(nn.Module):
         if self.channels_first:
             x = jnp.transpose(x, (0, 2, 3, 1))
         gain = np.sqrt(2.0)
-        for features, kernel, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
-            conv = nn.Conv(
+        for k, (features, kernel, stride) in enumerate(((32, 8, 4), (64, 4, 2), (64, 3, 1))):
+            conv = conv_layer(
+                self.conv_impl,
                 features,
-                (kernel, kernel),
-                strides=(stride, stride),
+                kernel,
+                strides=stride,
                 padding="VALID",
                 kernel_init=orthogonal(gain),
-                bias_init=nn.initializers.zeros,
+                name=f"Conv_{k}",
             )
             x = nn.relu(conv(x))
         x = x.reshape(x.shape[0], -1)
@@ -137,11 +141,12 @@ class NatureActorCritic(nn.Module):
     channels_first: bool = False
     init_log_std: float = 0.0
     squash: bool = False
+    conv_impl: str = "patches"
 
     @nn.compact
     def __call__(self, obs):
         spec = self.action_spec
-        x = NatureCNN(self.channels_first, name="torso")(obs)
+        x = NatureCNN(self.channels_first, self.conv_impl, name="torso")(obs)
         head = dense(spec.size, 0.01, name="actor")(x)
         value = dense(1, 1.0, name="critic")(x)[:, 0]
         return policy_head(self, head, spec, x.shape[0], self.init_log_std, self.squash), value

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxppo.core.config import PPOConfig
+from purejaxppo.core.conv import conv_layer
 from purejaxppo.core.network_layers import (
     NATURE_MIN_SIZE,
     NatureActorCritic,
@@ -72,18 +73,19 @@ class MLP(nn.Module):
 
 
 class ConvTorso(nn.Module):
-    """3x3 stride-1 'SAME' convolutions with ReLU, flattened: `[B, H, W, C]` -> `[B, H * W * channels[-1]]`."""
+    """3x3 stride-1 'SAME' convolutions with ReLU, flattened: `[B, H, W, C]` -> `[B, H * W * channels[-1]]`.
+    conv_impl: `PPOConfig.conv_impl` ('patches' or 'xla', `purejaxppo.core.conv`); the same parameters either way."""
 
     channels: Sequence[int] = (16,)
+    conv_impl: str = "patches"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        for c in self.channels:
-            x = nn.relu(
-                nn.Conv(
-                    c, (3, 3), padding="SAME", kernel_init=orthogonal(np.sqrt(2.0)), bias_init=nn.initializers.zeros
-                )(x)
+        for k, c in enumerate(self.channels):
+            conv = conv_layer(
+                self.conv_impl, c, 3, padding="SAME", kernel_init=orthogonal(np.sqrt(2.0)), name=f"Conv_{k}"
             )
+            x = nn.relu(conv(x))
         return x.reshape(x.shape[0], -1)
 
 
@@ -97,13 +99,14 @@ class ObsEncoder(nn.Module):
     conv torso (`channels`), every other leaf (vectors, an action mask) flattened; all concatenated in pytree order."""
 
     channels: Sequence[int] = (16,)
+    conv_impl: str = "patches"
 
     @nn.compact
     def __call__(self, obs) -> jax.Array:
         feats = []
         for i, leaf in enumerate(jax.tree.leaves(obs)):
             if is_image_leaf(leaf):
-                feats.append(ConvTorso(self.channels, name=f"conv_{i}")(leaf.astype(jnp.float32)))
+                feats.append(ConvTorso(self.channels, self.conv_impl, name=f"conv_{i}")(leaf.astype(jnp.float32)))
             else:
                 feats.append(leaf.reshape(leaf.shape[0], -1).astype(jnp.float32))
         return feats[0] if len(feats) == 1 else jnp.concatenate(feats, axis=-1)
@@ -147,6 +150,7 @@ class ConvActorCritic(nn.Module):
     init_log_std: float = 0.0
     squash: bool = False
     shared_torso: bool = False
+    conv_impl: str = "patches"
 
     @nn.compact
     def __call__(self, obs):
@@ -154,10 +158,10 @@ class ConvActorCritic(nn.Module):
         torso: Callable[[str], nn.Module]
         if isinstance(obs, jax.Array) or hasattr(obs, "ndim"):
             x = obs.astype(jnp.float32)
-            torso = lambda name: ConvTorso(self.channels, name=name)  # noqa: E731
+            torso = lambda name: ConvTorso(self.channels, self.conv_impl, name=name)  # noqa: E731
         else:
             x = obs
-            torso = lambda name: ObsEncoder(self.channels, name=name)  # noqa: E731
+            torso = lambda name: ObsEncoder(self.channels, self.conv_impl, name=name)  # noqa: E731
         if self.shared_torso:
             xa = xc = torso("torso")(x)
         else:
@@ -176,13 +180,14 @@ class Torso(nn.Module):
     hidden: Sequence[int] = (128,)
     activation: str = "tanh"
     cnn_channels: Sequence[int] | None = None
+    conv_impl: str = "patches"
 
     @nn.compact
     def __call__(self, obs) -> jax.Array:
         if self.cnn_channels is not None and hasattr(obs, "ndim"):
-            x = ConvTorso(self.cnn_channels)(obs.astype(jnp.float32))
+            x = ConvTorso(self.cnn_channels, self.conv_impl)(obs.astype(jnp.float32))
         elif self.cnn_channels is not None:
-            x = ObsEncoder(self.cnn_channels)(obs)
+            x = ObsEncoder(self.cnn_channels, self.conv_impl)(obs)
         else:
             x = flatten_obs(obs)
         act = _ACTIVATIONS[self.activation]
@@ -216,13 +221,16 @@ class RecurrentActorCritic(nn.Module):
     squash: bool = False
     shared_core: bool = True
     cnn_channels: Sequence[int] | None = None
+    conv_impl: str = "patches"
 
     def setup(self):
         if self.cell not in ("gru", "lstm"):
             raise ConfigError(f"RecurrentActorCritic.cell: {self.cell!r} is not 'gru' or 'lstm'")
         cores = 1 if self.shared_core else 2
         cell = nn.GRUCell if self.cell == "gru" else nn.OptimizedLSTMCell
-        self.torsos = [Torso(self.torso_hidden, self.activation, self.cnn_channels) for _ in range(cores)]
+        self.torsos = [
+            Torso(self.torso_hidden, self.activation, self.cnn_channels, self.conv_impl) for _ in range(cores)
+        ]
         self.cells = [cell(self.rnn_size, recurrent_kernel_init=orthogonal()) for _ in range(cores)]
         spec = self.action_spec
         self.actor = MLP(self.actor_hidden, spec.size, 0.01, self.activation)
@@ -267,6 +275,7 @@ def network_options(config: PPOConfig) -> dict:
         action_handling=config.action_handling,
         cnn_channels=config.cnn_channels,
         cnn_shared_torso=config.cnn_shared_torso,
+        conv_impl=config.conv_impl,
         rnn_size=config.rnn_size,
         rnn_torso=config.rnn_torso,
         rnn_shared_core=config.rnn_shared_core,
@@ -296,6 +305,7 @@ def make_network(
     action_handling: str = "clip",
     cnn_channels: Sequence[int] = (16,),
     cnn_shared_torso: bool = False,
+    conv_impl: str = "patches",
     rnn_size: int = 128,
     rnn_torso: Sequence[int] = (128,),
     rnn_shared_core: bool = True,
@@ -313,6 +323,7 @@ def make_network(
     layers, the other leaves flattened: `ObsEncoder`); other observations go to
     the MLP (leaves flattened and concatenated). A config's options are
     `network_options(config)`: `make_network(obs_spec, action_spec, **network_options(config))`.
+    conv_impl: how every conv layer is computed, 'patches' or 'xla' (`purejaxppo.core.conv`; same parameters).
     """
     if isinstance(obs_spec, PPOConfig):
         raise ConfigError(
@@ -342,10 +353,11 @@ def make_network(
             torso_hidden=tuple(rnn_torso),
             shared_core=rnn_shared_core,
             cnn_channels=tuple(cnn_channels) if image else None,
+            conv_impl=conv_impl,
             **common,
         )
     if kind == "nature_cnn":
-        return _nature_cnn(obs_spec, common)
+        return _nature_cnn(obs_spec, common, conv_impl)
     if kind == "cnn":
         if not image:
             shape = obs_spec.shape if single else "a pytree without an image leaf"
@@ -353,11 +365,13 @@ def make_network(
                 f"PPOConfig.network: 'cnn' needs image observations [H, W, C] (or a pytree with an "
                 f"image leaf), got {shape}; use 'mlp'"
             )
-        return ConvActorCritic(channels=tuple(cnn_channels), shared_torso=cnn_shared_torso, **common)
+        return ConvActorCritic(
+            channels=tuple(cnn_channels), shared_torso=cnn_shared_torso, conv_impl=conv_impl, **common
+        )
     return ActorCritic(**common)
 
 
-def _nature_cnn(obs_spec, common: _HeadOptions) -> NatureActorCritic:
+def _nature_cnn(obs_spec, common: _HeadOptions, conv_impl: str) -> NatureActorCritic:
     """`network='nature_cnn'`: one rank-3 array observation, frames channels-first `[C, H, W]` (C <= 4) or
     channels-last `[H, W, C]`, at least 36x36; actor_hidden, critic_hidden and activation do not apply."""
     shape = tuple(obs_spec.shape) if isinstance(obs_spec, jax.ShapeDtypeStruct) else None
@@ -371,4 +385,5 @@ def _nature_cnn(obs_spec, common: _HeadOptions) -> NatureActorCritic:
         channels_first=frames_channels_first(shape),
         init_log_std=common["init_log_std"],
         squash=common["squash"],
+        conv_impl=conv_impl,
     )
