@@ -386,3 +386,21 @@ def test_two_processes_each_step_their_own_pools(tmp_path):
     rows = _rows(out)
     assert {r["seed"] for r in rows} == {0, 1} and max(r["update"] for r in rows) == 8
     assert all(r["episode_return"] is None or r["episode_return"] > 0 for r in rows)
+
+
+def test_a_data_parallel_mesh_steps_both_shards_of_one_pool(tmp_path, monkeypatch):
+    """`--mesh data=2` on two CPU devices: the run's one pool holds both shards' envs and each shard's callback
+    steps its own half from its own thread (a lock per pool keeps EnvPool's send/recv pairs apart)."""
+    flags = ((__import__("os").environ.get("XLA_FLAGS", "")) + " --xla_force_host_platform_device_count=2").strip()
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    out = tmp_path / "run"
+    result = run_cli("train", "--set", "env=envpool/CartPole-v1", "--set", "num_envs=4", "--set", "num_steps=32",
+                     "--set", "total_timesteps=1024", "--set", "num_minibatches=2", "--mesh", "data=2",
+                     "--checkpoint-every", "4", "--out", out, "--progress", "off", cwd=tmp_path, timeout=300)
+    # (without the lock this failed: an IndexError in one shard's callback, and the other shard then hung)
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "finished" and info["mesh"] == {"seed": 1, "data": 2}
+    rows = _rows(out)
+    assert max(r["update"] for r in rows) == 8 and sum(r["episodes_completed"] for r in rows) > 0
+    assert all(r["episode_return"] is None or r["episode_return"] > 0 for r in rows)

@@ -277,7 +277,10 @@ class EnvPoolEnv:
         pool = POOLS.get(pool_id)
         if pool is None:  # a resumed run, or an evicted pool: fresh envs, the episodes in flight cut
             return self._restart_pool(pool_id, ids)
-        act = np.asarray(action, pool.action_dtype)
+        with pool.lock:  # the shards of a data-parallel mesh step their envs of one pool from parallel threads
+            return self._step_locked(pool, ids, np.asarray(action, pool.action_dtype))
+
+    def _step_locked(self, pool: Any, ids: np.ndarray, act: np.ndarray) -> list:
         obs, reward, terminated, truncated, info = pool.env.step(act, env_id=ids)
         obs = self._host_obs(obs)
         reward, terminated, truncated = np.asarray(reward), np.asarray(terminated), np.asarray(truncated)

@@ -86,6 +86,9 @@ class Pool:
     action_dtype: np.dtype
     discrete: bool
     used: float = 0.0  # time.monotonic() of its last use
+    # One caller at a time: EnvPool's step is a send then a recv, so two callers stepping one pool at once (the
+    # shards of a data-parallel mesh run their callbacks in parallel threads) could each receive the other's envs.
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
 class Pools:
