@@ -220,3 +220,17 @@ def test_the_config_modules_do_not_import_the_objectives():
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert not any("objectives" in m for m in imported if m), (module, imported)
+
+
+def test_anneal_clip_eps_scales_epsilon_like_the_learning_rate():
+    """The paper's Atari setting: epsilon = 0.1 alpha. Halfway through (alpha = 1/2) an update with clip_eps 0.2
+    annealed is the update with clip_eps 0.1 not annealed (the learning rate is annealed alike in both)."""
+    cfg = ONE_UPDATE.replace(total_timesteps=4 * 32 * 4, anneal_lr=True)
+    outs = []
+    for anneal, eps in ((True, 0.2), (False, 0.1)):
+        train = make_train(cfg.replace(anneal_clip_eps=anneal, clip_eps=eps))
+        state = train.init(jax.random.key(0))
+        state = state.replace(update_step=jnp.asarray(2, jnp.int32))  # alpha = 1 - 2/4
+        outs.append(jax.jit(train.update)(state))
+    chex.assert_trees_all_equal(outs[0][0].params, outs[1][0].params)
+    assert float(outs[0][1]["clip_fraction"]) == float(outs[1][1]["clip_fraction"]) > 0

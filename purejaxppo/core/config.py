@@ -173,6 +173,11 @@ class PPOConfig:
         nonempty="objective name",
     )
     anneal_lr: bool = _field(True, "Linearly anneal the learning rate from learning_rate to 0 over num_updates.")
+    anneal_clip_eps: bool = _field(
+        False,
+        "Anneal clip_eps by the same linear factor alpha (1 -> 0 over num_updates) as anneal_lr anneals the "
+        "learning rate: the PPO paper's Atari setting (epsilon = 0.1 alpha).",
+    )
     normalize_advantages: bool = _field(True, "Normalize advantages to zero mean and unit std within each minibatch.")
     clip_value_loss: bool = _field(
         True, "Clip the value prediction to within vf_clip_eps of the rollout value (PPO2-style value clipping)."

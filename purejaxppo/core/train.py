@@ -167,11 +167,11 @@ class Train:
         )
 
         # 3. K epochs of shuffled minibatch updates.
-        lr = hp.learning_rate
-        if config.anneal_lr:
-            lr = lr * (1.0 - state.update_step.astype(jnp.float32) / config.num_updates)
+        alpha = 1.0 - state.update_step.astype(jnp.float32) / config.num_updates  # 1 -> 0 over the run
+        lr = hp.learning_rate * alpha if config.anneal_lr else hp.learning_rate
+        epoch_hp = hp.replace(clip_eps=hp.clip_eps * alpha) if config.anneal_clip_eps else hp
         batch = rollout_batch(traj, adv, targets)
-        params, opt_state, metrics = self._epochs(state, hp, batch, lr, k_epochs)
+        params, opt_state, metrics = self._epochs(state, epoch_hp, batch, lr, k_epochs)
 
         # 4. Exact KL(pi_old || pi_new) over the batch; the objective's post-update rule (e.g. adaptive beta).
         new_dist, _ = self.agent.sequence(params, batch.carry0, batch.obs, batch.first)
