@@ -117,6 +117,8 @@ TIERS: dict[str, str | set[str]] = {
     # the layers: the import contract and no import cycles
     "test_layout.py": "fast",
     "test_conv.py": "fast",
+    # cuda/tpu lowering from shapes (jax.export): no CPU-only custom calls, host callbacks only where expected
+    "test_lowering.py": "fast",
     # run identity: ids everywhere and one refusal (the other files, load/eval and older folders: slow)
     "test_run_identity.py": {"test_a_run_names_its_id_everywhere_and_its_checkpoints_digest_the_metrics",
                              "test_another_runs_file_is_refused_naming_it_and_nothing_changes[checkpoint]"},
