@@ -404,3 +404,50 @@ def test_a_data_parallel_mesh_steps_both_shards_of_one_pool(tmp_path, monkeypatc
     rows = _rows(out)
     assert max(r["update"] for r in rows) == 8 and sum(r["episodes_completed"] for r in rows) > 0
     assert all(r["episode_return"] is None or r["episode_return"] > 0 for r in rows)
+
+
+def test_atari_lives_and_clipped_rewards_count_whole_games_of_unclipped_score():
+    """SpaceInvaders with episodic_life and reward_clip: a lost life is `terminated` (no bootstrap) but EnvPool goes on
+    with the same game (no reset step to hide), the game's end is followed by EnvPool's next-step reset (hidden);
+    the episode statistics get the unclipped reward (info "score") and the end of the game (info "episode_end"),
+    so the reported return is the game score. Checked against EnvPool's own stream, stepped alone."""
+    name = "SpaceInvaders-v5?episodic_life=true&reward_clip=true"
+    env, params = make_env("envpool/" + name)
+    t_steps = 1500
+    actions = np.random.default_rng(0).integers(0, 6, (t_steps, 1)).astype(np.int32)
+
+    def run(key, acts):
+        keys = jax.random.split(key, 1)
+        _, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+
+        def body(state, a):
+            obs, state, reward, term, trunc, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                keys, state, a, params)
+            return state, (reward, term, trunc, info["score"], info["episode_end"], obs[:, -1].sum((-1, -2)))
+
+        return jax.random.key_data(keys), jax.lax.scan(body, state, acts)[1]
+
+    keys, (reward, term, trunc, score, end, frame) = jax.tree.map(np.asarray, jax.jit(run)(jax.random.key(3),
+                                                                                           jnp.asarray(actions)))
+    task, options = host.parse_name(name)
+    pool = envpool.make(task, env_type="gymnasium", num_envs=1, env_seed=pool_seed(keys), **options)
+    pool.reset()
+    want = {k: [] for k in ("reward", "term", "score", "end", "frame")}
+    for a in actions[:, 0]:
+        obs, r, te, tr, info = pool.step(np.asarray([a]), env_id=np.array([0]))
+        game_over = bool(info["terminated"][0] or tr[0])
+        if game_over:  # EnvPool's next-step reset, hidden by the adapter
+            obs, ghost_r, _, _, _ = pool.step(np.asarray([a]), env_id=np.array([0]))
+            assert ghost_r[0] == 0
+        for k, v in zip(want, (r[0], te[0], info["reward"][0], game_over, obs[0, -1].sum()), strict=True):
+            want[k].append(v)
+    pool.close()
+    np.testing.assert_array_equal(reward[:, 0], np.float32(want["reward"]))
+    np.testing.assert_array_equal(term[:, 0], want["term"])
+    np.testing.assert_array_equal(score[:, 0], np.float32(want["score"]))
+    np.testing.assert_array_equal(end[:, 0], want["end"])
+    np.testing.assert_array_equal(frame[:, 0], want["frame"])
+    lives_lost = term[:, 0] & ~end[:, 0]
+    assert lives_lost.sum() >= 2 and end[:, 0].sum() >= 1, (lives_lost.sum(), end.sum())
+    assert not trunc.any()
+    assert (reward <= 1).all() and score.max() > 1  # clipped for learning, unclipped for the score (5-30 points)

@@ -190,3 +190,41 @@ def test_the_update_blocks_stay_importable_from_train():
         assert getattr(train_module, name) is getattr(update, name), name
     for name in ("METRIC_NAMES", "TrainState", "TrainOutput", "raise_if_diverged"):
         assert getattr(train_module, name) is getattr(train_state, name), name
+
+
+class _ScoredEnv:
+    """CartPole whose info reports a score of 2 per step and the episode's end every second end (an Atari-like
+    env: clipped learning reward vs game score, lives vs games)."""
+
+    def __init__(self):
+        from purejaxppo.envs import make_env
+
+        self.env, self.params = make_env("CartPole-v1")
+        self.default_params = self.params
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    def reset(self, key, params=None):
+        obs, state = self.env.reset(key, params)
+        return obs, (state, jnp.zeros((), jnp.int32))
+
+    def step(self, key, state, action, params=None):
+        inner, ends = state
+        obs, inner, reward, term, trunc, info = self.env.step(key, inner, action, params)
+        done = term | trunc
+        ends = ends + done.astype(jnp.int32)
+        info = {**info, "score": 2.0 * reward, "episode_end": done & (ends % 2 == 0)}
+        return obs, (inner, ends), reward, term, trunc, info
+
+
+def test_an_envs_score_and_episode_end_drive_the_episode_statistics_only():
+    env = _ScoredEnv()
+    cfg = SMALL.replace(total_timesteps=4 * 16 * 12)
+    scored = jax.jit(make_train(cfg, env=env, env_params=env.params))(jax.random.key(0))
+    plain = jax.jit(make_train(cfg))(jax.random.key(0))
+    chex.assert_trees_all_close(scored.state.params, plain.state.params, rtol=1e-6, atol=1e-7)  # learning unchanged
+    n_scored, n_plain = (np.asarray(o.metrics["episodes_completed"]).sum() for o in (scored, plain))
+    assert 0 < n_scored < n_plain and abs(n_scored - n_plain / 2) <= 4  # every second end is an episode's
+    ret_s, ret_p = (np.asarray(o.metrics["episode_return"])[-1] for o in (scored, plain))
+    assert ret_s > 2.0 * ret_p  # two episodes' worth of a doubled score

@@ -176,9 +176,9 @@ def build_evaluate(
             key, k_act, k_env = jax.random.split(key, 3)
             carry, action = policy(acting, carry, obs, done, k_act, deterministic, clip)
             out = step_envs(env, env_params, jax.random.split(k_env, n), env_state, action)
-            done = jnp.logical_or(out.terminated, out.truncated)
-            ret = ret + jnp.where(jnp.logical_or(finished, jnp.logical_not(on)), 0.0, out.reward)
-            return t + 1, out.env_state, out.obs, carry, key, ret, jnp.logical_or(finished, done), done
+            done = jnp.logical_or(out.terminated, out.truncated)  # resets the agent's carry
+            ret = ret + jnp.where(jnp.logical_or(finished, jnp.logical_not(on)), 0.0, out.score)
+            return t + 1, out.env_state, out.obs, carry, key, ret, jnp.logical_or(finished, out.episode_end), done
 
         no = jnp.zeros((n,), bool)
         init = (

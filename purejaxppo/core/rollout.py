@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo.core import collectives
+from purejaxppo.core.agent import is_recurrent
 from purejaxppo.core.normalization import ObsNorm, RewardScaler, normalize_obs, update_obs_norm
 
 
@@ -27,7 +28,10 @@ class Transition(NamedTuple):
     first[t] marks envs whose previous step ended an episode (the agent reset
     their carry before step t); carry0 is the agent's carry `[N, ...]` at the
     start of the segment (`()` for feed-forward agents), so the update can
-    replay the segment. carry[t] `[T, N, ...]` is the agent's carry after it saw
+    replay the segment. dist / log_prob / value are the acting policy's: a
+    recurrent agent's come from the rollout's own steps, a feed-forward
+    agent's from one batched pass over the T * N observations afterwards.
+    carry[t] `[T, N, ...]` is the agent's carry after it saw
     obs[t], before any reset: the state final_obs[t] is evaluated from for the
     time-limit bootstrap.
     """
@@ -60,7 +64,12 @@ class EnvCarry(NamedTuple):
 
 
 class EnvStep(NamedTuple):
-    """One step of N envs: reward, terminated, truncated are `[N]`; final_obs is the pre-reset observation."""
+    """One step of N envs: reward, terminated, truncated are `[N]`; final_obs is the pre-reset observation.
+
+    score and episode_end `[N]` are what the episode statistics count: the env's `info["score"]` and
+    `info["episode_end"]` where it gives them (EnvPool Atari: the unclipped game reward, and the end of the game
+    rather than of a life), else the reward and terminated | truncated.
+    """
 
     obs: Any
     env_state: Any
@@ -68,6 +77,8 @@ class EnvStep(NamedTuple):
     terminated: jax.Array
     truncated: jax.Array
     final_obs: Any
+    score: jax.Array
+    episode_end: jax.Array
 
 
 def step_envs(env, env_params, keys: jax.Array, env_state: Any, action: jax.Array) -> EnvStep:
@@ -76,13 +87,20 @@ def step_envs(env, env_params, keys: jax.Array, env_state: Any, action: jax.Arra
     obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
         keys, env_state, action, env_params
     )
+    reward = jnp.reshape(reward, (n,)).astype(jnp.float32)
+    terminated = jnp.reshape(terminated, (n,)).astype(bool)
+    truncated = jnp.reshape(truncated, (n,)).astype(bool)
+    score = info.get("score", reward) if isinstance(info, dict) else reward
+    end = info.get("episode_end", terminated | truncated) if isinstance(info, dict) else terminated | truncated
     return EnvStep(
         obs,
         env_state,
-        jnp.reshape(reward, (n,)).astype(jnp.float32),
-        jnp.reshape(terminated, (n,)).astype(bool),
-        jnp.reshape(truncated, (n,)).astype(bool),
+        reward,
+        terminated,
+        truncated,
         info["final_observation"],
+        jnp.reshape(score, (n,)).astype(jnp.float32),
+        jnp.reshape(end, (n,)).astype(bool),
     )
 
 
@@ -151,7 +169,9 @@ def _step_fn(agent, params, env, env_params, to_env_action, sample, gamma, obs_c
     """The scan body of `collect`: one policy step and env step of the N envs.
 
     (carry, obs_norm, reward_scaler, stats), (env keys `[N]`, action noise) -> (the same, advanced), `_Stepped`.
+    A recurrent agent's step also records its distribution, log-prob and value (`_Acting`).
     """
+    keep_acting = is_recurrent(agent)
 
     def step(state, xs):
         carry, obs_norm, scaler, stats = state
@@ -160,18 +180,20 @@ def _step_fn(agent, params, env, env_params, to_env_action, sample, gamma, obs_c
             obs_norm = update_obs_norm(obs_norm, carry.obs, data_axis)
         norm = lambda o: normalize_obs(obs_norm, o, obs_clip)  # noqa: E731
         obs_in = norm(carry.obs)
-        # Only the policy runs per step; values and log-probs are computed for all T steps at once below
-        # (the unused value head is dead code here and XLA drops it).
-        agent_carry, dist, _ = agent.step(params, carry.agent_carry, obs_in, carry.done)
+        # Feed-forward: only the policy runs per step; values and log-probs are computed for all T steps at
+        # once afterwards (`_replay`; the unused value head is dead code here and XLA drops it). Recurrent: the
+        # step's own distribution, log-prob and value are kept, so the segment is not replayed through the cell.
+        agent_carry, dist, value = agent.step(params, carry.agent_carry, obs_in, carry.done)
         action = sample(dist, act_x)
+        acting = _Acting(dist, dist.log_prob(action), value) if keep_acting else None
         out = step_envs(env, env_params, keys, carry.env_state, to_env_action(action))
         reward, terminated, truncated = out.reward, out.terminated, out.truncated
         done = jnp.logical_or(terminated, truncated)
 
-        # Episode statistics on the raw reward.
-        ep_ret = carry.episode_return + reward
+        # Episode statistics on the raw reward (or the env's score: EnvStep).
+        ep_ret = carry.episode_return + out.score
         ep_len = carry.episode_length + 1
-        stats = _add_finished_episodes(stats, done, ep_ret, ep_len)
+        stats = _add_finished_episodes(stats, out.episode_end, ep_ret, ep_len)
 
         train_reward = reward
         if scaler is not None:
@@ -180,13 +202,13 @@ def _step_fn(agent, params, env, env_params, to_env_action, sample, gamma, obs_c
         new_carry = EnvCarry(
             env_state=out.env_state,
             obs=out.obs,
-            episode_return=jnp.where(done, 0.0, ep_ret),
-            episode_length=jnp.where(done, 0, ep_len),
+            episode_return=jnp.where(out.episode_end, 0.0, ep_ret),
+            episode_length=jnp.where(out.episode_end, 0, ep_len),
             agent_carry=agent_carry,
             done=done,
         )
         stepped = _Stepped(
-            obs_in, action, train_reward, terminated, truncated, norm(out.final_obs), carry.done, agent_carry
+            obs_in, action, train_reward, terminated, truncated, norm(out.final_obs), carry.done, agent_carry, acting
         )
         return (new_carry, obs_norm, scaler, stats), stepped
 
@@ -215,9 +237,18 @@ def _add_finished_episodes(stats: EpisodeStats, done: jax.Array, ep_ret: jax.Arr
     )
 
 
+class _Acting(NamedTuple):
+    """A recurrent agent's policy outputs at one rollout step `[N]`: its distribution, the sample's log-prob
+    and the value."""
+
+    dist: Any
+    log_prob: jax.Array
+    value: jax.Array
+
+
 class _Stepped(NamedTuple):
     """What each step of the rollout's scan records (stacked to `[T, N, ...]`): the Transition's fields that
-    come from stepping; `_replay` adds the policy's log-probs, values and distributions."""
+    come from stepping, and for a recurrent agent its `_Acting` outputs (else None: `_replay` computes them)."""
 
     obs: Any
     action: jax.Array
@@ -227,19 +258,25 @@ class _Stepped(NamedTuple):
     final_obs: Any
     first: jax.Array
     carry: Any
+    acting: _Acting | None = None
 
 
 def _replay(agent, params: Any, carry0: Any, s: _Stepped) -> Transition:
     """The rollout's `Transition` `[T, N]`, with the policy's distribution, log-probs and values of all T * N
-    steps from one batched pass.
+    steps: a recurrent agent's as its steps computed them (`s.acting`), a feed-forward agent's from one batched
+    pass.
 
-    Params are fixed during the rollout and obs are stored as the network saw them, so the agent replays the
-    segment from carry0 with the same resets, as the update will.
+    Params are fixed during the rollout and obs are stored as the network saw them, so replaying the segment
+    from carry0 with the same resets, as the update does, gives the same numbers (up to float rounding: the
+    update's first minibatches reproduce the stored log-probs and values, tests/test_recurrent.py).
     """
-    dist, value = agent.sequence(params, carry0, s.obs, s.first)
-    num_steps, num_envs = s.first.shape
-    flat = lambda x: x.reshape((num_steps * num_envs,) + x.shape[2:])  # noqa: E731
-    log_prob = jax.tree.map(flat, dist).log_prob(flat(s.action)).reshape((num_steps, num_envs))
+    if s.acting is not None:
+        dist, log_prob, value = s.acting
+    else:
+        dist, value = agent.sequence(params, carry0, s.obs, s.first)
+        num_steps, num_envs = s.first.shape
+        flat = lambda x: x.reshape((num_steps * num_envs,) + x.shape[2:])  # noqa: E731
+        log_prob = jax.tree.map(flat, dist).log_prob(flat(s.action)).reshape((num_steps, num_envs))
     return Transition(
         obs=s.obs,
         action=s.action,

@@ -106,6 +106,9 @@ class EnvPoolEnv:
             self._action_space = spec.gymnasium_action_space
         self._keys = sorted(self._obs_space.spaces) if hasattr(self._obs_space, "spaces") else None
         self._max_steps = int(spec.config.max_episode_steps)
+        # Atari: the unclipped game reward and the end of the game (not of a life) go to the episode statistics
+        # (info "score" / "episode_end", purejaxppo.core.rollout.EnvStep), whatever reward_clip / episodic_life say.
+        self._game = "episodic_life" in spec.config._fields
         self._obs_leaves = [
             jax.ShapeDtypeStruct(s.shape, jnp.uint8 if s.dtype == np.uint8 else jnp.float32)
             for s in ([self._obs_space.spaces[k] for k in self._keys] if self._keys else [self._obs_space])
@@ -159,8 +162,10 @@ class EnvPoolEnv:
 
     def step(self, key: jax.Array, state: EnvPoolState, action: jax.Array, params: Any = None):
         action = jnp.asarray(action, jnp.int32 if hasattr(self._action_space, "n") else jnp.float32)
-        obs, final_obs, reward, terminated, truncated = self._step(state.pool, state.index, action)
+        obs, final_obs, reward, terminated, truncated, *game = self._step(state.pool, state.index, action)
         info = {"final_observation": self._obs(final_obs)}
+        if self._game:
+            info["score"], info["episode_end"] = game
         return self._obs(obs), state, reward, terminated, truncated, info
 
     def release(self, state: EnvPoolState, x: Any) -> Any:
@@ -226,6 +231,7 @@ class EnvPoolEnv:
             else:
                 leaves = [(leaf.shape, leaf.dtype) for leaf in env._obs_leaves] * 2  # obs, then final obs
                 leaves += [((), np.float32), ((), bool), ((), bool)]  # reward, terminated, truncated
+                leaves += [((), np.float32), ((), bool)] if env._game else []  # score, episode_end
                 got = [np.zeros((flat_pool.size,) + shape, dtype) for shape, dtype in leaves]
                 for pool_id in np.unique(flat_pool):
                     rows = np.flatnonzero(flat_pool == pool_id)
@@ -233,7 +239,7 @@ class EnvPoolEnv:
                     for out, value in zip(got, part, strict=True):
                         out[rows] = value
             shaped = [a.reshape(batch + a.shape[1:]) for a in got]
-            return shaped[:k], shaped[k : 2 * k], *shaped[2 * k :]
+            return shaped[:k], shaped[k : 2 * k], *shaped[2 * k :]  # then reward, terminated, truncated(, game)
 
         @custom_batching.custom_vmap
         def step(pool, index, action):
@@ -246,6 +252,8 @@ class EnvPoolEnv:
                 jax.ShapeDtypeStruct(batch, jnp.bool_),
                 jax.ShapeDtypeStruct(batch, jnp.bool_),
             )
+            if env._game:  # score, episode_end
+                shapes += (jax.ShapeDtypeStruct(batch, jnp.float32), jax.ShapeDtypeStruct(batch, jnp.bool_))
             return tuple(io_callback(host, shapes, pool, index, action, ordered=False))
 
         @step.def_vmap
@@ -283,26 +291,32 @@ class EnvPoolEnv:
     def _step_locked(self, pool: Any, ids: np.ndarray, act: np.ndarray) -> list:
         obs, reward, terminated, truncated, info = pool.env.step(act, env_id=ids)
         obs = self._host_obs(obs)
-        reward, terminated, truncated = np.asarray(reward), np.asarray(terminated), np.asarray(truncated)
-        ordered = in_env_order(info, [*obs, reward, terminated, truncated], ids)
-        obs, reward, terminated, truncated = ordered[:-3], ordered[-3], ordered[-2], ordered[-1]
+        # Atari: info "reward" is the unclipped reward, info "terminated" the end of the game (with episodic_life,
+        # `terminated` also marks each lost life, after which EnvPool goes on with the same game: no reset).
+        game = [np.asarray(info["reward"]), np.asarray(info["terminated"])] if self._game else []
+        flat = [*obs, np.asarray(reward), np.asarray(terminated), np.asarray(truncated), *game]
+        ordered = in_env_order(info, flat, ids)
+        k = len(obs)
+        obs, (reward, terminated, truncated), game = ordered[:k], ordered[k : k + 3], ordered[k + 3 :]
         terminated = terminated.astype(bool)
         truncated = truncated.astype(bool) & ~terminated
         final = [o.copy() for o in obs]
-        done = terminated | truncated
+        done = (game[1].astype(bool) if game else terminated) | truncated  # EnvPool resets these next step
+        game = [game[0].astype(np.float32), done] if game else []
         if done.any():
             again = ids[done]
             reset_obs, _, _, _, info2 = pool.env.step(np.zeros((again.size,) + act.shape[1:], act.dtype), env_id=again)
             reset_obs = in_env_order(info2, self._host_obs(reset_obs), again)
             for o, r in zip(obs, reset_obs, strict=True):
                 o[done] = r
-        return [*obs, *final, reward.astype(np.float32), terminated, truncated]
+        return [*obs, *final, reward.astype(np.float32), terminated, truncated, *game]
 
     def _restart_pool(self, pool_id: int, ids: np.ndarray) -> list:
         _, obs = self._fresh_pool(_seeds_from(pool_id, int(ids.max()) + 1), pool_id=pool_id)
         obs = [o[ids] for o in obs]
         zeros = np.zeros(ids.size, bool)
-        return [*obs, *[o.copy() for o in obs], np.zeros(ids.size, np.float32), zeros, ~zeros]
+        game = [np.zeros(ids.size, np.float32), ~zeros] if self._game else []
+        return [*obs, *[o.copy() for o in obs], np.zeros(ids.size, np.float32), zeros, ~zeros, *game]
 
     def restart(self, state: EnvPoolState) -> tuple[Any, EnvPoolState]:
         """New episodes for the envs of a state read back from a checkpoint (the run layer calls this on resume:
