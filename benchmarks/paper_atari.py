@@ -1,0 +1,140 @@
+"""The PPO paper's Atari settings on Pong and Breakout through EnvPool, trained in resumable slices.
+
+    python benchmarks/paper_atari.py --updates 40            # 40 more updates (40,960 env steps) per game
+    python benchmarks/paper_atari.py --games Pong --updates 200
+    python benchmarks/paper_atari.py --report-only           # rebuild the report from the run folders
+
+Settings: configs/atari_pong.yaml and configs/atari_breakout.yaml (the paper's Table 5: 8 actors, T = 128,
+Adam 2.5e-4 x alpha, K = 3, minibatch 32 x 8, clip 0.1 x alpha, c1 = 1, c2 = 0.01, alpha annealed 1 -> 0 over
+the paper's 10M steps = 40M frames; episodic lives and clipped rewards for the learner, the unclipped score of
+whole games reported). The schedule is the full budget's, so a slice of it is the start of the paper's run,
+not a shorter run with its own schedule. One seed per game (a CPU cannot afford more).
+
+Each invocation adds --updates updates to each game's run folder (runs/paper_atari/<game>, resumed where it
+stopped: the env stream restarts with new episodes on resume, the parameters and optimizer exactly). The
+report gives the frames reached, the env steps per second of this invocation, the mean score of the last
+games, and the score of a uniform random policy measured the same way.
+
+conv_impl: 'xla' by default here: with one seed the convolutions are not vmapped, and XLA's own convolution
+was faster than the patches form for a single parameter set on this CPU (benchmarks/conv_vmap.py).
+Writes benchmarks/results/paper_atari.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _common import hardware_line  # noqa: E402
+
+from purejaxppo import PPOConfig, configure_cpu  # noqa: E402
+from purejaxppo.runs import read_metrics, train_run  # noqa: E402
+
+configure_cpu()
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+GAMES = {"Pong": "atari_pong.yaml", "Breakout": "atari_breakout.yaml"}
+FRAMES_PER_STEP = 4  # EnvPool's frame skip
+# The paper's Table 6: PPO's score averaged over the last 100 episodes of training, at 40M frames.
+PAPER_40M = {"Pong": 20.7, "Breakout": 274.8}
+
+
+def train_slice(game: str, updates: int, runs: pathlib.Path, conv_impl: str) -> tuple[int, float]:
+    """Add `updates` updates to the game's run; returns (updates done now in total, wall seconds of this slice)."""
+    out = runs / game
+    config = PPOConfig.from_yaml(ROOT / "configs" / GAMES[game]).replace(conv_impl=conv_impl)
+    done = _updates_done(out)
+    t = time.time()
+    train_run(config, out, resume=(out / "run.json").is_file(), stop_after=done + updates, checkpoint_every=10,
+              progress="lines")
+    return _updates_done(out), time.time() - t
+
+
+def _updates_done(out: pathlib.Path) -> int:
+    return max((r["update"] for r in read_metrics(out)), default=0) if (out / "metrics.jsonl").is_file() else 0
+
+
+def last_games(rows: list[dict], games: int = 100) -> tuple[float, int]:
+    """(mean score, count) of the run's last `games` whole games, from per-update means weighted by count."""
+    total, count = 0.0, 0
+    for r in reversed(rows):
+        n = int(r.get("episodes_completed") or 0)
+        if n and r.get("episode_return") is not None:
+            total, count = total + r["episode_return"] * n, count + n
+        if count >= games:
+            break
+    return (total / count if count else float("nan")), count
+
+
+def random_score(game: str, games: int = 10) -> float:
+    """Mean unclipped score of a uniform random policy over whole games (EnvPool, on the host)."""
+    import envpool
+
+    env = envpool.make(f"{game}-v5", env_type="gymnasium", num_envs=games, seed=1)
+    rng = np.random.default_rng(0)
+    env.reset()
+    score, finished, over = np.zeros(games), np.zeros(games), np.zeros(games, bool)
+    while not over.all():
+        _, _, _, trunc, info = env.step(rng.integers(0, env.action_space.n, games))
+        order = np.argsort(info["env_id"])  # EnvPool returns the envs in any order
+        reward, trunc, game_over = info["reward"][order], trunc[order], info["terminated"][order].astype(bool)
+        score += np.where(over, 0.0, reward)
+        ended = (game_over | trunc) & ~over
+        finished[ended], over = score[ended], over | ended
+    return float(finished.mean())
+
+
+def write_report(games: list[str], runs: pathlib.Path, walls: dict, path: pathlib.Path) -> None:
+    lines = [
+        "# The PPO paper's Atari settings (EnvPool), trained in slices on this machine",
+        "",
+        f"Measured on {hardware_line()} with `python benchmarks/paper_atari.py` (settings: the script's "
+        "docstring and configs/atari_*.yaml; one seed).",
+        "",
+        "| game | updates | env steps | frames | score, last games (n) | random policy | paper at 40M frames |",
+        "|---|---:|---:|---:|---|---:|---:|",
+    ]
+    for game in games:
+        out = runs / game
+        rows = read_metrics(out) if (out / "metrics.jsonl").is_file() else []
+        n_updates = max((r["update"] for r in rows), default=0)
+        steps = n_updates * 8 * 128
+        score, n = last_games(rows)
+        lines.append(
+            f"| {game} | {n_updates} | {steps:,} | {steps * FRAMES_PER_STEP:,} | {score:.1f} ({n}) | "
+            f"{random_score(game):.1f} | {PAPER_40M[game]} |"
+        )
+    if walls:
+        lines += ["", "## This invocation", "", "| game | updates added | wall s | env steps/s |", "|---|---:|---:|---:|"]
+        lines += [f"| {g} | {u} | {w:.0f} | {u * 8 * 128 / w:.1f} |" for g, (u, w) in walls.items()]
+    path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--games", nargs="+", default=list(GAMES), choices=list(GAMES))
+    p.add_argument("--updates", type=int, default=40, help="updates to add to each game's run (1,024 steps each)")
+    p.add_argument("--conv-impl", choices=("xla", "patches"), default="xla")
+    p.add_argument("--runs", default=str(ROOT / "runs" / "paper_atari"))
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "paper_atari.md"))
+    args = p.parse_args()
+    runs, walls = pathlib.Path(args.runs), {}
+    if not args.report_only:
+        for game in args.games:
+            before = _updates_done(runs / game)
+            after, wall = train_slice(game, args.updates, runs, args.conv_impl)
+            walls[game] = (after - before, wall)
+            print(json.dumps({"game": game, "updates": after, "added": after - before, "wall_s": round(wall)}))
+    write_report(args.games, runs, walls, pathlib.Path(args.out))
+
+
+if __name__ == "__main__":
+    main()
