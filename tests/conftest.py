@@ -117,6 +117,8 @@ TIERS: dict[str, str | set[str]] = {
     # the layers: the import contract and no import cycles
     "test_layout.py": "fast",
     "test_conv.py": "fast",
+    # the fused GRU/LSTM cells against flax's: parameters, steps, sequences with resets, gradients, a short training
+    "test_rnn_cells.py": "fast",
     # cuda/tpu lowering from shapes (jax.export): no CPU-only custom calls, host callbacks only where expected
     "test_lowering.py": "fast",
     # run identity: ids everywhere and one refusal (the other files, load/eval and older folders: slow)

@@ -25,7 +25,11 @@ user's own); its carry is `()` and `sequence` is one batched pass over T*B.
 `core(carry, x) -> (carry, y)` (one step of the recurrent cell) and
 `heads(y) -> (dist[B], value[B])`. The agent does the resets and the time
 loop: `sequence` runs `embed` and `heads` on all T*B steps at once and only
-`core` inside a `lax.scan`. A recurrent network of another shape can
+`core` inside a `lax.scan`. A module may also define
+`core_sequence(carry0, x[T, B, ...], first[T, B]) -> y[T, B, ...]`, the same
+loop in one call (the carry reset to `initial_carry` where `first`): then
+`sequence` calls it instead of scanning `core` (RecurrentActorCritic does, for
+its cells' hand-written backward pass). A recurrent network of another shape can
 implement the Agent protocol itself and be returned by a network factory.
 
 Reset semantics: `done[t]` (in `step`) or `first[t]` (in `sequence`) marks an
@@ -171,7 +175,10 @@ class RecurrentAgent:
             carry = reset_carry(self, carry, first_t)
             return self.module.apply(params, carry, x_t, method="core")
 
-        _, y = jax.lax.scan(cell_step, carry, (x, first))
+        if callable(getattr(self.module, "core_sequence", None)):  # the module runs the time loop itself
+            y = self.module.apply(params, carry, x, first, method="core_sequence")
+        else:
+            _, y = jax.lax.scan(cell_step, carry, (x, first))
         dist, value = self.module.apply(params, jax.tree.map(flat, y), method="heads")
         return apply_action_mask(jax.tree.map(unflat, dist), obs), unflat(value)
 

@@ -36,6 +36,7 @@ from purejaxppo.core.network_layers import (
     orthogonal,
     policy_head,
 )
+from purejaxppo.core.rnn_cells import FusedGRUCell, FusedLSTMCell
 from purejaxppo.envs.spaces import ActionSpec  # noqa: F401 (re-exported: purejaxppo.core.networks.ActionSpec)
 from purejaxppo.errors import ConfigError
 
@@ -202,9 +203,13 @@ class RecurrentActorCritic(nn.Module):
     `purejaxppo.core.agent.RecurrentAgent` trains it (and any module with the same four methods):
 
         carry = module.initial_carry(B)        zeros; no params needed (a tuple, one entry per core)
-        x = module.embed(obs)                  obs leaves [B, ...] -> features (run on T * B at once)
+        x = module.embed(obs)                  obs leaves [B, ...] -> the torso's features projected to the gates
+                                               (run on T * B at once: one matmul)
         carry, y = module.core(carry, x)       one step of the recurrent cell(s), [B, ...]
         dist, value = module.heads(y)          dist batch [B], value [B] (run on T * B at once)
+
+    and the optional `core_sequence(carry, x, first)`: `core` over a segment (hand-written backward pass).
+    The cells (`purejaxppo.core.rnn_cells`) compute flax's GRUCell / OptimizedLSTMCell and keep their parameters.
 
     `shared_core=True`: one torso and cell feed both heads; otherwise the actor
     and the critic each have their own (the carry then holds two cells' states).
@@ -227,7 +232,7 @@ class RecurrentActorCritic(nn.Module):
         if self.cell not in ("gru", "lstm"):
             raise ConfigError(f"RecurrentActorCritic.cell: {self.cell!r} is not 'gru' or 'lstm'")
         cores = 1 if self.shared_core else 2
-        cell = nn.GRUCell if self.cell == "gru" else nn.OptimizedLSTMCell
+        cell = FusedGRUCell if self.cell == "gru" else FusedLSTMCell
         self.torsos = [
             Torso(self.torso_hidden, self.activation, self.cnn_channels, self.conv_impl) for _ in range(cores)
         ]
@@ -245,11 +250,15 @@ class RecurrentActorCritic(nn.Module):
         return tuple(one for _ in range(1 if self.shared_core else 2))
 
     def embed(self, obs):
-        return tuple(torso(obs) for torso in self.torsos)
+        return tuple(cell.project(torso(obs)) for torso, cell in zip(self.torsos, self.cells, strict=True))
 
     def core(self, carry, x):
         out = [cell(c, xi) for cell, c, xi in zip(self.cells, carry, x, strict=True)]
         return tuple(c for c, _ in out), tuple(y for _, y in out)
+
+    def core_sequence(self, carry, x, first):
+        """`core` over T steps (x leaves [T, B, ...]), each cell reset to zeros (initial_carry) where first [T, B]."""
+        return tuple(cell.sequence(c, xi, first) for cell, c, xi in zip(self.cells, carry, x, strict=True))
 
     def heads(self, y):
         spec = self.action_spec
