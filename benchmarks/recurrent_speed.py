@@ -1,7 +1,8 @@
 """Recurrent PPO throughput, old code vs this checkout, side by side in one run.
 
-    python benchmarks/recurrent_speed.py --old <commit>                  # configs/cartpole_masked_gru.yaml, 1 seed
-    python benchmarks/recurrent_speed.py --old <commit> --seeds 8 --updates 4 --rounds 5 --out <file.md>
+    python benchmarks/recurrent_speed.py --old <commit>           # configs/cartpole_masked_gru.yaml, 1 seed
+    python benchmarks/recurrent_speed.py --old <commit> --seeds 1 8 --updates 8 2 --rounds 6 \
+        --out benchmarks/results/recurrent_speed.md
 
 `--old` is checked out into a temporary git worktree (removed at the end). Each side runs in its own long-lived
 worker process (this script with `--worker`, importing `purejaxppo` from its tree through PYTHONPATH; the script
@@ -137,89 +138,111 @@ def update_flops(cfg, obs_dim: int, num_actions: int, *, replay: bool) -> float:
 
 
 # --------------------------------------------------------------------------- controller
+def measure(sides: dict, tree: dict, config: str, seeds: int, updates: int, rounds: int) -> dict:
+    """Both sides compiled for `seeds` seeds, then `rounds` rounds of one timed call each, old then new."""
+    setup = {}
+    for name, w in sides.items():
+        setup[name] = w.ask(cmd="setup", config=config, updates=updates, seeds=seeds)
+        if not pathlib.Path(setup[name]["module"]).resolve().is_relative_to(tree[name].resolve()):
+            raise RuntimeError(f"the {name} worker imported purejaxppo from {setup[name]['module']}, not {tree[name]}")
+        print(f"# {seeds} seed(s), {name}: compiled in {setup[name]['compile_s']:.1f} s ({setup[name]['module']})",
+              flush=True)
+    steps = seeds * setup["new"]["num_updates"] * setup["new"]["batch_size"]
+    times: dict[str, list] = {"old": [], "new": []}  # (wall s, process CPU s) of each timed call
+    for r in range(rounds):
+        for name in ("old", "new"):
+            got = sides[name].ask(cmd="run")
+            times[name].append((got["seconds"], got["cpu_seconds"]))
+        print(f"# round {r + 1}: env-steps/s old {steps / times['old'][-1][0]:,.0f}, new "
+              f"{steps / times['new'][-1][0]:,.0f}", flush=True)
+    return dict(setup=setup, steps=steps, times=times)
+
+
+def rows_of(m: dict, cfg, seeds: int, labels: dict) -> tuple[list[str], float]:
+    """Table rows (old, new) of one `measure` and the median per-round ratio new / old of env-steps/s."""
+    dims = dict(obs_dim=m["setup"]["new"]["obs_dim"], num_actions=m["setup"]["new"]["num_actions"])
+    flops = {"new": update_flops(cfg, **dims, replay=False), "old": update_flops(cfg, **dims, replay=True)}
+    per_call = seeds * cfg.num_updates
+    times = m["times"]
+    ratio = statistics.median([o[0] / n[0] for o, n in zip(times["old"], times["new"], strict=True)])
+    rows = []
+    for name in ("old", "new"):
+        wall = statistics.median(w for w, _ in times[name])
+        cpu = statistics.median(c for _, c in times[name])
+        rows.append(f"| {seeds} | {labels[name]} | {m['steps'] / wall:,.0f} | {m['steps'] / cpu:,.0f} | "
+                    f"{flops['new'] * per_call / wall / 1e9:.1f} | {flops[name] * per_call / wall / 1e9:.1f} | "
+                    f"{m['setup'][name]['compile_s']:.0f} |")
+    return rows, ratio
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--old", help="the commit to compare against (checked out into a temporary worktree)")
     p.add_argument("--config", default="configs/cartpole_masked_gru.yaml")
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--updates", type=int, default=8, help="updates per timed call")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1], help="vmapped seeds; several: one measurement each")
+    p.add_argument("--updates", type=int, nargs="+", default=[8],
+                   help="updates per timed call (one value, or one per --seeds value)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", default=None, help="write the result as markdown here")
-    p.add_argument("--note", default="", help="a line added to --out (e.g. the machine's load)")
+    p.add_argument("--note", default="", help="a paragraph added to --out (e.g. the machine's load)")
     args = p.parse_args()
     if args.worker:
         return worker()
     if not args.old:
         p.error("--old <commit> is required")
+    updates = args.updates * len(args.seeds) if len(args.updates) == 1 else args.updates
+    if len(updates) != len(args.seeds):
+        p.error("--updates takes one value or one per --seeds value")
     sys.path.insert(0, str(HERE))
     from _common import hardware_line
 
     from purejaxppo import PPOConfig
 
-    old_sha = subprocess.run(["git", "rev-parse", args.old], cwd=ROOT, check=True, capture_output=True,
-                             text=True).stdout.strip()
-    new_sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True, capture_output=True,
-                             text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "purejaxppo"], cwd=ROOT,
-                                check=True, capture_output=True, text=True).stdout.strip())
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+
+    old_sha, new_sha = git("rev-parse", args.old), git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "purejaxppo"))
+    labels = {"old": f"old ({old_sha[:12]})",
+              "new": f"new ({new_sha[:12]}{' + uncommitted changes' if dirty else ''})"}
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="purejaxppo-old-")) / "tree"
-    subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(tmp), old_sha], cwd=ROOT, check=True)
-    sides = {}
+    git("worktree", "add", "--detach", "--quiet", str(tmp), old_sha)
+    tree = {"old": tmp, "new": ROOT}
+    sides: dict[str, Worker] = {}
+    config = str((ROOT / args.config).resolve())
     try:
-        sides = {"old": Worker(tmp), "new": Worker(ROOT)}
-        config = str((ROOT / args.config).resolve())
-        setup = {}
-        for name, w in sides.items():
-            setup[name] = w.ask(cmd="setup", config=config, updates=args.updates, seeds=args.seeds)
-            want = tmp if name == "old" else ROOT
-            if not pathlib.Path(setup[name]["module"]).resolve().is_relative_to(want.resolve()):
-                raise RuntimeError(f"the {name} worker imported purejaxppo from {setup[name]['module']}, not {want}")
-            print(f"# {name}: compiled in {setup[name]['compile_s']:.1f} s ({setup[name]['module']})", flush=True)
-        steps = args.seeds * setup["new"]["num_updates"] * setup["new"]["batch_size"]
-        times = {"old": [], "new": []}  # (wall s, process CPU s) of each timed call
-        for r in range(args.rounds):
-            for name in ("old", "new"):
-                got = sides[name].ask(cmd="run")
-                times[name].append((got["seconds"], got["cpu_seconds"]))
-            print(f"# round {r + 1}: env-steps/s old {steps / times['old'][-1][0]:,.0f}, new "
-                  f"{steps / times['new'][-1][0]:,.0f} (per CPU-second: old {steps / times['old'][-1][1]:,.0f}, new "
-                  f"{steps / times['new'][-1][1]:,.0f})", flush=True)
+        sides = {name: Worker(path) for name, path in tree.items()}
+        results = [measure(sides, tree, config, s, u, args.rounds) for s, u in zip(args.seeds, updates, strict=True)]
     finally:
         for w in sides.values():
             w.close()
         subprocess.run(["git", "worktree", "remove", "--force", str(tmp)], cwd=ROOT, check=False)
 
-    cfg = PPOConfig.from_yaml(ROOT / args.config)
-    cfg = cfg.replace(total_timesteps=args.updates * cfg.batch_size)
-    dims = dict(obs_dim=setup["new"]["obs_dim"], num_actions=setup["new"]["num_actions"])
-    useful = update_flops(cfg, **dims, replay=False) * args.seeds * cfg.num_updates
-    executed_old = update_flops(cfg, **dims, replay=True) * args.seeds * cfg.num_updates
-    wall = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
-    cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
-    ratio = statistics.median([o[0] / n[0] for o, n in zip(times["old"], times["new"], strict=True)])
-    cpu_ratio = statistics.median([o[1] / n[1] for o, n in zip(times["old"], times["new"], strict=True)])
-    rows = [
-        "| code | env-steps/s | env-steps per CPU-second | GFLOP/s useful | GFLOP/s executed | compile s |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| old ({old_sha[:12]}) | {steps / wall['old']:,.0f} | {steps / cpu['old']:,.0f} | "
-        f"{useful / wall['old'] / 1e9:.1f} | {executed_old / wall['old'] / 1e9:.1f} | "
-        f"{setup['old']['compile_s']:.0f} |",
-        f"| new ({new_sha[:12]}{' + uncommitted changes' if dirty else ''}) | {steps / wall['new']:,.0f} | "
-        f"{steps / cpu['new']:,.0f} | {useful / wall['new'] / 1e9:.1f} | {useful / wall['new'] / 1e9:.1f} | "
-        f"{setup['new']['compile_s']:.0f} |",
-    ]
-    summary = (f"new / old env-steps/s: **{ratio:.2f}x** wall-clock, {cpu_ratio:.2f}x per CPU-second (medians of "
-               f"{args.rounds} alternating rounds' ratios). FLOPs per update and seed: "
-               f"{useful / args.seeds / cfg.num_updates / 1e9:.3f} G useful, "
-               f"{executed_old / args.seeds / cfg.num_updates / 1e9:.3f} G executed by the old code. Medians of "
-               "each side's calls; GFLOP/s from wall-clock time.")
-    print("\n".join(rows) + "\n" + summary)
+    rows = ["| seeds | code | env-steps/s | env-steps per CPU-second | GFLOP/s useful | GFLOP/s executed | compile s |",
+            "|---:|---|---:|---:|---:|---:|---:|"]
+    summary = []
+    base = PPOConfig.from_yaml(ROOT / args.config)
+    for m, s, u in zip(results, args.seeds, updates, strict=True):
+        cfg = base.replace(total_timesteps=u * base.batch_size)
+        r, ratio = rows_of(m, cfg, s, labels)
+        rows += r
+        dims = dict(obs_dim=m["setup"]["new"]["obs_dim"], num_actions=m["setup"]["new"]["num_actions"])
+        summary.append(f"- {s} seed{'s' if s > 1 else ''}, {u} updates per call: new / old env-steps/s "
+                       f"**{ratio:.2f}x** (median of {args.rounds} rounds' ratios)")
+    flops_line = (f"FLOPs per update and seed: {update_flops(base, **dims, replay=False) / 1e9:.3f} G useful (what the "
+                  f"new code runs), {update_flops(base, **dims, replay=True) / 1e9:.3f} G executed by the old code "
+                  "(its replay of the segment before the first epoch added). env-steps/s and GFLOP/s: medians of "
+                  "each side's timed calls, wall-clock.")
+    print("\n".join(rows + summary + [flops_line]))
     if args.out:
-        command = "python benchmarks/recurrent_speed.py " + " ".join(sys.argv[1:])
-        lines = ["# Recurrent PPO throughput: old vs new code", "", f"`{command}`", "", f"{hardware_line()}; "
-                 f"{args.config}, {args.seeds} seed(s), {args.updates} updates per timed call, "
-                 f"{args.rounds} rounds.", "", *rows, "", summary, ""]
+        argv = sys.argv[1:]
+        if "--note" in argv:  # the note is printed below the table, not repeated in the command
+            argv[argv.index("--note") + 1] = "..."
+        command = "python benchmarks/recurrent_speed.py " + " ".join(argv)
+        lines = ["# Recurrent PPO throughput: old vs new code", "", "Produced by `benchmarks/recurrent_speed.py`:", "",
+                 f"`{command}`", "", f"{hardware_line()}; `{args.config}`, {args.rounds} alternating rounds.", "",
+                 *rows, "", *summary, "", flops_line, ""]
         if args.note:
             lines += [args.note, ""]
         pathlib.Path(args.out).write_text("\n".join(lines))
