@@ -169,7 +169,7 @@ class Train:
         # 3. K epochs of shuffled minibatch updates.
         alpha = 1.0 - state.update_step.astype(jnp.float32) / config.num_updates  # 1 -> 0 over the run
         lr = hp.learning_rate * alpha if config.anneal_lr else hp.learning_rate
-        epoch_hp = hp.replace(clip_eps=hp.clip_eps * alpha) if config.anneal_clip_eps else hp
+        epoch_hp = dataclasses.replace(hp, clip_eps=hp.clip_eps * alpha) if config.anneal_clip_eps else hp
         batch = rollout_batch(traj, adv, targets)
         params, opt_state, metrics = self._epochs(state, epoch_hp, batch, lr, k_epochs)
 

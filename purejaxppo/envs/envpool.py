@@ -245,7 +245,7 @@ class EnvPoolEnv:
         def step(pool, index, action):
             batch = pool.shape
             obs = [jax.ShapeDtypeStruct(batch + leaf.shape, leaf.dtype) for leaf in env._obs_leaves]
-            shapes = (
+            shapes: tuple = (
                 obs,
                 obs,
                 jax.ShapeDtypeStruct(batch, jnp.float32),
