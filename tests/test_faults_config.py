@@ -23,6 +23,7 @@ NAN, INF = float("nan"), float("inf")
 INT_ZERO_OK = {"log_every", "eval_every"}
 FLOAT_ZERO_OK = {"ent_coef", "vf_coef", "kl_beta", "gae_lambda"}
 FLOAT_NEGATIVE_OK = {"init_log_std"}
+FLOAT_INF_OK = {"clip_eps"}  # inf turns clipping off (exactly)
 
 
 def _bad_values(name: str) -> list:
@@ -31,7 +32,8 @@ def _bad_values(name: str) -> list:
     if hint is int:
         return [-1, 1.5, "abc", None, True, NAN, INF, 10**30, [4, 8], np.float32(2.5)] + ([] if name in INT_ZERO_OK else [0])
     if hint is float:
-        bad = [NAN, INF, -INF, "abc", None, True, 1e39, 10**400, [0.1, 0.2], np.array([0.1, 0.2])]
+        bad = [NAN, -INF, "abc", None, True, 1e39, 10**400, [0.1, 0.2], np.array([0.1, 0.2])]
+        bad += [] if name in FLOAT_INF_OK else [INF]
         if name in FLOAT_NEGATIVE_OK:
             return bad + [100.0]  # std = e^100 is inf in float32
         bad += [-1.0]
@@ -291,7 +293,7 @@ def test_validate_hparams_passes_good_values_through():
 
 
 @pytest.mark.parametrize("name,value", [("learning_rate", -1.0), ("learning_rate", 0.0), ("gamma", 1.5), ("gae_lambda", -0.1),
-                                        ("ent_coef", -0.01), ("adam_eps", NAN), ("clip_eps", INF), ("kl_beta_min", 0.0)])
+                                        ("ent_coef", -0.01), ("adam_eps", NAN), ("vf_clip_eps", INF), ("kl_beta_min", 0.0)])
 def test_validate_hparams_scalar(name, value):
     with pytest.raises(ValueError, match=rf"^HParams.{name}: must be finite and .*, got {value}$"):
         validate_hparams(HP.replace(**{name: jnp.asarray(value, jnp.float32)}))

@@ -50,7 +50,7 @@ def spatial_pads(
         return (0, 0), (0, 0)
     if padding == "SAME":
         return same_pads(hw[0], kernel[0], strides[0]), same_pads(hw[1], kernel[1], strides[1])
-    raise ValueError(f"PatchConv.padding: {padding!r} is not 'SAME' or 'VALID'")
+    raise ConfigError(f"PatchConv.padding: {padding!r} is not 'SAME' or 'VALID'")
 
 
 def extract_patches(x: jax.Array, kernel: tuple[int, int], strides: tuple[int, int], padding: str) -> jax.Array:
@@ -67,7 +67,10 @@ def extract_patches(x: jax.Array, kernel: tuple[int, int], strides: tuple[int, i
     b, h, w, c = x.shape
     oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
     if oh < 1 or ow < 1:
-        raise ValueError(f"PatchConv: a {kh}x{kw} kernel does not fit the (padded) {h}x{w} input")
+        raise ConfigError(
+            f"PatchConv: a {kh}x{kw} kernel does not fit the (padded) {h}x{w} input; use a larger observation, "
+            "a smaller kernel or padding='SAME'"
+        )
     pieces = [
         lax.slice(x, (0, i, j, 0), (b, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1, c), (1, sh, sw, 1))
         for i in range(kh)
