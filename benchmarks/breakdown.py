@@ -55,7 +55,7 @@ def pieces(config: PPOConfig):
     def rollout(key):
         def body(state, k):
             carry, obs_norm, scaler, traj, _ = collect(
-                k, state.env, state.params, train.network.apply, train.env, train.env_params, num_steps=T,
+                k, state.env, state.params, train.agent, train.env, train.env_params, num_steps=T,
                 to_env_action=train.to_env_action, obs_norm=state.obs_norm, reward_scaler=state.reward_scaler,
                 gamma=hp.gamma, obs_clip=hp.obs_clip, reward_clip=hp.reward_clip)
             state = state.replace(env=carry, obs_norm=obs_norm, reward_scaler=scaler)
