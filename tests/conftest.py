@@ -116,9 +116,14 @@ TIERS: dict[str, str | set[str]] = {
                       "test_train_run_changes_no_process_wide_setting"},
     # the layers: the import contract and no import cycles
     "test_layout.py": "fast",
-    "test_conv.py": "fast",
-    # the fused GRU/LSTM cells against flax's: parameters, steps, sequences with resets, gradients, a short training
-    "test_rnn_cells.py": "fast",
+    # patches convolutions against XLA's (the two-implementation training comparison: slow)
+    "test_conv.py": {"test_same_padding_is_xlas", "test_output_and_gradients_equal_xla_conv",
+                     "test_vmapped_over_seeds_equals_xla_and_has_no_convolution", "test_patchconv_module_is_nn_conv",
+                     "test_config_field", "test_networks_have_the_same_parameter_tree_either_way"},
+    # the fused GRU/LSTM cells against flax's: parameters, steps, sequences with resets, gradients (the network
+    # twin and the short training: slow)
+    "test_rnn_cells.py": {"test_parameters_and_initial_values_are_flax_s", "test_one_step_equals_flax_s_cell_with_gradients",
+                          "test_sequence_with_resets_equals_scanned_flax_cell_with_gradients"},
     # cuda/tpu lowering from shapes (jax.export): no CPU-only custom calls, host callbacks only where expected
     "test_lowering.py": "fast",
     # run identity: ids everywhere and one refusal (the other files, load/eval and older folders: slow)
