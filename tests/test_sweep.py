@@ -259,13 +259,16 @@ def test_points_are_listed_settings_crossed_with_the_grid(tmp_path):
     assert again.points == spec.points and again.grid == spec.grid
     # From the command line: one program, each run with its point's traced values.
     out = tmp_path / "sw"
-    args = ["sweep", "--set", "objective=clip_kl", "--point", "clip_eps=0.1,kl_beta=0", "--point",
-            "clip_eps=inf,kl_beta=3", *SETS, "--out", str(out), "--progress", "off"]
+    args = ["sweep", "--set", "objective=clip_kl", "--set", "learning_rate=0.01", "--point", "clip_eps=0.1,kl_beta=0,kl_beta_min=1e-4,kl_beta_max=1e4",
+            "--point", "clip_eps=inf,kl_beta=3,kl_beta_min=3,kl_beta_max=3", *SETS, "--out", str(out),
+            "--progress", "off"]  # (the second: a fixed beta, its bounds pinned)
     assert main(args) == 0
     rows = [r for r in read_metrics(out / "groups/g0") if r["update"] == 4]
     assert [(r["setting"], r["kl_beta"]) for r in rows] == [(0, 0.0), (1, 3.0)]
-    assert rows[0]["clip_fraction"] > 0 and rows[1]["clip_fraction"] == 0.0  # inf: nothing clipped
-    assert "clip_eps=inf, kl_beta=3" in (out / "sweep.md").read_text()
+    every = read_metrics(out / "groups/g0")
+    clipped = [max(r["clip_fraction"] for r in every if r["setting"] == s) for s in (0, 1)]
+    assert clipped[0] > 0 and clipped[1] == 0.0, clipped  # inf: nothing is ever clipped
+    assert "clip_eps=inf" in (out / "sweep.md").read_text()
 
 
 def test_one_progress_bar_spans_every_program():

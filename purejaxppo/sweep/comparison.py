@@ -10,7 +10,7 @@ import numpy as np
 
 from purejaxppo.sweep import stats
 from purejaxppo.sweep.scores import METRICS, SCORES, ScoredRuns, SettingRuns
-from purejaxppo.sweep.values import jsonable, value_formatters
+from purejaxppo.sweep.values import jsonable, setting_value, value_formatters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +128,7 @@ def comparison_entries(
     notes: list[str] = []
     for g in groups:
         members = [g[e] for e in envs if e in g]
-        values = {f: jsonable(members[0].values[f]) for f in fields}
+        values = {f: setting_value(members[0].values[f]) for f in fields}
         label = ", ".join(f"{f}={fmts[f](values[f])}" for f in fields) or "(all)"
         entry = _entry(members, values, label, sr)
         notes += _notes(label, members, sr, entry, {m.env: int(sr.usable[m.id].sum()) for m in members})

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from purejaxppo.errors import ConfigError
-from purejaxppo.sweep.values import jsonable, value_key
+from purejaxppo.sweep.values import setting_value, value_key
 
 SCORES = ("final", "auc")
 METRICS = ("iqm", "mean", "median")
@@ -183,7 +183,10 @@ def comparison_groups(runs: list[SettingRuns], fields: list[str], envs: list[str
 
 def field_values(runs: list[SettingRuns], fields: list[str]) -> dict[str, list]:
     """Per field: its distinct (JSON-safe) values, in order of first appearance."""
-    return {f: list({value_key(r.values[f]): jsonable(r.values[f]) for r in runs}.values()) for f in fields}
+    return {
+        f: list({value_key(setting_value(r.values[f])): setting_value(r.values[f]) for r in runs}.values())
+        for f in fields
+    }
 
 
 # --------------------------------------------------------------------------- scores and normalization

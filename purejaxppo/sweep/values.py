@@ -28,6 +28,14 @@ def jsonable(v):
     return str(v)
 
 
+def setting_value(v):
+    """A setting's field value made JSON-safe like `jsonable`, except that an infinite float (clip_eps: inf, no
+    clipping) is kept as the text "inf" / "-inf", so reports name it (a NaN is never a valid setting)."""
+    if isinstance(v, (float, np.floating)) and math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return jsonable(v)
+
+
 def value_key(v) -> str:
     """A hashable identity for a (JSON-able) field value."""
     return json.dumps(jsonable(v), sort_keys=True)
