@@ -47,3 +47,17 @@ def final_scores(curves: np.ndarray, frac: float = 0.1) -> np.ndarray:
     """Mean of the last `frac` of updates of each run: `[..., num_updates]` -> `[...]`."""
     tail = max(1, int(round(curves.shape[-1] * frac)))
     return curves[..., -tail:].mean(axis=-1)
+
+
+def last_episodes(rows: list[dict], episodes: int = 100) -> tuple[float, int]:
+    """(mean return, count) of a run's last `episodes` episodes, from its metric rows (metrics.jsonl): each
+    update's mean episode return weighted by its completed episodes, newest first, until `episodes` are counted
+    (NaN, 0 when none completed)."""
+    total, count = 0.0, 0
+    for r in reversed(rows):
+        n = int(r.get("episodes_completed") or 0)
+        if n and r.get("episode_return") is not None:
+            total, count = total + r["episode_return"] * n, count + n
+        if count >= episodes:
+            break
+    return (total / count if count else float("nan")), count

@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import hardware_line  # noqa: E402
+from _common import hardware_line, last_episodes  # noqa: E402
 
 from purejaxppo import PPOConfig, configure_cpu  # noqa: E402
 from purejaxppo.runs import read_metrics, train_run  # noqa: E402
@@ -58,18 +58,6 @@ def train_slice(game: str, updates: int, runs: pathlib.Path, conv_impl: str) -> 
 
 def _updates_done(out: pathlib.Path) -> int:
     return max((r["update"] for r in read_metrics(out)), default=0) if (out / "metrics.jsonl").is_file() else 0
-
-
-def last_games(rows: list[dict], games: int = 100) -> tuple[float, int]:
-    """(mean score, count) of the run's last `games` whole games, from per-update means weighted by count."""
-    total, count = 0.0, 0
-    for r in reversed(rows):
-        n = int(r.get("episodes_completed") or 0)
-        if n and r.get("episode_return") is not None:
-            total, count = total + r["episode_return"] * n, count + n
-        if count >= games:
-            break
-    return (total / count if count else float("nan")), count
 
 
 def random_score(game: str, games: int = 10) -> float:
@@ -105,7 +93,7 @@ def write_report(games: list[str], runs: pathlib.Path, walls: dict, path: pathli
         rows = read_metrics(out) if (out / "metrics.jsonl").is_file() else []
         n_updates = max((r["update"] for r in rows), default=0)
         steps = n_updates * 8 * 128
-        score, n = last_games(rows)
+        score, n = last_episodes(rows)  # whole games: the env's episode_end
         lines.append(
             f"| {game} | {n_updates} | {steps:,} | {steps * FRAMES_PER_STEP:,} | {score:.1f} ({n}) | "
             f"{random_score(game):.1f} | {PAPER_40M[game]} |"

@@ -41,7 +41,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import hardware_line  # noqa: E402
+from _common import hardware_line, last_episodes  # noqa: E402
 
 from purejaxppo import PPOConfig, configure_cpu  # noqa: E402
 from purejaxppo.runs import read_metrics  # noqa: E402
@@ -117,18 +117,6 @@ def run_task(task: str, steps: int, seeds: int, runs: pathlib.Path) -> float:
     return time.time() - t
 
 
-def last_100_episodes(rows: list[dict]) -> float:
-    """Mean return of a run's last 100 episodes from its metric rows (per-update means weighted by count)."""
-    total, count = 0.0, 0
-    for r in reversed(rows):
-        n = int(r.get("episodes_completed") or 0)
-        if n and r.get("episode_return") is not None:
-            total, count = total + r["episode_return"] * n, count + n
-        if count >= 100:
-            break
-    return total / count if count else float("nan")
-
-
 def task_scores(task: str, runs: pathlib.Path) -> dict[str, np.ndarray] | None:
     """{label: scores [seeds]} of one finished task, or None when it has not finished."""
     out = runs / task
@@ -140,7 +128,7 @@ def task_scores(task: str, runs: pathlib.Path) -> dict[str, np.ndarray] | None:
         for r in read_metrics(gdir):
             by_setting.setdefault(r["setting"], {}).setdefault(r["seed"], []).append(r)
     labels = list(SETTINGS)
-    return {labels[s]: np.array([last_100_episodes(by_seed[k]) for k in sorted(by_seed)])
+    return {labels[s]: np.array([last_episodes(by_seed[k])[0] for k in sorted(by_seed)])
             for s, by_seed in sorted(by_setting.items())}
 
 

@@ -90,8 +90,9 @@ def step_envs(env, env_params, keys: jax.Array, env_state: Any, action: jax.Arra
     reward = jnp.reshape(reward, (n,)).astype(jnp.float32)
     terminated = jnp.reshape(terminated, (n,)).astype(bool)
     truncated = jnp.reshape(truncated, (n,)).astype(bool)
-    score = info.get("score", reward) if isinstance(info, dict) else reward
-    end = info.get("episode_end", terminated | truncated) if isinstance(info, dict) else terminated | truncated
+    extra = info if isinstance(info, dict) else {}
+    score = extra.get("score", reward)
+    end = extra.get("episode_end", terminated | truncated)
     return EnvStep(
         obs,
         env_state,
