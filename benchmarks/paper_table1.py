@@ -11,7 +11,10 @@ parts are switched by traced settings, listed as the sweep's points (`SETTINGS` 
 clipping, exactly; kl_beta = 0 no penalty; kl_beta_min = kl_beta_max = kl_beta a fixed beta; else beta
 adapts from 1 by the paper's rule). tests/test_objectives.py checks that each point trains exactly as the
 paper's own objective (`clip`, `none`, `kl_fixed`, `kl_adaptive`) does. The sweep folders live under --runs
-(default runs/paper_table1/<task>) and resume where they stopped, so the table fills in across sessions.
+(default runs/paper_table1/<task>) and resume where they stopped. A finished task's per-seed scores and
+session times are recorded in benchmarks/results/paper_table1.json (committed), so the table fills in across
+sessions and checkouts: a task found there is not trained again, and the report reads it when its run folder
+is gone.
 
 Task versions: the `-v4` tasks. The paper ran gym's v1 tasks on mujoco-py; v4 has the same models and
 rewards on the maintained `mujoco` bindings (v5 changes defaults such as the reset noise and healthy-reward
@@ -105,6 +108,29 @@ def paper_config(task: str, steps: int) -> PPOConfig:
     )
 
 
+RECORD = RESULTS / "paper_table1.json"
+
+
+def load_record() -> dict:
+    """{task: {"scores": {label: [per seed]}, "sessions": [{wall_time_s, compile_time_s}], ...}} of finished tasks."""
+    return json.loads(RECORD.read_text()) if RECORD.is_file() else {}
+
+
+def record_task(task: str, runs: pathlib.Path, steps: int, seeds: int) -> None:
+    """Copy a finished task's per-seed scores and session times from its run folder into RECORD."""
+    scores = task_scores(task, runs)
+    if scores is None or len(scores) != len(SETTINGS):
+        return
+    info = json.loads((runs / task / "run.json").read_text())
+    record = load_record()
+    record[task] = {
+        "steps": steps, "seeds": seeds, "recorded": time.strftime("%Y-%m-%d"), "hardware": hardware_line(),
+        "scores": {label: [round(float(x), 3) for x in v] for label, v in scores.items()},
+        "sessions": [{k: x.get(k) for k in ("wall_time_s", "compile_time_s")} for x in info.get("sessions") or []],
+    }
+    RECORD.write_text(json.dumps(dict(sorted(record.items())), indent=1) + "\n")
+
+
 def run_task(task: str, steps: int, seeds: int, runs: pathlib.Path) -> float:
     """Train (or continue) one task's eleven settings x seeds as one sweep; returns the wall seconds it took."""
     out = runs / task
@@ -152,7 +178,10 @@ def random_score(task: str, episodes: int = 100) -> float:
 
 
 def write_report(tasks: list[str], runs: pathlib.Path, seeds: int, steps: int, walls: dict, path: pathlib.Path):
-    raw = {t: task_scores(t, runs) or {} for t in tasks}
+    for t in tasks:
+        record_task(t, runs, steps, seeds)
+    record = load_record()
+    raw = {t: ({k: np.asarray(v) for k, v in record[t]["scores"].items()} if t in record else {}) for t in tasks}
     done = [t for t in tasks if len(raw[t]) == len(PAPER)]
     lines = [
         "# The PPO paper's Table 1, reproduced (MuJoCo through EnvPool)",
@@ -196,20 +225,29 @@ def write_report(tasks: list[str], runs: pathlib.Path, seeds: int, steps: int, w
                   "tasks, 3 seeds (github.com/vwxyzjn/cleanrl, docs/benchmark/ppo_continuous_action.md, tag "
                   "pr-424). CleanRL anneals the learning rate and clips gradients and value loss; its score is "
                   "the episodic return at the end of training."]
-    lines += ["", "## Wall time (every session of each task's sweep, from its run.json)", "",
+    lines += ["", "## Wall time (every session of each task's sweep)", "",
               "| task (11 settings x seeds, one program) | sessions | wall s | compile s | env steps/s |",
               "|---|---:|---:|---:|---:|"]
     for t in tasks:
         info = runs / t / "run.json"
-        if info.is_file():
+        if t in record:
+            sessions = record[t]["sessions"]
+        elif info.is_file():
             sessions = json.loads(info.read_text()).get("sessions") or []
-            wall = sum(x.get("wall_time_s") or 0.0 for x in sessions)
-            comp = sum(x.get("compile_time_s") or 0.0 for x in sessions)
-            rate = f"{len(PAPER) * seeds * steps / wall:,.0f}" if t in done and wall else "(running)"
-            lines.append(f"| {t} | {len(sessions)} | {wall:.0f} | {comp:.0f} | {rate} |")
+        else:
+            continue
+        wall = sum(x.get("wall_time_s") or 0.0 for x in sessions)
+        comp = sum(x.get("compile_time_s") or 0.0 for x in sessions)
+        rate = f"{len(PAPER) * seeds * steps / wall:,.0f}" if t in done and wall else "(running)"
+        lines.append(f"| {t} | {len(sessions)} | {wall:.0f} | {comp:.0f} | {rate} |")
+    notes: dict[str, list] = {}
+    for t in done:
+        if record[t].get("note"):
+            notes.setdefault(record[t]["note"], []).append(t)
     lines += ["", "Sessions ran beside other work on the same 2 cores (tests, other benchmarks), so the walls are "
-              "upper bounds. This invocation: " + (", ".join(f"{k} {v:.0f} s" for k, v in walls.items()) or "report only")
-              + "."]
+              "upper bounds. This invocation: "
+              + (", ".join(f"{k} {v:.0f} s" for k, v in walls.items()) or "report only") + "."]
+    lines += ["", *(f"{', '.join(ts)}: {n}" for n, ts in notes.items())]
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")
 
@@ -227,7 +265,11 @@ def main():
     walls = {}
     if not args.report_only:
         for task in args.tasks:
+            if task in load_record():
+                print(f"{task}: recorded in {RECORD.name}, not trained again", flush=True)
+                continue
             walls[task] = run_task(task, args.steps, args.seeds, runs)
+            record_task(task, runs, args.steps, args.seeds)
             print(f"{task}: {walls[task]:.0f}s", flush=True)
     write_report(args.tasks, runs, args.seeds, args.steps, walls, pathlib.Path(args.out))
 
