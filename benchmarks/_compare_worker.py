@@ -1,16 +1,19 @@
 """Worker process for benchmarks/compare.py (one per implementation, kept alive across runs).
 
-Runs under either our virtualenv (impl=purejaxppo) or the separate rejax
-virtualenv (impl=rejax), so rejax and its dependencies never enter ours.
-Protocol: one JSON object per line on stdin, one JSON reply per line on stdout.
+    python benchmarks/_compare_worker.py purejaxppo | rejax | purejaxrl <checkout>
 
-  {"cmd": "setup", "spec": {...}, "seeds": S}  -> {"compile_s": ...}
-  {"cmd": "run"}                               -> {"seconds": ..., "final_return": ...}
+Runs under our virtualenv (impl=purejaxppo) or a peer's own virtualenv (rejax, purejaxrl), so no peer
+and none of its dependencies enter ours. Protocol: one JSON object per line on stdin, one JSON reply per
+line on stdout. A worker holds any number of compiled programs, each under its `tag`:
+
+  {"cmd": "setup", "tag": T, "spec": {...}, "seeds": S}  -> {"compile_s", "steps_per_seed", "num_envs", "num_steps"}
+  {"cmd": "run", "tag": T, "returns": bool}              -> {"seconds": ..., "final_return": ... or null}
   {"cmd": "quit"}
 
-`spec` holds the shared hyperparameters (see compare.py). Only the compiled
-program's execution is timed (`block_until_ready`); compile time is
-`jit(...).lower(...).compile()`.
+`spec` holds the shared hyperparameters (see compare.py), or for our own rows a YAML config of this
+repository (`config`) with a budget and `conv_impl`. Only the compiled program's execution is timed
+(`block_until_ready`); compile time is `jit(...).lower(...).compile()`. The final return is computed after
+the timed call (untimed).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 IMPL = sys.argv[1]
+ROOT = Path(__file__).resolve().parent.parent
 
 import jax  # noqa: E402
 
@@ -37,18 +42,31 @@ def reply(obj):
 
 
 # --------------------------------------------------------------------------- purejaxppo
-def setup_ours(spec, seeds):
-    from purejaxppo import PPOConfig, make_train
+def ours_config(spec):
+    from purejaxppo import PPOConfig
 
-    cfg = PPOConfig(
+    if "config" in spec:  # one of this repository's configs (the CNN rows), at the row's budget
+        cfg = PPOConfig.from_yaml(ROOT / spec["config"])
+        return cfg.replace(total_timesteps=spec["total_timesteps"], conv_impl=spec.get("conv_impl", cfg.conv_impl))
+    network = spec.get("network", "mlp")
+    extra = {}
+    if network in ("gru", "lstm"):
+        extra = dict(rnn_size=spec["rnn_size"], rnn_torso=tuple(spec["rnn_torso"]), rnn_shared_core=True)
+    return PPOConfig(
         env=spec["env"], total_timesteps=spec["total_timesteps"], num_envs=spec["num_envs"],
         num_steps=spec["num_steps"], update_epochs=spec["epochs"], num_minibatches=spec["minibatches"],
         actor_hidden=tuple(spec["hidden"]), critic_hidden=tuple(spec["hidden"]), activation=spec["activation"],
-        network="mlp", learning_rate=spec["lr"], anneal_lr=False, gamma=spec["gamma"], gae_lambda=spec["gae_lambda"],
-        clip_eps=spec["clip_eps"], vf_clip_eps=spec["clip_eps"], ent_coef=spec["ent_coef"], vf_coef=spec["vf_coef"],
-        max_grad_norm=spec["max_grad_norm"], normalize_obs=spec["normalize_obs"],
-        normalize_reward=spec["normalize_reward"], log_every=0,
+        network=network, learning_rate=spec["lr"], anneal_lr=spec.get("anneal_lr", False), gamma=spec["gamma"],
+        gae_lambda=spec["gae_lambda"], clip_eps=spec["clip_eps"], vf_clip_eps=spec["clip_eps"],
+        ent_coef=spec["ent_coef"], vf_coef=spec["vf_coef"], max_grad_norm=spec["max_grad_norm"],
+        normalize_obs=spec["normalize_obs"], normalize_reward=spec["normalize_reward"], log_every=0, **extra,
     )
+
+
+def setup_ours(spec, seeds):
+    from purejaxppo import make_train
+
+    cfg = ours_config(spec)
     train = make_train(cfg)
     keys = jax.random.split(jax.random.key(spec.get("seed", 0)), seeds)
     fn, arg = (train, keys[0]) if seeds == 1 else (jax.vmap(train), keys)
@@ -57,8 +75,7 @@ def setup_ours(spec, seeds):
     compile_s = time.perf_counter() - t
 
     def run():
-        out = jax.block_until_ready(compiled(arg))
-        return out
+        return jax.block_until_ready(compiled(arg))
 
     def final_return(out):
         # Mean training episode return over the last 10% of updates, averaged over seeds.
@@ -66,12 +83,13 @@ def setup_ours(spec, seeds):
         tail = max(1, r.shape[-1] // 10)
         return float(r[..., -tail:].mean())
 
-    return compile_s, run, final_return, cfg.num_updates * cfg.batch_size
+    return compile_s, run, final_return, dict(steps_per_seed=cfg.num_updates * cfg.batch_size,
+                                              num_envs=cfg.num_envs, num_steps=cfg.num_steps)
 
 
-# --------------------------------------------------------------------------- rejax
+# --------------------------------------------------------------------------- gymnax adapters for the peers
 class FiveTupleEnv:
-    """gymnax >= 1.0 env -> the 5-value `step` rejax 0.1.3 expects (done = terminated | truncated).
+    """gymnax >= 1.0 env -> the 5-value `step` rejax 0.1.3 and PureJaxRL expect (done = terminated | truncated).
 
     Auto-reset and everything else is the wrapped env's; only the return tuple changes.
     """
@@ -92,11 +110,47 @@ class FiveTupleEnv:
         return self._env.reset(key, params)
 
 
+class MaskedFiveTupleEnv(FiveTupleEnv):
+    """FiveTupleEnv whose flat observations `[D]` keep only the entries `keep` (`[len(keep)]`).
+
+    The same observations as purejaxppo's `masked/<id>` tasks (purejaxppo.envs.wrappers.MASKS, which
+    compare.py passes in the spec), written here so that the peers' virtualenvs need no purejaxppo.
+    """
+
+    def __init__(self, env, keep):
+        super().__init__(env)
+        self._keep = np.asarray(keep)
+
+    def __getattr__(self, name):
+        if name == "_keep":
+            raise AttributeError(name)
+        return super().__getattr__(name)
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, done, info = super().step(key, state, action, params)
+        return obs[..., self._keep], state, reward, done, info
+
+    def reset(self, key, params=None):
+        obs, state = self._env.reset(key, params)
+        return obs[..., self._keep], state
+
+    def observation_space(self, params):
+        from gymnax.environments import spaces
+
+        inner = self._env.observation_space(params)
+        low = np.broadcast_to(np.asarray(inner.low), inner.shape)[self._keep]
+        high = np.broadcast_to(np.asarray(inner.high), inner.shape)[self._keep]
+        return spaces.Box(low, high, (len(self._keep),), inner.dtype)
+
+
+# --------------------------------------------------------------------------- rejax
 def setup_rejax(spec, seeds):
     import gymnax
     from rejax import PPO
     from rejax.evaluate import evaluate
 
+    if spec.get("network", "mlp") != "mlp" or spec["env"].startswith("masked/") or spec.get("anneal_lr"):
+        raise ValueError("rejax 0.1.3's PPO runs an MLP on a gymnax task with a constant learning rate only")
     env, env_params = gymnax.make(spec["env"])
     steps_per_iter = spec["num_envs"] * spec["num_steps"]
     total = (spec["total_timesteps"] // steps_per_iter) * steps_per_iter
@@ -132,26 +186,43 @@ def setup_rejax(spec, seeds):
         ts, _ = out
         return float(np.mean(np.asarray(eval_fn(ts, arg))))
 
-    return compile_s, run, final_return, total
+    return compile_s, run, final_return, dict(steps_per_seed=total, num_envs=spec["num_envs"],
+                                              num_steps=spec["num_steps"])
+
+
+# --------------------------------------------------------------------------- PureJaxRL (the user's checkout)
+def setup_purejaxrl(spec, seeds):
+    from _purejaxrl_worker import setup_purejaxrl as setup
+
+    adapters = dict(five_tuple=FiveTupleEnv, masked=MaskedFiveTupleEnv)
+    return setup(spec, seeds, sys.argv[2], adapters)
+
+
+SETUPS = {"purejaxppo": setup_ours, "rejax": setup_rejax, "purejaxrl": setup_purejaxrl}
 
 
 def main():
-    setup = setup_ours if IMPL == "purejaxppo" else setup_rejax
-    run = final_return = None
+    setup = SETUPS[IMPL]
+    programs = {}
     for line in sys.stdin:
         msg = json.loads(line)
         if msg["cmd"] == "quit":
             break
         try:
             if msg["cmd"] == "setup":
-                run = final_return = None
-                compile_s, run, final_return, steps = setup(msg["spec"], msg["seeds"])
-                reply({"compile_s": compile_s, "steps_per_seed": steps})
+                programs.pop(msg["tag"], None)
+                compile_s, run, final_return, info = setup(msg["spec"], msg["seeds"])
+                programs[msg["tag"]] = (run, final_return)
+                reply(dict(info, compile_s=compile_s))
             elif msg["cmd"] == "run":
+                run, final_return = programs[msg["tag"]]
                 t = time.perf_counter()
                 out = run()
                 seconds = time.perf_counter() - t
                 reply({"seconds": seconds, "final_return": final_return(out) if msg.get("returns", True) else None})
+            elif msg["cmd"] == "drop":
+                programs.pop(msg["tag"], None)
+                reply({})
         except Exception as e:  # report, keep serving
             import traceback
 
