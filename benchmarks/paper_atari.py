@@ -15,8 +15,10 @@ stopped: the env stream restarts with new episodes on resume, the parameters and
 report gives the frames reached, the env steps per second of this invocation, the mean score of the last
 games, and the score of a uniform random policy measured the same way.
 
-conv_impl: 'xla' by default here: with one seed the convolutions are not vmapped, and XLA's own convolution
-was faster than the patches form for a single parameter set on this CPU (benchmarks/conv_vmap.py).
+conv_impl: 'patches' by default. With one seed nothing is vmapped, but the update's gradient is what costs:
+measured 2026-12-02 on this CPU (Nature CNN, a 256-frame minibatch, forward + backward) 0.70 s with patches vs
+1.19 s with XLA's convolution, whose kernel gradient for the 8x8 stride-4 layer XLA:CPU runs slowly (the
+forward alone is the other way round: 0.42 s vs 0.14 s).
 Writes benchmarks/results/paper_atari.md.
 """
 
@@ -78,6 +80,22 @@ def random_score(game: str, games: int = 10) -> float:
     return float(finished.mean())
 
 
+CURVE_BUCKET = 100_000  # frames
+
+
+def curve(rows: list[dict]) -> dict[int, tuple[float, int]]:
+    """{bucket: (mean score, games)} of whole games by the frame count at which they ended (bucket b holds
+    frames (b * CURVE_BUCKET, (b + 1) * CURVE_BUCKET]), from each update's mean and count of ended games."""
+    sums: dict[int, list] = {}
+    for r in rows:
+        n = int(r.get("episodes_completed") or 0)
+        if n and r.get("episode_return") is not None:
+            b = (r["update"] * 8 * 128 * FRAMES_PER_STEP - 1) // CURVE_BUCKET
+            acc = sums.setdefault(b, [0.0, 0])
+            acc[0], acc[1] = acc[0] + r["episode_return"] * n, acc[1] + n
+    return {b: (t / n, n) for b, (t, n) in sums.items()}
+
+
 def write_report(games: list[str], runs: pathlib.Path, walls: dict, path: pathlib.Path) -> None:
     lines = [
         "# The PPO paper's Atari settings (EnvPool), trained in slices on this machine",
@@ -98,8 +116,15 @@ def write_report(games: list[str], runs: pathlib.Path, walls: dict, path: pathli
             f"| {game} | {n_updates} | {steps:,} | {steps * FRAMES_PER_STEP:,} | {score:.1f} ({n}) | "
             f"{random_score(game):.1f} | {PAPER_40M[game]} |"
         )
+    lines += ["", f"## Learning curve (mean score of the games that ended in each {CURVE_BUCKET:,}-frame span)", "",
+              "| frames | " + " | ".join(games) + " |", "|---:|" + "---|" * len(games)]
+    curves = {g: curve(read_metrics(runs / g) if (runs / g / "metrics.jsonl").is_file() else []) for g in games}
+    for b in sorted({b for c in curves.values() for b in c}):
+        cells = [f"{curves[g][b][0]:.1f} ({curves[g][b][1]})" if b in curves[g] else "" for g in games]
+        lines.append(f"| {(b + 1) * CURVE_BUCKET:,} | " + " | ".join(cells) + " |")
     if walls:
-        lines += ["", "## This invocation", "", "| game | updates added | wall s | env steps/s |", "|---|---:|---:|---:|"]
+        lines += ["", "## This invocation", "", "| game | updates added | wall s | env steps/s |",
+                  "|---|---:|---:|---:|"]
         lines += [f"| {g} | {u} | {w:.0f} | {u * 8 * 128 / w:.1f} |" for g, (u, w) in walls.items()]
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")
@@ -109,7 +134,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--games", nargs="+", default=list(GAMES), choices=list(GAMES))
     p.add_argument("--updates", type=int, default=40, help="updates to add to each game's run (1,024 steps each)")
-    p.add_argument("--conv-impl", choices=("xla", "patches"), default="xla")
+    p.add_argument("--conv-impl", choices=("xla", "patches"), default="patches")
     p.add_argument("--runs", default=str(ROOT / "runs" / "paper_atari"))
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "paper_atari.md"))
