@@ -86,7 +86,7 @@ def purejaxrl_config(spec: dict) -> tuple[str, dict, tuple[int, ...] | None]:
     env = spec["env"]
     keep = None
     if env.startswith("masked/"):
-        env, keep = env[len("masked/"):], tuple(spec["mask"])
+        env, keep = env[len("masked/") :], tuple(spec["mask"])
     if spec.get("network", "mlp") == "gru":
         module = "ppo_rnn"
         want = dict(hidden=[RNN_SIZE], rnn_torso=[RNN_SIZE], rnn_size=RNN_SIZE, activation="relu")
@@ -95,18 +95,29 @@ def purejaxrl_config(spec: dict) -> tuple[str, dict, tuple[int, ...] | None]:
         want = dict(hidden=MLP_HIDDEN)
     for key, value in want.items():
         if spec.get(key) != value:
-            raise ValueError(f"PureJaxRL's {module}.py has {key}={value} fixed in its code; this spec has "
-                             f"{key}={spec.get(key)!r}")
+            raise ValueError(
+                f"PureJaxRL's {module}.py has {key}={value} fixed in its code; this spec has {key}={spec.get(key)!r}"
+            )
     for key in ("normalize_obs", "normalize_reward"):
         if spec.get(key):
             raise ValueError(f"PureJaxRL's {module}.py has no {key}")
     config = {
-        "LR": spec["lr"], "NUM_ENVS": spec["num_envs"], "NUM_STEPS": spec["num_steps"],
-        "TOTAL_TIMESTEPS": spec["total_timesteps"], "UPDATE_EPOCHS": spec["epochs"],
-        "NUM_MINIBATCHES": spec["minibatches"], "GAMMA": spec["gamma"], "GAE_LAMBDA": spec["gae_lambda"],
-        "CLIP_EPS": spec["clip_eps"], "ENT_COEF": spec["ent_coef"], "VF_COEF": spec["vf_coef"],
-        "MAX_GRAD_NORM": spec["max_grad_norm"], "ACTIVATION": spec["activation"], "ENV_NAME": env,
-        "ANNEAL_LR": bool(spec.get("anneal_lr", False)), "DEBUG": False,
+        "LR": spec["lr"],
+        "NUM_ENVS": spec["num_envs"],
+        "NUM_STEPS": spec["num_steps"],
+        "TOTAL_TIMESTEPS": spec["total_timesteps"],
+        "UPDATE_EPOCHS": spec["epochs"],
+        "NUM_MINIBATCHES": spec["minibatches"],
+        "GAMMA": spec["gamma"],
+        "GAE_LAMBDA": spec["gae_lambda"],
+        "CLIP_EPS": spec["clip_eps"],
+        "ENT_COEF": spec["ent_coef"],
+        "VF_COEF": spec["vf_coef"],
+        "MAX_GRAD_NORM": spec["max_grad_norm"],
+        "ACTIVATION": spec["activation"],
+        "ENV_NAME": env,
+        "ANNEAL_LR": bool(spec.get("anneal_lr", False)),
+        "DEBUG": False,
     }
     return module, config, keep
 
@@ -148,5 +159,9 @@ def setup_purejaxrl(spec: dict, seeds: int, checkout: str, adapters: dict):
         return training_return(out["metrics"] if "metrics" in out else out["metric"])
 
     steps = config["NUM_UPDATES"] * config["NUM_STEPS"] * config["NUM_ENVS"]  # make_train wrote NUM_UPDATES
-    return compile_s, run, final_return, dict(steps_per_seed=steps, num_envs=config["NUM_ENVS"],
-                                              num_steps=config["NUM_STEPS"])
+    return (
+        compile_s,
+        run,
+        final_return,
+        dict(steps_per_seed=steps, num_envs=config["NUM_ENVS"], num_steps=config["NUM_STEPS"]),
+    )

@@ -136,7 +136,7 @@ def pair_ratios(steps_a: int, seconds_a: Sequence[float], steps_b: int, seconds_
     i-th of A and of B from the same pair (run back to back). Returns `[pairs]` floats."""
     if len(seconds_a) != len(seconds_b) or not seconds_a:
         raise ValueError(f"need as many timed calls of A as of B, got {len(seconds_a)} and {len(seconds_b)}")
-    return [(steps_a / ta) / (steps_b / tb) for ta, tb in zip(seconds_a, seconds_b)]
+    return [(steps_a / ta) / (steps_b / tb) for ta, tb in zip(seconds_a, seconds_b, strict=True)]
 
 
 def ratio_ci(ratios: Sequence[float], reps: int = BOOTSTRAP_REPS, seed: int = 0) -> tuple[float, float, float]:
@@ -294,7 +294,8 @@ def main():
     p.add_argument("--quick", action="store_true", help="CPU budgets per row: QUICK_STEPS")
     p.add_argument("--total-timesteps", type=int, default=None, help="override every row's budget")
     p.add_argument("--num-envs", type=int, default=None, help="override every MLP / GRU row's num_envs")
-    p.add_argument("--rejax-python", default=None, help="python of a virtualenv with rejax (default: benchmarks/.venv-rejax)")
+    p.add_argument("--rejax-python", default=None,
+                   help="python of a virtualenv with rejax (default: benchmarks/.venv-rejax)")
     p.add_argument("--purejaxrl-python", default=None,
                    help="python of a virtualenv with PureJaxRL's dependencies (default: benchmarks/.venv-purejaxrl)")
     args = p.parse_args()
@@ -330,8 +331,8 @@ def main():
     print(f"# command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}")
     print(f"# {args.pairs} alternating pairs per row; ratio = A / B env-steps/s, median of the pair ratios "
           "[percentile-bootstrap 95% CI over pairs]")
-    print("| row | seeds | envs x steps | steps/seed | A | B | A env-steps/s | B env-steps/s | A / B: median [95% CI] | "
-          "pair ratios | compile s (A / B) | final return (A / B) |")
+    print("| row | seeds | envs x steps | steps/seed | A | B | A env-steps/s | B env-steps/s | "
+          "A / B: median [95% CI] | pair ratios | compile s (A / B) | final return (A / B) |")
     print("|---|---:|---|---:|---|---|---:|---:|---|---|---|---|", flush=True)
     skipped = []
     try:
@@ -343,12 +344,14 @@ def main():
                                             f"{impl}, {s} seed{'s' if s > 1 else ''}")
                          for impl in ("patches", "xla") for s in (n, 1)}
                 time_group(list(progs.values()), workers, args.pairs)
-                for a, b, seeds in ((("patches", n), ("patches", 1), f"{n} vs 1"), (("xla", n), ("xla", 1), f"{n} vs 1"),
+                for a, b, seeds in ((("patches", n), ("patches", 1), f"{n} vs 1"),
+                                    (("xla", n), ("xla", 1), f"{n} vs 1"),
                                     (("patches", n), ("xla", n), str(n)), (("patches", 1), ("xla", 1), "1")):
                     print(table_row(ROW_NAMES[row], seeds, progs[a], progs[b]), flush=True)
                 continue
             row_peers = peers_for(row, peers)
-            skipped += [f"{row}: no {LABELS[q]} implementation with matching inputs" for q in peers if q not in row_peers]
+            skipped += [f"{row}: no {LABELS[q]} implementation with matching inputs"
+                        for q in peers if q not in row_peers]
             if not row_peers:
                 continue
             for seeds in args.seeds or DEFAULT_SEEDS[row]:

@@ -45,6 +45,7 @@ TIERS: dict[str, str | set[str]] = {
     # unit tests, every one
     "test_config.py": "fast",
     "test_stats.py": "fast",
+    "test_compare_stats.py": "fast",  # benchmarks/compare.py's pure parts (order, pair ratios, CI, specs)
     "test_faults_config.py": "fast",
     "test_gae.py": "fast",
     "test_distributions.py": "fast",
