@@ -61,6 +61,15 @@ TIERS: dict[str, str | set[str]] = {
     "test_losses.py": "fast",
     # train -> checkpoint -> stop -> resume bit-identical on a tiny budget, and the checkpoint format
     "test_checkpoint.py": "fast",
+    # population-based training: the pure exploit/explore step, its config and spec checks (the runs are slow)
+    "test_pbt.py": {"test_exploit_copies_exactly_the_chosen_members_learner_and_nothing_else",
+                    "test_nan_and_diverged_members_are_always_replaced_and_never_sources",
+                    "test_explore_keeps_hyperparameters_in_range", "test_initial_draws_lie_in_range_and_differ",
+                    "test_copy_learner_under_vmap_collectives_equals_the_batched_copy",
+                    "test_run_axis_name_is_the_runs_vmap_axis", "test_pbt_config_checks_and_round_trips",
+                    "test_train_source_records_the_population_and_rebuilds_a_pbt_train",
+                    "test_spec_validation_names_the_field_and_the_fix",
+                    "test_cli_errors_before_compiling_and_writes_nothing"},
     # one golden bit-identity case (tests/golden.py runs all of them in the slow tier)
     "test_golden.py": {"test_references_are_stored_and_name_their_machine",
                        "test_run_reproduces_the_golden_references[cartpole]"},

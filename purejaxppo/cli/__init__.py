@@ -1,4 +1,4 @@
-"""Command line: `purejaxppo {train,eval,render,plot,sweep,report}` (also `python -m purejaxppo ...`).
+"""Command line: `purejaxppo {train,eval,render,plot,sweep,report,pbt}` (also `python -m purejaxppo ...`).
 
     purejaxppo train [--config FILE] [--seeds N] [--set FIELD=VALUE ...] [--build MODULE:FUNCTION] [--out runs/NAME]
                      [--processes N] [--mesh seed=S,data=D] [--checkpoint-every N] [--resume runs/NAME]
@@ -10,6 +10,9 @@
                      [--set FIELD=VALUE ...] [--build MODULE:FUNCTION] [--out runs/NAME] [--resume runs/NAME]
                      [--stop-after N]
     purejaxppo report runs/NAME
+    purejaxppo pbt [PBT.yaml] [--config FILE] --population 8 --ready-every K --range FIELD=log:LO:HI ...
+                   [--exploit truncation:0.25] [--perturb 0.8,1.2] [--resample-prob 0.25] [--out runs/NAME]
+                   [--resume runs/NAME] [--mesh seed=S] [--processes N]
 
 User errors print one line `purejaxppo: error: ...` on stderr and exit with
 status 2: purejaxppo's own errors (`purejaxppo.errors.PureJaxPPOError`: bad
@@ -22,7 +25,7 @@ see their traceback too. Any other exception is a bug: it keeps its traceback
 exits with 130 and says which checkpoint to continue from (the newest
 checkpoint stays valid).
 
-Modules: `parser` (the arguments), `train`, `runs` (eval, render, plot), `sweep` (sweep, report), `options`
+Modules: `parser` (the arguments), `train`, `runs` (eval, render, plot), `sweep` (sweep, report), `pbt`, `options`
 (flag values train and sweep share) and `errors` (how exceptions are shown).
 """
 
@@ -34,6 +37,7 @@ import sys
 from purejaxppo.cli.errors import interrupted_message, user_error_message
 from purejaxppo.cli.options import parse_sets
 from purejaxppo.cli.parser import build_parser
+from purejaxppo.cli.pbt import cmd_pbt
 from purejaxppo.cli.train import cmd_train, print_train_summary
 from purejaxppo.errors import ConfigError
 
@@ -53,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     try:
-        if args.func is cmd_train and args.processes is not None and not args.distributed:
+        if args.func in (cmd_train, cmd_pbt) and args.processes is not None and not args.distributed:
             return _launch_workers(args)
-        if args.func is cmd_train and args.distributed:
+        if args.func in (cmd_train, cmd_pbt) and args.distributed:
             from purejaxppo.parallel.distributed import initialize
 
             initialize(args.coordinator, args.num_processes, args.process_id)
@@ -93,6 +97,6 @@ def _launch_workers(args) -> int:
             skip = True
         elif not a.startswith("--processes="):
             worker_argv.append(a)
-    if worker_argv[:1] != ["train"]:
-        worker_argv = ["train"] + worker_argv
+    if worker_argv[:1] != [args.command]:
+        worker_argv = [args.command] + worker_argv
     return launch(worker_argv, args.processes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from purejaxppo.cli.pbt import cmd_pbt
 from purejaxppo.cli.runs import cmd_eval, cmd_plot, cmd_render
 from purejaxppo.cli.sweep import cmd_report, cmd_sweep
 from purejaxppo.cli.train import cmd_train
@@ -19,13 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="purejaxppo", description="PPO end to end in JAX: train, evaluate, render, plot."
     )
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,render,plot,sweep,report}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,render,plot,sweep,report,pbt}")
     _add_train(sub)
     _add_eval(sub)
     _add_render(sub)
     _add_plot(sub)
     _add_sweep(sub)
     _add_report(sub)
+    _add_pbt(sub)
     return parser
 
 
@@ -260,3 +262,58 @@ def _add_report(sub) -> None:
     )
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.set_defaults(func=cmd_report)
+
+
+def _add_pbt(sub) -> None:
+    p = sub.add_parser(
+        "pbt",
+        help="population-based training: hyperparameters that change during training",
+        description="Train a population whose members exploit (the bottom copy the top's learner) and explore "
+        "(perturb or resample their traced hyperparameters) every --ready-every updates, inside one compiled "
+        "program; then write pbt.md, pbt.json and plots (docs: Population-based training).",
+    )
+    p.add_argument(
+        "file",
+        nargs="?",
+        help="PBT YAML file (keys: config, set, population, ready_every, range, exploit, perturb, resample_prob, "
+        "seed, pbt_seed); flags below override it",
+    )
+    p.add_argument("--config", help="base YAML config (default: the PBT file's, else the built-in defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a base config field")
+    p.add_argument("--build", metavar="MODULE:FUNCTION", default=None, help=BUILD_HELP)
+    p.add_argument("--population", type=int, default=None, metavar="P", help="members (default 8)")
+    p.add_argument(
+        "--ready-every",
+        type=int,
+        default=None,
+        metavar="K",
+        help="updates between exploit/explore steps (a multiple of log_every)",
+    )
+    p.add_argument(
+        "--range",
+        action="append",
+        default=[],
+        metavar="FIELD=[log:]LOW:HIGH",
+        help="an explored traced field and its range (repeatable): initial draws, resampling and clipping",
+    )
+    p.add_argument(
+        "--exploit", default=None, metavar="truncation:Q", help="the bottom Q copy the top Q (default truncation:0.25)"
+    )
+    p.add_argument("--perturb", default=None, metavar="F1,F2", help="explore factors (default 0.8,1.2)")
+    p.add_argument(
+        "--resample-prob", type=float, default=None, help="probability of a fresh draw instead of a factor (0.25)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=None, help="member i trains with jax.random.split(key(SEED), P)[i] (default 0)"
+    )
+    p.add_argument("--pbt-seed", type=int, default=None, help="seed of the initial draws and of exploit/explore")
+    p.add_argument("--out", help="run folder (default runs/<env>-<timestamp>)")
+    p.add_argument("--resume", metavar="RUN", help="continue the population in this folder")
+    p.add_argument("--overwrite", action="store_true", help="replace the run files of an existing --out folder")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N", help="updates per chunk and checkpoint")
+    p.add_argument(
+        "--stop-after", type=int, default=None, metavar="N", help="stop after N updates (continue with --resume)"
+    )
+    p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="auto", help="progress display")
+    _add_scaling_out(p)  # the population is the run axis: --mesh seed=S splits it over devices
+    p.set_defaults(func=cmd_pbt)

@@ -58,11 +58,7 @@ def _spec_from_args(args):
 
     data = read_sweep_file(args.file) if args.file else {}
     source = args.file or "sweep"
-    config_path = args.config or data.get("config")
-    base = PPOConfig.from_yaml(config_path) if config_path else PPOConfig()
-    sets = dict(data.get("set") or {})
-    sets.update(parse_sets(args.set))
-    base = base.replace(**{k: coerce_field(k, v, source=f"{source}: set") for k, v in sets.items()})
+    base, config_path = base_config(args, data, source)
     grid, ranges = _grid_and_ranges(args, data)
 
     def pick(flag: Any, key: str, default: Any) -> Any:  # the command line's value, else the file's
@@ -84,6 +80,26 @@ def _spec_from_args(args):
     )
 
 
+def base_config(args, data: dict, source: str) -> tuple[PPOConfig, str | None]:
+    """(the base config, its path or None) of a sweep or PBT file `data` and the flags --config and --set."""
+    config_path = args.config or data.get("config")
+    base = PPOConfig.from_yaml(config_path) if config_path else PPOConfig()
+    sets = dict(data.get("set") or {})
+    sets.update(parse_sets(args.set))
+    return base.replace(**{k: coerce_field(k, v, source=f"{source}: set") for k, v in sets.items()}), config_path
+
+
+def range_args(flags: list[str], data: dict) -> dict:
+    """The file's `range` with each `--range FIELD=TEXT` flag added (a flag replaces the file's field)."""
+    ranges = dict(data.get("range") or {})
+    for r in flags:
+        if "=" not in r:
+            raise ConfigError(f"--range expects FIELD=log:LOW:HIGH or FIELD=LOW:HIGH, got {r!r}")
+        name, text = (p.strip() for p in r.split("=", 1))
+        ranges[name] = text
+    return ranges
+
+
 def _grid_and_ranges(args, data: dict) -> tuple[dict, dict]:
     """The sweep file's grid and range, with --grid and --range added (a flag replaces the file's field)."""
     from purejaxppo.sweep.spec import parse_grid_arg
@@ -92,13 +108,7 @@ def _grid_and_ranges(args, data: dict) -> tuple[dict, dict]:
     for g in args.grid:
         name, values = parse_grid_arg(g)
         grid[name] = values
-    ranges = dict(data.get("range") or {})
-    for r in args.range:
-        if "=" not in r:
-            raise ConfigError(f"--range expects FIELD=log:LOW:HIGH or FIELD=LOW:HIGH, got {r!r}")
-        name, text = (p.strip() for p in r.split("=", 1))
-        ranges[name] = text
-    return grid, ranges
+    return grid, range_args(args.range, data)
 
 
 def _print_sweep_summary(result) -> None:

@@ -42,6 +42,7 @@ from jax.sharding import PartitionSpec as P
 
 from purejaxppo.core.config import RECURRENT_NETWORKS, HParams, PPOConfig, validate_hparams
 from purejaxppo.core.keys import is_key
+from purejaxppo.core.pbt import PBTTrain
 from purejaxppo.core.train import Train, TrainOutput, make_train
 from purejaxppo.errors import ConfigError
 
@@ -302,6 +303,8 @@ def make_sharded_train(
     base = make_train(config, env, env_params, network_factory) if train is None else train
     data = shape[DATA]
     per_device = dataclasses.replace(base, data_axis=DATA if data > 1 else None, data_shards=data)
+    if isinstance(per_device, PBTTrain):  # the population spans the mesh's seed axis, then each device's seeds
+        per_device = dataclasses.replace(per_device, population_axes=(SEED, LOCAL_SEEDS))
     return ShardedTrain(per_device, mesh, num_seeds)
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from purejaxppo.core.config import PPOConfig
+from purejaxppo.core.pbt import PBTConfig, PBTTrain, make_pbt_train
 from purejaxppo.core.train import Train, make_train
 from purejaxppo.errors import BuildError
 from purejaxppo.runs.files import config_diff, describe_diff
@@ -34,15 +36,21 @@ class TrainSource:
 
     kind: str = FROM_CONFIG
     build: str | None = None
+    pbt: str | None = None  # population-based training (purejaxppo.core.pbt.PBTConfig.to_text): the Train is wrapped
 
     def to_json(self) -> dict:
-        return {"train": self.kind, "build": self.build}
+        out: dict = {"train": self.kind, "build": self.build}
+        if self.pbt is not None:
+            out["pbt"] = json.loads(self.pbt)
+        return out
 
     @classmethod
     def from_json(cls, meta: dict) -> TrainSource:
         """From run.json or checkpoint metadata (written before builders existed: from config)."""
         build = meta.get("build")
-        return cls(meta.get("train") or (FROM_BUILDER if build else FROM_CONFIG), build)
+        pbt = meta.get("pbt")
+        pbt_text = None if pbt is None else PBTConfig.from_json(pbt, source="run metadata").to_text()
+        return cls(meta.get("train") or (FROM_BUILDER if build else FROM_CONFIG), build, pbt_text)
 
 
 def check_build_spec(build: str) -> tuple[str, str]:
@@ -108,7 +116,17 @@ def _differences(config: PPOConfig, train: Train) -> str:
 
 
 def build_train(config: PPOConfig, source: TrainSource, given: Train | None = None, *, what: str = "run") -> Train:
-    """The Train of a run: `given` (a Train object from the caller), else rebuilt from `source`."""
+    """The Train of a run: `given` (a Train object from the caller), else rebuilt from `source`; a population-based
+    training run's (`source.pbt`) wrapped by purejaxppo.core.pbt.make_pbt_train."""
+    train = _build_base(config, source, given, what)
+    if source.pbt is not None:
+        pbt = PBTConfig.from_json(source.pbt, source=what)
+        if not (isinstance(train, PBTTrain) and train.pbt == pbt):
+            train = make_pbt_train(train, pbt)
+    return train
+
+
+def _build_base(config: PPOConfig, source: TrainSource, given: Train | None, what: str) -> Train:
     if given is not None:
         if given.config != config:
             raise BuildError(
@@ -126,12 +144,16 @@ def build_train(config: PPOConfig, source: TrainSource, given: Train | None = No
     return make_train(config)
 
 
-def source_of(train_or_config: Any, build: str | None) -> TrainSource:
-    """The source a new run records: a builder if named, else an object if a Train was given, else the config."""
+def source_of(train_or_config: Any, build: str | None, pbt: PBTConfig | None = None) -> TrainSource:
+    """The source a new run records: a builder if named, else an object if a Train was given, else the config;
+    with the population-based training settings `pbt` (or those of a PBTTrain given)."""
+    if pbt is None and isinstance(train_or_config, PBTTrain):
+        pbt = train_or_config.pbt
+    pbt_text = None if pbt is None else pbt.to_text()
     if build is not None:
         check_build_spec(build)
-        return TrainSource(FROM_BUILDER, build)
-    return TrainSource(FROM_OBJECT if isinstance(train_or_config, Train) else FROM_CONFIG)
+        return TrainSource(FROM_BUILDER, build, pbt_text)
+    return TrainSource(FROM_OBJECT if isinstance(train_or_config, Train) else FROM_CONFIG, None, pbt_text)
 
 
 def cache_token(train: Train, source: TrainSource) -> Any:
@@ -140,4 +162,4 @@ def cache_token(train: Train, source: TrainSource) -> Any:
     the Train object itself for one given by the caller."""
     if source.kind == FROM_OBJECT:
         return ("object", train)
-    return (source.kind, source.build, train.objective, train.data_axis, train.data_shards)
+    return (source.kind, source.build, source.pbt, train.objective, train.data_axis, train.data_shards)

@@ -76,7 +76,7 @@ def load_run(run: str | os.PathLike, *, build: str | None = None, train: Train |
         raise CheckpointError(f"checkpoint {ck} has incomplete metadata ({e})") from None
     source = TrainSource.from_json(meta)
     if build is not None:
-        source = TrainSource(FROM_BUILDER, build)
+        source = TrainSource(FROM_BUILDER, build, source.pbt)
     built = build_train(config, source, train, what=f"run {run_dir}")
     try:
         state = unflatten_state(state_template(built, num_seeds, seed), leaves, keys, source=f"checkpoint {ck}")

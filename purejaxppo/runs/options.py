@@ -41,6 +41,8 @@ class RunOptions:
     runs_root: where a new folder is claimed when no out_dir is given.
     mesh: {"seed": s, "data": d} sizes, or None (purejaxppo.parallel).
     runs: a sweep group's runs (purejaxppo.runs.axis.RunAxis); num_seeds must then be None.
+    pbt: population-based training (purejaxppo.core.pbt.PBTConfig): `runs` are the population and the Train is
+      wrapped by make_pbt_train; recorded in the folder, so a resume takes it from there (purejaxppo.pbt).
     reporter: a ProgressReporter owned by the caller (a sweep's one bar).
     """
 
@@ -61,6 +63,7 @@ class RunOptions:
     mesh: dict | None = None
     runs: Any = None
     reporter: Any = None
+    pbt: Any = None
 
     def __post_init__(self):
         for name, flag in (

@@ -141,7 +141,7 @@ def _run(train_or_config, out_dir, build, overrides: dict, options: RunOptions, 
 
 def _new_train(train_or_config, given, build, overrides, options: RunOptions) -> tuple[Train, TrainSource]:
     config = given.config if given is not None else (train_or_config or PPOConfig()).replace(**overrides)
-    source = source_of(train_or_config, build)
+    source = source_of(train_or_config, build, options.pbt)
     train = build_train(config, source, given)
     num_seeds = options.seeds_of_new_run()
     check_run_fits(train, num_seeds)

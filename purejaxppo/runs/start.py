@@ -122,7 +122,7 @@ def _resume_source(saved: TrainSource, build: str | None, log) -> TrainSource:
         return saved
     if saved.build is not None:
         log(f"warning: resuming with --build {build}; the run was started with --build {saved.build}")
-    return TrainSource(FROM_BUILDER, build)
+    return TrainSource(FROM_BUILDER, build, saved.pbt)
 
 
 def resume_start(
