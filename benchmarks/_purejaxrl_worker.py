@@ -49,12 +49,12 @@ class _Placeholder(types.ModuleType):
 
 
 def stub_missing_imports() -> list[str]:
-    """Placeholder modules for brax / navix when they are not installed; returns the names stubbed."""
+    """Placeholder modules for brax / navix when they do not import; returns the names stubbed."""
     stubbed = []
     for top in ("brax", "navix"):
         try:
             importlib.import_module(top)
-        except ImportError:
+        except Exception:  # not installed, or installed but not importable under this jax
             for name in STUBBED:
                 if name.split(".")[0] == top:
                     sys.modules[name] = _Placeholder(name)

@@ -104,8 +104,8 @@ ROW_NAMES = {"cartpole": "CartPole-v1 (MLP 64-64 tanh)", "pendulum": "Pendulum-v
              "breakout": "Breakout-MinAtar (MLP 64-64 relu)", "gru": "masked CartPole-v1 (GRU 128)",
              "cnn": "Breakout-MinAtar (CNN, configs/breakout_minatar.yaml)"}
 NOTES = [
-    "Only where inputs cannot match: rejax clips gradients element-wise with separate actor and critic Adams; "
-    "ours and PureJaxRL clip by global norm with one Adam (eps 1e-5 for all).",
+    "What differs between the sides (all else is the row's one spec): rejax clips gradients element-wise with "
+    "separate actor and critic Adams; ours and PureJaxRL clip by global norm with one Adam (eps 1e-5 for all).",
     "rejax and PureJaxRL treat truncation (CartPole's 500-step limit, Pendulum's 200) as termination "
     "(done = terminated | truncated through the 5-value adapter); ours bootstraps truncated episodes from "
     "V(final observation), its default.",
@@ -329,8 +329,8 @@ def main():
         print(f"# PureJaxRL {git_commit(root)} (the user's checkout {root}), its ppo.py / ppo_rnn.py unchanged, "
               "through FiveTupleEnv (masked: MaskedFiveTupleEnv); brax / navix placeholders where not installed")
     print(f"# command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}")
-    print(f"# {args.pairs} alternating pairs per row; ratio = A / B env-steps/s, median of the pair ratios "
-          "[percentile-bootstrap 95% CI over pairs]")
+    print(f"# {args.pairs} alternating pairs per row; env-steps/s count every env step of every seed (median over "
+          "the pairs); ratio = A / B env-steps/s, median of the pair ratios [percentile-bootstrap 95% CI over pairs]")
     print("| row | seeds | envs x steps | steps/seed | A | B | A env-steps/s | B env-steps/s | "
           "A / B: median [95% CI] | pair ratios | compile s (A / B) | final return (A / B) |")
     print("|---|---:|---|---:|---|---|---:|---:|---|---|---|---|", flush=True)

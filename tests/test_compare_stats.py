@@ -199,3 +199,14 @@ def test_training_return_of_the_last_tenth_of_updates(pjx):
     both = {"returned_episode_returns": np.stack([r, r2]), "returned_episode": np.stack([d, d2])}
     assert pjx.training_return(both) == 12.5
     assert math.isnan(pjx.training_return({"returned_episode_returns": r, "returned_episode": np.zeros_like(d)}))
+
+
+def test_placeholder_modules_import_but_refuse_use(pjx):
+    brax = pjx._Placeholder("brax")
+    # What PureJaxRL's wrappers.py imports at the top resolves ...
+    assert brax.envs is brax and brax.EpisodeWrapper is brax and brax.AutoResetWrapper is brax
+    # ... and anything actually used says what it is.
+    with pytest.raises(ImportError, match="placeholder"):
+        getattr(brax, "create")  # noqa: B009
+    with pytest.raises(AttributeError):
+        getattr(brax, "__wrapped__")  # noqa: B009
