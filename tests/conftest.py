@@ -59,6 +59,22 @@ TIERS: dict[str, str | set[str]] = {
     "test_normalization.py": {"test_running_stats_equal_numpy_over_all_data", "test_merge_of_two_batches_equals_one_batch",
                               "test_normalize_clips", "test_reward_scaling_matches_plain_loop"},
     "test_losses.py": "fast",
+    # issue 33's recipes: the network, config and statistics checks fast; trainings, runs and jaxpr scans slow
+    "test_recipes.py": {"test_layer_norm_adds_a_layer_norm_after_each_hidden_layer_and_nothing_else[mlp]",
+                        "test_layer_norm_adds_a_layer_norm_after_each_hidden_layer_and_nothing_else[gru]",
+                        "test_layer_norm_makes_the_mlp_invariant_to_the_scale_of_a_hidden_layer",
+                        "test_matmul_precision_refuses_an_unknown_name",
+                        "test_privileged_inputs_reach_only_the_critic[mlp-obs,privileged]",
+                        "test_privileged_inputs_reach_only_the_critic[gru-obs,privileged]",
+                        "test_same_keys_for_both_heads_give_the_network_of_the_whole_observation",
+                        "test_malformed_obs_keys_are_refused_naming_the_field",
+                        "test_privileged_wrapper_adds_the_full_state_to_the_masked_observation",
+                        "test_popart_statistics_update_and_rescale_by_hand",
+                        "test_popart_statistics_are_those_of_the_union_of_the_data_parallel_shards",
+                        "test_popart_finds_the_value_layer_of_every_built_in_network_and_refuses_a_network_without_one",
+                        "test_popart_off_leaves_no_statistics_in_the_state",
+                        "test_each_env_steps_with_its_own_params",
+                        "test_randomization_is_refused_where_it_cannot_apply"},
     # train -> checkpoint -> stop -> resume bit-identical on a tiny budget, and the checkpoint format
     "test_checkpoint.py": "fast",
     # population-based training: the pure exploit/explore step, its config and spec checks (the runs are slow)

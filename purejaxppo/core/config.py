@@ -35,7 +35,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from purejaxppo.core.config_checks import RECURRENT_NETWORKS, validate_config
+from purejaxppo.core.config_checks import ALL_OBS_KEYS, RECURRENT_NETWORKS, validate_config
 from purejaxppo.core.config_fields import (  # noqa: F401 (INT32_LIMIT re-exported)
     FLOAT_EXACT_LIMIT,
     INT32_LIMIT,
@@ -57,9 +57,13 @@ NETWORKS = ("auto", "mlp", "cnn", "nature_cnn", *RECURRENT_NETWORKS)
 CONV_IMPLS = ("patches", "xla")  # purejaxppo.core.conv: PatchConv (patches and one matmul), flax.linen.Conv
 ACTION_HANDLING = ("clip", "tanh")
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
+MATMUL_PRECISIONS = ("default", "high", "highest")  # purejaxppo.core.precision
+VALUE_NORMALIZATIONS = ("none", "popart")  # purejaxppo.core.popart
+DOMAIN_RANDOMIZERS = ("none", "cartpole")  # purejaxppo.core.randomization.RANDOMIZERS
 INIT_LOG_STD_LIMIT = 20.0  # std = exp(+-20) is already 2e-9 .. 5e8; beyond, float32 log-probs and KLs lose all meaning
 _UNIT = Range(0.0, 1.0, False, False, "in [0, 1]")
 _UNIT_OPEN_LOW = Range(0.0, 1.0, True, False, "in (0, 1]")
+_UNIT_OPEN = Range(0.0, 1.0, True, True, "in (0, 1)")
 _LOG_STD = Range(
     -INIT_LOG_STD_LIMIT,
     INIT_LOG_STD_LIMIT,
@@ -105,6 +109,13 @@ class PPOConfig:
     actor_hidden: tuple[int, ...] = _field((64, 64), "Hidden layer widths of the actor MLP.", low=1)
     critic_hidden: tuple[int, ...] = _field((64, 64), "Hidden layer widths of the critic MLP.", low=1)
     activation: str = _field("tanh", f"Hidden activation, one of {ACTIVATIONS}.", choices=ACTIVATIONS)
+    layer_norm: bool = _field(
+        False,
+        "LayerNorm (learned scale and offset) after every hidden layer of the torsos, before its activation: the "
+        "actor's and critic's MLP layers, each conv layer of cnn / nature_cnn (over the channels) and its dense "
+        "layer, and the dense layers of a gru/lstm torso (the recurrent cell and the output layers are left as "
+        "they are). Off by default (the parameter trees of earlier runs are unchanged).",
+    )
     init_log_std: float = _field(
         0.0,
         "Initial state-independent log standard deviation of the Gaussian policy (Box action spaces).",
@@ -136,6 +147,23 @@ class PPOConfig:
         "the critic's dense value gradient trains the memory the actor reads); false = each has its own torso and "
         "cell.",
     )
+    actor_obs_keys: str = _field(
+        ALL_OBS_KEYS,
+        "Which entries of a dict observation the actor reads: 'all' (the whole observation), or the keys, "
+        "comma-separated ('obs', 'state,goal'). An action mask is applied to the policy either way. With mlp, cnn "
+        "and gru/lstm networks; evaluation and load_policy need only these keys (load_policy fills the others "
+        "with zeros). docs: Recipes.",
+        nonempty="'all' or comma-separated observation keys",
+    )
+    critic_obs_keys: str = _field(
+        ALL_OBS_KEYS,
+        "Which entries of a dict observation the critic reads: 'all', or comma-separated keys (e.g. "
+        "'obs,privileged' with env 'masked/<id>+privileged': a critic that sees the full state). gru/lstm with "
+        "keys other than the actor's: with rnn_shared_core (the default) the critic is feed-forward (critic_hidden "
+        "on its inputs; the recurrent core is the actor's), without it the critic has its own torso and cell on "
+        "its inputs.",
+        nonempty="'all' or comma-separated observation keys",
+    )
     cnn_channels: tuple[int, ...] = _field(
         (16,),
         "Output channels of the CNN's 3x3 stride-1 conv layers (each followed by ReLU); the MLP widths "
@@ -160,6 +188,21 @@ class PPOConfig:
         "sample) or 'tanh' (tanh-squashed Gaussian scaled to the box, with the log-det correction in the "
         "log-prob).",
         choices=ACTION_HANDLING,
+    )
+
+    domain_randomization: str = _field(
+        "none",
+        "Per-env domain randomization by a shipped randomizer (purejaxppo.core.randomization): 'cartpole' draws "
+        "each env's pole length, pole mass and cart mass (each times U[1 - s, 1 + s], s = "
+        "domain_randomization_scale) at every reset, inside the compiled program; the env params become per-env "
+        "state and each randomized parameter's mean and std over the envs are metrics (env_params/<name>_mean, "
+        "_std). Your own: make_train(..., randomize=fn). docs: Recipes.",
+        choices=DOMAIN_RANDOMIZERS,
+    )
+    domain_randomization_scale: float = _field(
+        0.2,
+        "s of domain_randomization: each randomized parameter is its default times U[1 - s, 1 + s].",
+        range=_UNIT_OPEN,
     )
 
     # --- algorithm switches (static) ---
@@ -195,10 +238,30 @@ class PPOConfig:
         "Scale rewards by the running std of the discounted return (per env, reset at episode end), clipped to "
         "+-reward_clip.",
     )
+    value_normalization: str = _field(
+        "none",
+        "'popart': PopArt (van Hasselt et al. 2016): the critic learns values normalized by running statistics of "
+        "the value targets (over the batch, across data-parallel devices; step popart_beta), its output layer "
+        "rescaled at each statistics update so its unnormalized predictions are preserved; the value loss (and "
+        "vf_clip_eps) is then in normalized units, explained_variance in the targets' own. The statistics are "
+        "part of the train state and checkpoints. 'none': plain value targets. docs: Recipes.",
+        choices=VALUE_NORMALIZATIONS,
+    )
     use_target_kl: bool = _field(
         False,
         "Enable target-KL early stopping: once an epoch's mean approx KL exceeds target_kl, the remaining epochs "
         "of that update are skipped.",
+    )
+
+    matmul_precision: str = _field(
+        "default",
+        "Precision of every float32 matmul and convolution of the compiled program (the train function's init and "
+        "update, the in-training evaluation, load_policy's act): 'default' leaves JAX's own setting (on recent "
+        "NVIDIA GPUs float32 matmuls may then run in TF32, about 10 mantissa bits; on TPU in one bfloat16 pass), "
+        "'high' (TF32, or three bfloat16 passes on TPU) or 'highest' (full float32: exact float32 products on "
+        "GPU, at several times the cost of TF32 on the matmuls). No effect on CPU. Recorded in run.json; "
+        "docs: Recipes.",
+        choices=MATMUL_PRECISIONS,
     )
 
     # --- logging and in-training evaluation (static) ---
@@ -278,6 +341,14 @@ class PPOConfig:
     )
     reward_clip: float = _field(
         10.0, "Clip scaled rewards to +-reward_clip (when normalize_reward).", traced=True, range=POSITIVE
+    )
+    popart_beta: float = _field(
+        0.01,
+        "Step size of PopArt's moving averages of the value targets' mean and mean square, per update (when "
+        "value_normalization='popart'); the k-th update uses max(popart_beta, 1/k), so the first takes the batch's "
+        "own statistics.",
+        traced=True,
+        range=_UNIT_OPEN_LOW,
     )
 
     def __post_init__(self):

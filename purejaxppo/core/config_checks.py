@@ -18,6 +18,15 @@ from purejaxppo.core.config_fields import INT32_LIMIT, LIMIT_TEXT, as_float32, f
 from purejaxppo.errors import ConfigError
 
 RECURRENT_NETWORKS = ("gru", "lstm")
+ALL_OBS_KEYS = "all"  # actor_obs_keys / critic_obs_keys: the whole observation
+
+
+def parse_obs_keys(value: str) -> tuple[str, ...] | None:
+    """`actor_obs_keys` / `critic_obs_keys` -> None for 'all' (the whole observation), else the keys in order."""
+    if value == ALL_OBS_KEYS:
+        return None
+    return tuple(k.strip() for k in value.split(","))
+
 
 Problem = tuple[str, str] | None  # (field, what is wrong and how to fix it), or None when the rule holds
 
@@ -86,6 +95,29 @@ def recurrent_minibatches_are_whole_envs(c) -> Problem:
     )
 
 
+def obs_keys_well_formed(c) -> Problem:
+    for name in ("actor_obs_keys", "critic_obs_keys"):
+        keys = parse_obs_keys(getattr(c, name))
+        if keys is None:
+            continue
+        if any(not k for k in keys) or len(set(keys)) != len(keys) or ALL_OBS_KEYS in keys:
+            return name, (
+                f"{getattr(c, name)!r} must be 'all' or distinct, non-empty observation keys separated by commas "
+                "(e.g. 'obs' or 'obs,privileged')"
+            )
+    if c.network == "nature_cnn" and (c.actor_obs_keys, c.critic_obs_keys) != (ALL_OBS_KEYS, ALL_OBS_KEYS):
+        return "critic_obs_keys", (
+            "network='nature_cnn' reads one frame observation with one torso shared by both heads; leave "
+            "actor_obs_keys and critic_obs_keys 'all', or use network 'cnn'"
+        )
+    if c.cnn_shared_torso and c.network == "cnn" and c.actor_obs_keys != c.critic_obs_keys:
+        return "cnn_shared_torso", (
+            "one conv torso shared by actor and critic needs them to read the same inputs, but actor_obs_keys = "
+            f"{c.actor_obs_keys!r} and critic_obs_keys = {c.critic_obs_keys!r}; set cnn_shared_torso false"
+        )
+    return None
+
+
 ADAPTIVE_BETA = ("kl_adaptive", "clip_kl")  # the built-in objectives whose beta starts within its bounds
 
 
@@ -115,6 +147,7 @@ CROSS_FIELD_RULES: tuple[Callable[[Any], Problem], ...] = (
     budget_holds_one_update,
     num_updates_fit_int32,
     recurrent_minibatches_are_whole_envs,
+    obs_keys_well_formed,
     kl_beta_bounds_ordered,
     adaptive_kl_beta_within_bounds,
 )

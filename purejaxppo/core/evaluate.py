@@ -48,6 +48,7 @@ import numpy as np
 from jax import custom_batching
 
 from purejaxppo.core.agent import ActingState, Agent, as_agent, make_policy
+from purejaxppo.core.precision import matmul_precision
 from purejaxppo.core.rollout import step_envs
 from purejaxppo.envs import make_action_transform
 from purejaxppo.envs.spaces import ActionSpec
@@ -201,8 +202,9 @@ def build_evaluate(
 
 
 def make_evaluate(train: Train, *, max_steps: int | None = None) -> Evaluate:
-    """`evaluate` for the env, agent and action space of a `make_train` result."""
-    return build_evaluate(
+    """`evaluate` for the env, agent and action space of a `make_train` result (traced at its config's
+    matmul_precision)."""
+    inner = build_evaluate(
         train.env,
         train.env_params,
         train.agent,
@@ -211,6 +213,16 @@ def make_evaluate(train: Train, *, max_steps: int | None = None) -> Evaluate:
         max_steps=max_steps,
         to_env_action=train.to_env_action,
     )
+    if train.config.matmul_precision == "default":
+        return inner
+
+    def evaluate(*args, **kwargs):
+        with matmul_precision(train.config):
+            return inner(*args, **kwargs)
+
+    out = cast(Evaluate, evaluate)
+    out.max_steps = inner.max_steps
+    return out
 
 
 class Episode(NamedTuple):
@@ -239,6 +251,10 @@ def make_episode_rollout(train: Train, *, max_steps: int | None = None) -> Episo
     first = lambda x: x[0]  # noqa: E731  (the batch of one env)
 
     def rollout(acting: ActingState, key, deterministic: bool = True) -> Episode:
+        with matmul_precision(train.config):
+            return _rollout(acting, key, deterministic)
+
+    def _rollout(acting: ActingState, key, deterministic: bool) -> Episode:
         k_reset, k_loop = jax.random.split(key)
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(k_reset[None], env_params)
 

@@ -47,6 +47,7 @@ class HParams:
     kl_beta_max: jnp.ndarray
     obs_clip: jnp.ndarray
     reward_clip: jnp.ndarray
+    popart_beta: jnp.ndarray
 
 
 HPARAM_FIELDS = tuple(f.name for f in dataclasses.fields(HParams))

@@ -108,6 +108,7 @@ class NatureCNN(nn.Module):
 
     channels_first: bool = False
     conv_impl: str = "patches"
+    layer_norm: bool = False  # a LayerNorm after each conv (over the channels) and the dense layer, before the ReLU
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -125,9 +126,10 @@ class NatureCNN(nn.Module):
                 kernel_init=orthogonal(gain),
                 name=f"Conv_{k}",
             )
-            x = nn.relu(conv(x))
-        x = x.reshape(x.shape[0], -1)
-        return nn.relu(dense(512, gain)(x))
+            x = conv(x)
+            x = nn.relu(nn.LayerNorm()(x) if self.layer_norm else x)
+        x = dense(512, gain)(x.reshape(x.shape[0], -1))
+        return nn.relu(nn.LayerNorm()(x) if self.layer_norm else x)
 
 
 class NatureActorCritic(nn.Module):
@@ -142,11 +144,12 @@ class NatureActorCritic(nn.Module):
     init_log_std: float = 0.0
     squash: bool = False
     conv_impl: str = "patches"
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, obs):
         spec = self.action_spec
-        x = NatureCNN(self.channels_first, self.conv_impl, name="torso")(obs)
+        x = NatureCNN(self.channels_first, self.conv_impl, self.layer_norm, name="torso")(obs)
         head = dense(spec.size, 0.01, name="actor")(x)
         value = dense(1, 1.0, name="critic")(x)[:, 0]
         return policy_head(self, head, spec, x.shape[0], self.init_log_std, self.squash), value

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxppo.core.config import PPOConfig
+from purejaxppo.core.config_checks import parse_obs_keys
 from purejaxppo.core.conv import conv_layer
 from purejaxppo.core.network_layers import (
     NATURE_MIN_SIZE,
@@ -49,6 +50,37 @@ _ACTIVATIONS: dict[str, Callable] = {
 }
 
 
+ObsKeys = tuple[str, ...] | None  # which entries of a dict observation a head reads; None: the whole observation
+
+
+def select_obs(obs, keys: ObsKeys):
+    """The part of an observation a head reads (`PPOConfig.actor_obs_keys` / `critic_obs_keys`, parsed by
+    `config_checks.parse_obs_keys`): the whole `obs` for None, the entry itself for one key, else the dict of
+    those entries (flattened in sorted key order, as any dict)."""
+    if keys is None:
+        return obs
+    if len(keys) == 1:
+        return obs[keys[0]]
+    return {k: obs[k] for k in keys}
+
+
+def check_obs_keys(obs_spec, keys: ObsKeys, field: str) -> None:
+    """ConfigError naming `field` unless every key names an entry of the (dict) observation spec."""
+    if keys is None:
+        return
+    if not isinstance(obs_spec, dict):
+        raise ConfigError(
+            f"PPOConfig.{field}: {','.join(keys)!r} selects entries of a dict observation, but this env's "
+            f"observation is {'an array' if hasattr(obs_spec, 'shape') else type(obs_spec).__name__}; leave it 'all'"
+        )
+    missing = [k for k in keys if k not in obs_spec]
+    if missing:
+        raise ConfigError(
+            f"PPOConfig.{field}: {', '.join(map(repr, missing))} not among the observation's keys "
+            f"{sorted(obs_spec)}; name some of those (comma-separated) or 'all'"
+        )
+
+
 def flatten_obs(obs) -> jax.Array:
     """A batch of observations (array `[B, ...]` or pytree of `[B, ...]` leaves) -> float32 `[B, features]`:
     every leaf flattened per sample and concatenated in pytree order (dicts by sorted key)."""
@@ -57,19 +89,30 @@ def flatten_obs(obs) -> jax.Array:
     return flat[0] if len(flat) == 1 else jnp.concatenate(flat, axis=-1)
 
 
+def hidden_layer(x: jax.Array, layer: nn.Module, activation: Callable, layer_norm: bool) -> jax.Array:
+    """activation(layer(x)), with a LayerNorm (`nn.LayerNorm`, over the last axis) between them when `layer_norm`.
+
+    Called inside a compact module: the LayerNorm gets flax's next automatic name (LayerNorm_0, ...), so the
+    layers' own names (Dense_0, Conv_0, ...) are the same with and without it."""
+    h = layer(x)
+    return activation(nn.LayerNorm()(h) if layer_norm else h)
+
+
 class MLP(nn.Module):
-    """Hidden layers (orthogonal init, gain sqrt 2) and a linear head with gain `out_scale`."""
+    """Hidden layers (orthogonal init, gain sqrt 2; each followed by a LayerNorm when `layer_norm`) and a linear head
+    with gain `out_scale`."""
 
     hidden: Sequence[int]
     out_dim: int
     out_scale: float
     activation: str = "tanh"
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = _ACTIVATIONS[self.activation]
         for width in self.hidden:
-            x = act(dense(width, np.sqrt(2.0))(x))
+            x = hidden_layer(x, dense(width, np.sqrt(2.0)), act, self.layer_norm)
         return dense(self.out_dim, self.out_scale)(x)
 
 
@@ -79,6 +122,7 @@ class ConvTorso(nn.Module):
 
     channels: Sequence[int] = (16,)
     conv_impl: str = "patches"
+    layer_norm: bool = False  # a LayerNorm over the channels after each conv, before its ReLU
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -86,7 +130,7 @@ class ConvTorso(nn.Module):
             conv = conv_layer(
                 self.conv_impl, c, 3, padding="SAME", kernel_init=orthogonal(np.sqrt(2.0)), name=f"Conv_{k}"
             )
-            x = nn.relu(conv(x))
+            x = hidden_layer(x, conv, nn.relu, self.layer_norm)
         return x.reshape(x.shape[0], -1)
 
 
@@ -101,20 +145,23 @@ class ObsEncoder(nn.Module):
 
     channels: Sequence[int] = (16,)
     conv_impl: str = "patches"
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, obs) -> jax.Array:
         feats = []
         for i, leaf in enumerate(jax.tree.leaves(obs)):
             if is_image_leaf(leaf):
-                feats.append(ConvTorso(self.channels, self.conv_impl, name=f"conv_{i}")(leaf.astype(jnp.float32)))
+                torso = ConvTorso(self.channels, self.conv_impl, self.layer_norm, name=f"conv_{i}")
+                feats.append(torso(leaf.astype(jnp.float32)))
             else:
                 feats.append(leaf.reshape(leaf.shape[0], -1).astype(jnp.float32))
         return feats[0] if len(feats) == 1 else jnp.concatenate(feats, axis=-1)
 
 
 class ActorCritic(nn.Module):
-    """Separate actor and critic MLPs on flattened observations.
+    """Separate actor and critic MLPs on flattened observations (each on its own entries of a dict observation
+    when `actor_keys` / `critic_keys` are set).
 
     obs `[B, *obs_shape]` -> (Categorical, DiagGaussian or TanhGaussian with batch `[B]`, value `[B]`).
     """
@@ -125,14 +172,18 @@ class ActorCritic(nn.Module):
     activation: str = "tanh"
     init_log_std: float = 0.0
     squash: bool = False
+    layer_norm: bool = False
+    actor_keys: ObsKeys = None  # the entries of a dict observation each head reads (select_obs); None: all
+    critic_keys: ObsKeys = None
 
     @nn.compact
     def __call__(self, obs):
-        x = flatten_obs(obs)
+        xa = flatten_obs(select_obs(obs, self.actor_keys))
+        xc = xa if self.critic_keys == self.actor_keys else flatten_obs(select_obs(obs, self.critic_keys))
         spec = self.action_spec
-        head = MLP(self.actor_hidden, spec.size, 0.01, self.activation, name="actor")(x)
-        value = MLP(self.critic_hidden, 1, 1.0, self.activation, name="critic")(x)[:, 0]
-        return policy_head(self, head, spec, x.shape[0], self.init_log_std, self.squash), value
+        head = MLP(self.actor_hidden, spec.size, 0.01, self.activation, self.layer_norm, name="actor")(xa)
+        value = MLP(self.critic_hidden, 1, 1.0, self.activation, self.layer_norm, name="critic")(xc)[:, 0]
+        return policy_head(self, head, spec, xa.shape[0], self.init_log_std, self.squash), value
 
 
 class ConvActorCritic(nn.Module):
@@ -152,24 +203,28 @@ class ConvActorCritic(nn.Module):
     squash: bool = False
     shared_torso: bool = False
     conv_impl: str = "patches"
+    layer_norm: bool = False
+    actor_keys: ObsKeys = None  # the entries of a dict observation each head reads (select_obs); None: all
+    critic_keys: ObsKeys = None
+
+    def _torso(self, obs, name: str) -> jax.Array:
+        """An image observation through conv layers, a pytree one through `ObsEncoder`, another array flattened."""
+        if hasattr(obs, "ndim") and not is_image_leaf(obs):  # a head reading only a vector entry
+            return flatten_obs(obs)
+        if hasattr(obs, "ndim"):
+            return ConvTorso(self.channels, self.conv_impl, self.layer_norm, name=name)(obs.astype(jnp.float32))
+        return ObsEncoder(self.channels, self.conv_impl, self.layer_norm, name=name)(obs)
 
     @nn.compact
     def __call__(self, obs):
         spec = self.action_spec
-        torso: Callable[[str], nn.Module]
-        if isinstance(obs, jax.Array) or hasattr(obs, "ndim"):
-            x = obs.astype(jnp.float32)
-            torso = lambda name: ConvTorso(self.channels, self.conv_impl, name=name)  # noqa: E731
+        if self.shared_torso:  # make_network refuses shared_torso with different keys
+            xa = xc = self._torso(select_obs(obs, self.actor_keys), "torso")
         else:
-            x = obs
-            torso = lambda name: ObsEncoder(self.channels, self.conv_impl, name=name)  # noqa: E731
-        if self.shared_torso:
-            xa = xc = torso("torso")(x)
-        else:
-            xa = torso("actor_torso")(x)
-            xc = torso("critic_torso")(x)
-        head = MLP(self.actor_hidden, spec.size, 0.01, self.activation, name="actor")(xa)
-        value = MLP(self.critic_hidden, 1, 1.0, self.activation, name="critic")(xc)[:, 0]
+            xa = self._torso(select_obs(obs, self.actor_keys), "actor_torso")
+            xc = self._torso(select_obs(obs, self.critic_keys), "critic_torso")
+        head = MLP(self.actor_hidden, spec.size, 0.01, self.activation, self.layer_norm, name="actor")(xa)
+        value = MLP(self.critic_hidden, 1, 1.0, self.activation, self.layer_norm, name="critic")(xc)[:, 0]
         batch = jax.tree.leaves(obs)[0].shape[0]
         return policy_head(self, head, spec, batch, self.init_log_std, self.squash), value
 
@@ -182,18 +237,19 @@ class Torso(nn.Module):
     activation: str = "tanh"
     cnn_channels: Sequence[int] | None = None
     conv_impl: str = "patches"
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, obs) -> jax.Array:
-        if self.cnn_channels is not None and hasattr(obs, "ndim"):
-            x = ConvTorso(self.cnn_channels, self.conv_impl)(obs.astype(jnp.float32))
-        elif self.cnn_channels is not None:
-            x = ObsEncoder(self.cnn_channels, self.conv_impl)(obs)
+        if self.cnn_channels is not None and hasattr(obs, "ndim") and is_image_leaf(obs):
+            x = ConvTorso(self.cnn_channels, self.conv_impl, self.layer_norm)(obs.astype(jnp.float32))
+        elif self.cnn_channels is not None and not hasattr(obs, "ndim"):
+            x = ObsEncoder(self.cnn_channels, self.conv_impl, self.layer_norm)(obs)
         else:
             x = flatten_obs(obs)
         act = _ACTIVATIONS[self.activation]
         for width in self.hidden:
-            x = act(dense(width, np.sqrt(2.0))(x))
+            x = hidden_layer(x, dense(width, np.sqrt(2.0)), act, self.layer_norm)
         return x
 
 
@@ -213,6 +269,12 @@ class RecurrentActorCritic(nn.Module):
 
     `shared_core=True`: one torso and cell feed both heads; otherwise the actor
     and the critic each have their own (the carry then holds two cells' states).
+
+    `actor_keys` / `critic_keys` (`select_obs`): the entries of a dict observation each head reads. When they
+    differ, with `shared_core` the critic is feed-forward: its inputs, encoded without a cell (flattened, image
+    entries through conv layers), go straight to the critic MLP, passed through `core` beside the cell's output
+    (the common privileged critic of a recurrent actor); without `shared_core` each head's torso and cell read
+    its own inputs.
     """
 
     action_spec: ActionSpec
@@ -227,19 +289,30 @@ class RecurrentActorCritic(nn.Module):
     shared_core: bool = True
     cnn_channels: Sequence[int] | None = None
     conv_impl: str = "patches"
+    layer_norm: bool = False
+    actor_keys: ObsKeys = None
+    critic_keys: ObsKeys = None
+
+    @property
+    def feedforward_critic(self) -> bool:
+        """Whether the critic reads its own inputs without a cell (different keys and a shared core)."""
+        return self.shared_core and self.actor_keys != self.critic_keys
 
     def setup(self):
         if self.cell not in ("gru", "lstm"):
             raise ConfigError(f"RecurrentActorCritic.cell: {self.cell!r} is not 'gru' or 'lstm'")
         cores = 1 if self.shared_core else 2
+        if self.feedforward_critic:
+            self.critic_encoder = Torso((), self.activation, self.cnn_channels, self.conv_impl, self.layer_norm)
         cell = FusedGRUCell if self.cell == "gru" else FusedLSTMCell
         self.torsos = [
-            Torso(self.torso_hidden, self.activation, self.cnn_channels, self.conv_impl) for _ in range(cores)
+            Torso(self.torso_hidden, self.activation, self.cnn_channels, self.conv_impl, self.layer_norm)
+            for _ in range(cores)
         ]
         self.cells = [cell(self.rnn_size, recurrent_kernel_init=orthogonal()) for _ in range(cores)]
         spec = self.action_spec
-        self.actor = MLP(self.actor_hidden, spec.size, 0.01, self.activation)
-        self.critic = MLP(self.critic_hidden, 1, 1.0, self.activation)
+        self.actor = MLP(self.actor_hidden, spec.size, 0.01, self.activation, self.layer_norm)
+        self.critic = MLP(self.critic_hidden, 1, 1.0, self.activation, self.layer_norm)
         if not spec.discrete:
             self.log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (spec.size,))
 
@@ -250,15 +323,22 @@ class RecurrentActorCritic(nn.Module):
         return tuple(one for _ in range(1 if self.shared_core else 2))
 
     def embed(self, obs):
-        return tuple(cell.project(torso(obs)) for torso, cell in zip(self.torsos, self.cells, strict=True))
+        inputs = [select_obs(obs, k) for k in (self.actor_keys, self.critic_keys)[: len(self.cells)]]
+        x: tuple = tuple(cell.project(torso(o)) for torso, cell, o in zip(self.torsos, self.cells, inputs, strict=True))
+        if self.feedforward_critic:  # the critic's features ride along, past the cell
+            x = (*x, self.critic_encoder(select_obs(obs, self.critic_keys)))
+        return x
 
     def core(self, carry, x):
-        out = [cell(c, xi) for cell, c, xi in zip(self.cells, carry, x, strict=True)]
-        return tuple(c for c, _ in out), tuple(y for _, y in out)
+        n = len(self.cells)
+        out = [cell(c, xi) for cell, c, xi in zip(self.cells, carry, x[:n], strict=True)]
+        return tuple(c for c, _ in out), (*(y for _, y in out), *x[n:])
 
     def core_sequence(self, carry, x, first):
         """`core` over T steps (x leaves [T, B, ...]), each cell reset to zeros (initial_carry) where first [T, B]."""
-        return tuple(cell.sequence(c, xi, first) for cell, c, xi in zip(self.cells, carry, x, strict=True))
+        n = len(self.cells)
+        ys = tuple(cell.sequence(c, xi, first) for cell, c, xi in zip(self.cells, carry, x[:n], strict=True))
+        return (*ys, *x[n:])
 
     def heads(self, y):
         spec = self.action_spec
@@ -280,6 +360,7 @@ def network_options(config: PPOConfig) -> dict:
         actor_hidden=config.actor_hidden,
         critic_hidden=config.critic_hidden,
         activation=config.activation,
+        layer_norm=config.layer_norm,
         init_log_std=config.init_log_std,
         action_handling=config.action_handling,
         cnn_channels=config.cnn_channels,
@@ -288,6 +369,8 @@ def network_options(config: PPOConfig) -> dict:
         rnn_size=config.rnn_size,
         rnn_torso=config.rnn_torso,
         rnn_shared_core=config.rnn_shared_core,
+        actor_obs_keys=config.actor_obs_keys,
+        critic_obs_keys=config.critic_obs_keys,
     )
 
 
@@ -300,6 +383,7 @@ class _HeadOptions(TypedDict):
     activation: str
     init_log_std: float
     squash: bool
+    layer_norm: bool
 
 
 def make_network(
@@ -310,6 +394,7 @@ def make_network(
     actor_hidden: Sequence[int] = (64, 64),
     critic_hidden: Sequence[int] = (64, 64),
     activation: str = "tanh",
+    layer_norm: bool = False,
     init_log_std: float = 0.0,
     action_handling: str = "clip",
     cnn_channels: Sequence[int] = (16,),
@@ -318,6 +403,8 @@ def make_network(
     rnn_size: int = 128,
     rnn_torso: Sequence[int] = (128,),
     rnn_shared_core: bool = True,
+    actor_obs_keys: str = "all",
+    critic_obs_keys: str = "all",
 ) -> nn.Module:
     """Default network factory: `ConvActorCritic` for image observations, else `ActorCritic`;
     `RecurrentActorCritic` for `network='gru'` or `'lstm'` (its torso has the conv layers for image observations);
@@ -333,6 +420,9 @@ def make_network(
     the MLP (leaves flattened and concatenated). A config's options are
     `network_options(config)`: `make_network(obs_spec, action_spec, **network_options(config))`.
     conv_impl: how every conv layer is computed, 'patches' or 'xla' (`purejaxppo.core.conv`; same parameters).
+    layer_norm: a LayerNorm after every hidden layer of the torsos, before its activation (`hidden_layer`).
+    actor_obs_keys, critic_obs_keys: 'all' or comma-separated keys of a dict observation, what each head reads
+    (`select_obs`; `PPOConfig.actor_obs_keys`); the keys are checked against obs_spec here.
     """
     if isinstance(obs_spec, PPOConfig):
         raise ConfigError(
@@ -347,6 +437,23 @@ def make_network(
     kind = network
     if kind == "auto":
         kind = "nature_cnn" if is_atari_frames(obs_spec) else "cnn" if image else "mlp"
+    actor_keys, critic_keys = parse_obs_keys(actor_obs_keys), parse_obs_keys(critic_obs_keys)
+    check_obs_keys(obs_spec, actor_keys, "actor_obs_keys")
+    check_obs_keys(obs_spec, critic_keys, "critic_obs_keys")
+    # Keys in any order name the same inputs; every key of the observation is the whole observation.
+    actor_keys, critic_keys = (
+        None if k is None or set(k) == set(obs_spec) else tuple(sorted(k)) for k in (actor_keys, critic_keys)
+    )
+    if kind == "nature_cnn" and (actor_keys, critic_keys) != (None, None):
+        raise ConfigError(
+            "PPOConfig.critic_obs_keys: the Nature CNN reads one frame observation with one torso for both heads; "
+            "leave actor_obs_keys and critic_obs_keys 'all', or use network 'cnn'"
+        )
+    if kind == "cnn" and cnn_shared_torso and actor_keys != critic_keys:
+        raise ConfigError(
+            "PPOConfig.cnn_shared_torso: one conv torso for both heads needs them to read the same inputs "
+            f"(actor_obs_keys {actor_obs_keys!r}, critic_obs_keys {critic_obs_keys!r}); set it false"
+        )
     common: _HeadOptions = dict(
         action_spec=action_spec,
         actor_hidden=tuple(actor_hidden),
@@ -354,6 +461,7 @@ def make_network(
         activation=activation,
         init_log_std=init_log_std,
         squash=action_handling == "tanh" and not action_spec.discrete,
+        layer_norm=layer_norm,
     )
     if kind in ("gru", "lstm"):
         return RecurrentActorCritic(
@@ -363,6 +471,8 @@ def make_network(
             shared_core=rnn_shared_core,
             cnn_channels=tuple(cnn_channels) if image else None,
             conv_impl=conv_impl,
+            actor_keys=actor_keys,
+            critic_keys=critic_keys,
             **common,
         )
     if kind == "nature_cnn":
@@ -375,9 +485,14 @@ def make_network(
                 f"image leaf), got {shape}; use 'mlp'"
             )
         return ConvActorCritic(
-            channels=tuple(cnn_channels), shared_torso=cnn_shared_torso, conv_impl=conv_impl, **common
+            channels=tuple(cnn_channels),
+            shared_torso=cnn_shared_torso,
+            conv_impl=conv_impl,
+            actor_keys=actor_keys,
+            critic_keys=critic_keys,
+            **common,
         )
-    return ActorCritic(**common)
+    return ActorCritic(actor_keys=actor_keys, critic_keys=critic_keys, **common)
 
 
 def _nature_cnn(obs_spec, common: _HeadOptions, conv_impl: str) -> NatureActorCritic:
@@ -395,4 +510,5 @@ def _nature_cnn(obs_spec, common: _HeadOptions, conv_impl: str) -> NatureActorCr
         init_log_std=common["init_log_std"],
         squash=common["squash"],
         conv_impl=conv_impl,
+        layer_norm=common["layer_norm"],
     )

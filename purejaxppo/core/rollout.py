@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from purejaxppo.core import collectives
 from purejaxppo.core.agent import is_recurrent
 from purejaxppo.core.normalization import ObsNorm, RewardScaler, normalize_obs, update_obs_norm
+from purejaxppo.core.randomization import redraw
 
 
 class Transition(NamedTuple):
@@ -61,6 +62,7 @@ class EnvCarry(NamedTuple):
     episode_length: jax.Array  # [N]
     agent_carry: Any = ()
     done: Any = None
+    env_params: Any = None  # per-env params [N, ...] with domain randomization (purejaxppo.core.randomization)
 
 
 class EnvStep(NamedTuple):
@@ -81,10 +83,11 @@ class EnvStep(NamedTuple):
     episode_end: jax.Array
 
 
-def step_envs(env, env_params, keys: jax.Array, env_state: Any, action: jax.Array) -> EnvStep:
-    """Step N envs (keys `[N]`) with env actions `[N, ...]`; rewards float32 `[N]`, flags bool `[N]`."""
+def step_envs(env, env_params, keys: jax.Array, env_state: Any, action: jax.Array, params_axis=None) -> EnvStep:
+    """Step N envs (keys `[N]`) with env actions `[N, ...]`; rewards float32 `[N]`, flags bool `[N]`.
+    params_axis=0: `env_params` holds one set per env (leaves `[N, ...]`, domain randomization)."""
     n = keys.shape[0]
-    obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+    obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, params_axis))(
         keys, env_state, action, env_params
     )
     reward = jnp.reshape(reward, (n,)).astype(jnp.float32)
@@ -129,6 +132,7 @@ def collect(
     obs_clip: jax.Array,
     reward_clip: jax.Array,
     data_axis=None,
+    randomize=None,
 ) -> tuple[EnvCarry, ObsNorm | None, RewardScaler | None, Transition, EpisodeStats]:
     """Run the agent's policy for `num_steps` in every env (agent: purejaxppo.core.agent.Agent).
 
@@ -144,6 +148,9 @@ def collect(
     shard) the normalizers' statistics merge the observations and returns of
     all devices on the axis, and the episode statistics are summed over it.
 
+    With `randomize` (domain randomization, purejaxppo.core.randomization) the envs step with their own params
+    (`carry.env_params`), and every env whose episode ends draws new ones from `env_params`, the base params.
+
     Returns (carry, obs_norm, reward_scaler, transitions `[T, N]`, episode stats).
     """
     num_envs = carry.episode_return.shape[0]
@@ -155,7 +162,9 @@ def collect(
     env_keys = jax.random.split(k_env, (num_steps, num_envs))  # [T, N]
     act_xs, sample = _action_noise(k_act, num_steps, agent, params, carry, done0)
 
-    step = _step_fn(agent, params, env, env_params, to_env_action, sample, gamma, obs_clip, reward_clip, data_axis)
+    step = _step_fn(
+        agent, params, env, env_params, to_env_action, sample, gamma, obs_clip, reward_clip, data_axis, randomize
+    )
     zero = jnp.zeros((), jnp.float32)
     carry = carry._replace(done=done0)
     carry0 = carry.agent_carry
@@ -166,7 +175,9 @@ def collect(
     return carry, obs_norm, reward_scaler, traj, collectives.psum(stats, data_axis)
 
 
-def _step_fn(agent, params, env, env_params, to_env_action, sample, gamma, obs_clip, reward_clip, data_axis):
+def _step_fn(
+    agent, params, env, env_params, to_env_action, sample, gamma, obs_clip, reward_clip, data_axis, randomize=None
+):
     """The scan body of `collect`: one policy step and env step of the N envs.
 
     (carry, obs_norm, reward_scaler, stats), (env keys `[N]`, action noise) -> (the same, advanced), `_Stepped`.
@@ -187,9 +198,16 @@ def _step_fn(agent, params, env, env_params, to_env_action, sample, gamma, obs_c
         agent_carry, dist, value = agent.step(params, carry.agent_carry, obs_in, carry.done)
         action = sample(dist, act_x)
         acting = _Acting(dist, dist.log_prob(action), value) if keep_acting else None
-        out = step_envs(env, env_params, keys, carry.env_state, to_env_action(action))
+        if randomize is None:
+            out = step_envs(env, env_params, keys, carry.env_state, to_env_action(action))
+        else:
+            out = step_envs(env, carry.env_params, keys, carry.env_state, to_env_action(action), params_axis=0)
         reward, terminated, truncated = out.reward, out.terminated, out.truncated
         done = jnp.logical_or(terminated, truncated)
+        env_params_next = carry.env_params
+        if randomize is not None:  # a new episode, new params (keys of their own, folded from the step's)
+            param_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0xD0))(keys)
+            env_params_next = redraw(randomize, env_params, carry.env_params, param_keys, done)
 
         # Episode statistics on the raw reward (or the env's score: EnvStep).
         ep_ret = carry.episode_return + out.score
@@ -207,6 +225,7 @@ def _step_fn(agent, params, env, env_params, to_env_action, sample, gamma, obs_c
             episode_length=jnp.where(out.episode_end, 0, ep_len),
             agent_carry=agent_carry,
             done=done,
+            env_params=env_params_next,
         )
         stepped = _Stepped(
             obs_in, action, train_reward, terminated, truncated, norm(out.final_obs), carry.done, agent_carry, acting

@@ -30,13 +30,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from purejaxppo.core import collectives
+from purejaxppo.core import collectives, randomization
 from purejaxppo.core.agent import ActingState, Agent, as_agent, is_recurrent
 from purejaxppo.core.config import HParams, PPOConfig, validate_hparams
 from purejaxppo.core.losses import Batch, ppo_loss
 from purejaxppo.core.networks import make_network, network_options
 from purejaxppo.core.normalization import RewardScaler, create_obs_norm
 from purejaxppo.core.objectives import Objective, get_objective
+from purejaxppo.core.popart import PopArtStats, preserve_outputs, update_stats, value_head
+from purejaxppo.core.precision import matmul_precision
 from purejaxppo.core.resources import check_memory
 from purejaxppo.core.rollout import EnvCarry, EpisodeStats, collect
 from purejaxppo.core.train_state import METRIC_NAMES, TrainOutput, TrainState, raise_if_diverged  # noqa: F401
@@ -101,6 +103,10 @@ class Train:
     # mesh axis `data_axis`, on its num_envs // data_shards envs, and average every cross-env statistic over it.
     data_axis: str | None = None
     data_shards: int = 1
+    # Per-env domain randomization (purejaxppo.core.randomization): fn(key, env_params) -> env_params, and the
+    # (name, leaf index) of the params it changes (reported as metrics); None and () without.
+    randomize: Callable | None = None
+    randomized: tuple = ()
 
     @property
     def local_num_envs(self) -> int:
@@ -121,6 +127,11 @@ class Train:
 
     # ------------------------------------------------------------------ init
     def init(self, key: jax.Array, hp: HParams | None = None) -> TrainState:
+        """The state before the first update: params, optimizer state, env states after reset, normalizers."""
+        with matmul_precision(self.config):
+            return self._init(key, hp)
+
+    def _init(self, key: jax.Array, hp: HParams | None) -> TrainState:
         config, n = self.config, self.local_num_envs
         hp = config.hparams() if hp is None else validate_hparams(hp, objective=config.objective)
         k_params, k_reset, k_state = jax.random.split(key, 3)
@@ -128,7 +139,12 @@ class Train:
         reset_keys = jax.random.split(k_reset, config.num_envs)
         if self.data_shards > 1:  # this device's envs are its slice of the run's num_envs
             reset_keys = jax.lax.dynamic_slice_in_dim(reset_keys, collectives.axis_index(self.data_axis) * n, n)
-        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(reset_keys, self.env_params)
+        env_params, params_axis = self.env_params, None
+        if self.randomize is not None:  # one params set per env, drawn before the first reset
+            param_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0xD0))(reset_keys)
+            env_params = randomization.draw(self.randomize, self.env_params, param_keys)
+            params_axis = 0
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, params_axis))(reset_keys, env_params)
         zero = jnp.zeros((), jnp.float32)
         return TrainState(
             params=params,
@@ -140,6 +156,7 @@ class Train:
                 jnp.zeros((n,), jnp.int32),
                 self.agent.initial_carry(n),
                 jnp.zeros((n,), bool),
+                env_params if self.randomize is not None else None,
             ),
             obs_norm=create_obs_norm(self.obs_spec) if config.normalize_obs else None,
             reward_scaler=RewardScaler.create(n) if config.normalize_reward else None,
@@ -149,11 +166,16 @@ class Train:
             last_episode_return=zero,
             last_episode_length=zero,
             diverged=jnp.asarray(False),
+            value_norm=PopArtStats.create() if config.value_normalization == "popart" else None,
         )
 
     # ---------------------------------------------------------------- update
     def update(self, state: TrainState, hp: HParams | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
         """One PPO iteration (Algorithm 1) -> (new state, dict of float32 scalar metrics)."""
+        with matmul_precision(self.config):
+            return self._update(state, hp)
+
+    def _update(self, state: TrainState, hp: HParams | None) -> tuple[TrainState, dict[str, jax.Array]]:
         config, axis = self.config, self.data_axis
         hp = config.hparams() if hp is None else validate_hparams(hp, objective=config.objective)
         key, k_rollout, k_epochs = jax.random.split(state.key, 3)
@@ -162,16 +184,26 @@ class Train:
         env_carry, obs_norm, reward_scaler, traj, ep = self._rollout(state, hp, k_rollout)
 
         # 2. Advantages: V(s'_t) from the pre-reset observation, then GAE.
+        old_norm = state.value_norm
+        if old_norm is not None:  # PopArt: the network's values are normalized; GAE works in values
+            traj = traj._replace(value=old_norm.denormalize(traj.value))
         adv, targets = advantages(
-            self.agent, state.params, traj, hp, truncation_as_termination=config.truncation_as_termination
+            self.agent,
+            state.params,
+            traj,
+            hp,
+            truncation_as_termination=config.truncation_as_termination,
+            denormalize=None if old_norm is None else old_norm.denormalize,
         )
 
         # 3. K epochs of shuffled minibatch updates.
         alpha = 1.0 - state.update_step.astype(jnp.float32) / config.num_updates  # 1 -> 0 over the run
         lr = hp.learning_rate * alpha if config.anneal_lr else hp.learning_rate
         epoch_hp = dataclasses.replace(hp, clip_eps=hp.clip_eps * alpha) if config.anneal_clip_eps else hp
-        batch = rollout_batch(traj, adv, targets)
-        params, opt_state, metrics = self._epochs(state, epoch_hp, batch, lr, k_epochs)
+        start_params, value_norm, batch = self._value_targets(state, hp, traj, adv, targets)
+        params, opt_state, metrics = self._epochs(
+            dataclasses.replace(state, params=start_params), epoch_hp, batch, lr, k_epochs
+        )
 
         # 4. Exact KL(pi_old || pi_new) over the batch; the objective's post-update rule (e.g. adaptive beta).
         new_dist, _ = self.agent.sequence(params, batch.carry0, batch.obs, batch.first)
@@ -180,10 +212,10 @@ class Train:
 
         # 5. Divergence guard: a non-finite update is not applied, and the run stops learning.
         ok = collectives.all_true(all_finite((params, metrics, kl)), axis) & jnp.logical_not(state.diverged)
-        params, opt_state, objective_state = jax.tree.map(
+        params, opt_state, objective_state, value_norm = jax.tree.map(
             lambda new, old: jnp.where(ok, new, old),
-            (params, opt_state, objective_state),
-            (state.params, state.opt_state, state.objective_state),
+            (params, opt_state, objective_state, value_norm),
+            (state.params, state.opt_state, state.objective_state, state.value_norm),
         )
 
         # 6. Per-update metrics (scalars only): the losses' own, the objective's, these, and the evaluation's.
@@ -191,6 +223,10 @@ class Train:
         ep_return = jnp.where(has_eps, ep.return_sum / jnp.maximum(ep.count, 1.0), state.last_episode_return)
         ep_length = jnp.where(has_eps, ep.length_sum / jnp.maximum(ep.count, 1.0), state.last_episode_length)
         metrics = self._metrics(state, hp, metrics, ep, ep_return, ep_length, kl, traj.value, targets, lr, ok)
+        if value_norm is not None:
+            metrics.update(value_target_mean=value_norm.mean, value_target_std=value_norm.std)
+        if self.randomized:  # the randomized env params of the envs now: mean and spread
+            metrics.update(randomization.param_metrics(env_carry.env_params, self.randomized, axis))
         if self.evaluate is not None:
             metrics["eval_return"] = self._eval_return(state, hp, ActingState(params, obs_norm))
 
@@ -206,8 +242,25 @@ class Train:
             last_episode_return=ep_return,
             last_episode_length=ep_length,
             diverged=jnp.logical_not(ok),
+            value_norm=value_norm,
         )
         return new_state, metrics
+
+    def _value_targets(self, state: TrainState, hp: HParams, traj, adv: jax.Array, targets: jax.Array):
+        """(params the epochs start from, value statistics, the epochs' batch).
+
+        Plain values: the state's params and the rollout's values and targets. PopArt: the statistics absorb
+        this batch's targets, the critic's output layer is rescaled so that every value it predicts is
+        preserved (`purejaxppo.core.popart`), and the batch holds the rollout's values and the targets
+        normalized with the new statistics (what the rescaled network's value output is compared with).
+        """
+        if state.value_norm is None:
+            return state.params, None, rollout_batch(traj, adv, targets)
+        old = state.value_norm
+        new = update_stats(old, targets, hp.popart_beta, self.data_axis)
+        params = preserve_outputs(state.params, old, new)
+        batch = rollout_batch(traj._replace(value=new.normalize(traj.value)), adv, new.normalize(targets))
+        return params, new, batch
 
     def _rollout(self, state: TrainState, hp: HParams, key: jax.Array):
         """Step 1 of the update: `collect` from the state's envs with the current params."""
@@ -226,6 +279,7 @@ class Train:
             obs_clip=hp.obs_clip,
             reward_clip=hp.reward_clip,
             data_axis=self.data_axis,
+            randomize=self.randomize,
         )
 
     def _epochs(self, state: TrainState, hp: HParams, batch: Batch, lr: jax.Array, key: jax.Array):
@@ -316,6 +370,7 @@ def make_train(
     env_params: Any = None,
     network_factory: Callable | None = None,
     objective: Objective | None = None,
+    randomize: Callable | None = None,
 ) -> Train:
     """Build the pure training function for `config`.
 
@@ -336,6 +391,10 @@ def make_train(
         used without being registered; its name must equal `config.objective`
         (the name a run folder records). Default: the objective registered
         under `config.objective` (an unknown name raises ConfigError here).
+      randomize: per-env domain randomization, `fn(key, env_params) ->
+        env_params` applied to each env at each reset inside the compiled
+        program (purejaxppo.core.randomization); default: the shipped
+        randomizer `config.domain_randomization` names, or none.
 
     Returns:
       a `Train`: `train(key, hparams=None) -> TrainOutput`, with `init`,
@@ -359,6 +418,8 @@ def make_train(
     action_spec = action_spec_from_space(action_space)
     check_memory(config, obs_spec, action_spec)  # one run must fit: refuse now, not deep in XLA
     agent, network = _make_agent(config, obs_spec, action_spec, network_factory)
+    if config.value_normalization == "popart":  # the critic's output layer must be there to rescale
+        value_head(jax.eval_shape(agent.init, jax.random.key(0), zeros_obs(obs_spec)))
     to_env_action = make_action_transform(action_spec, config.action_handling)
     evaluate = None
     if config.eval_every > 0:  # in-training evaluation (purejaxppo.core.evaluate); adds metrics["eval_return"]
@@ -367,7 +428,38 @@ def make_train(
         evaluate = build_evaluate(
             env, env_params, agent, action_spec, obs_clip=config.obs_clip, to_env_action=to_env_action
         )
-    return Train(config, env, env_params, agent, network, obs_spec, action_spec, objective, to_env_action, evaluate)
+    randomize, randomized = _resolve_randomize(config, randomize, env_params)
+    return Train(
+        config,
+        env,
+        env_params,
+        agent,
+        network,
+        obs_spec,
+        action_spec,
+        objective,
+        to_env_action,
+        evaluate,
+        randomize=randomize,
+        randomized=randomized,
+    )
+
+
+def _resolve_randomize(config: PPOConfig, randomize: Callable | None, env_params: Any) -> tuple[Callable | None, tuple]:
+    """(randomizer, the params it changes): the one given, else the config's shipped one, else (None, ())."""
+    if randomize is not None and config.domain_randomization != "none":
+        raise ConfigError(
+            f"make_train: randomize=... was given and PPOConfig.domain_randomization is "
+            f"{config.domain_randomization!r}; use one of them (set domain_randomization 'none')"
+        )
+    if randomize is not None and not callable(randomize):
+        raise ConfigError(
+            f"make_train: randomize must be a function (key, env_params) -> env_params, got {randomize!r:.60}"
+        )
+    randomize = randomize if randomize is not None else randomization.from_config(config)
+    if randomize is None:
+        return None, ()
+    return randomize, randomization.randomized_leaves(randomize, env_params)
 
 
 def _resolve_objective(config: PPOConfig, objective: Objective | None) -> Objective:

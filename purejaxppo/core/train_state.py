@@ -6,6 +6,7 @@ names here are importable from purejaxppo.core.train and from purejaxppo.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -44,7 +45,8 @@ class TrainState:
     objective's own state (the adaptive beta for kl_adaptive, `()` for the
     others). diverged becomes True (and stays) once an update produced
     non-finite numbers; from then on updates leave params and optimizer state
-    unchanged.
+    unchanged. value_norm is PopArt's statistics of the value targets
+    (purejaxppo.core.popart.PopArtStats) with value_normalization='popart', else None.
     """
 
     params: Any
@@ -58,6 +60,8 @@ class TrainState:
     last_episode_return: jax.Array
     last_episode_length: jax.Array
     diverged: jax.Array
+    # Keyword-only with a default: TrainState(...) without it stays valid, and subclasses may add fields.
+    value_norm: Any = dataclasses.field(default=None, kw_only=True)
 
 
 class TrainOutput(NamedTuple):

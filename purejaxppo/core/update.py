@@ -77,7 +77,13 @@ def all_finite(tree) -> jax.Array:
 
 
 def advantages(
-    agent: Agent, params: Any, traj: Transition, hp: HParams, *, truncation_as_termination: bool = False
+    agent: Agent,
+    params: Any,
+    traj: Transition,
+    hp: HParams,
+    *,
+    truncation_as_termination: bool = False,
+    denormalize: Callable | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """GAE advantages and value targets `[T, N]` of a rollout.
 
@@ -87,9 +93,12 @@ def advantages(
     would have seen final_obs_t, not the reset one). All T * N bootstrap values
     come from one batched agent step. At a truncation GAE bootstraps from it;
     at a termination it does not (`truncation_as_termination` treats both as
-    terminations).
+    terminations). `denormalize` maps the network's value output to values (PopArt,
+    purejaxppo.core.popart; traj.value must already be in values).
     """
     next_values = bootstrap_values(agent, params, traj)
+    if denormalize is not None:
+        next_values = denormalize(next_values)
     terminated = traj.terminated
     if truncation_as_termination:
         terminated = jnp.logical_or(terminated, traj.truncated)

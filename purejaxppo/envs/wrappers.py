@@ -12,6 +12,13 @@ must infer velocities from its memory of earlier observations:
     masked/Acrobot-v1                [cos theta1, sin theta1, cos theta2, sin theta2]
     masked/MountainCar-v0            [position]
     masked/MountainCarContinuous-v0  [position]
+
+`PrivilegedObservation(env, keep)` (by name `masked/<id>+privileged`, e.g.
+`masked/CartPole-v1+privileged`) is the same task with a dict observation:
+`obs`, the masked entries, and `privileged`, the env's full observation, which
+for these tasks is their whole state (positions and velocities). With
+`actor_obs_keys: obs` and `critic_obs_keys: obs,privileged` the actor acts on
+what the masked task shows and the critic sees the state (docs: Recipes).
 """
 
 from __future__ import annotations
@@ -28,9 +35,9 @@ from purejaxppo.errors import EnvError
 #: This suite's row of the environment table in the docs (docs/hooks.py reads it without importing the module).
 SUITE = {
     "suite": "partially observed gymnax",
-    "names": "`masked/CartPole-v1`, `masked/Pendulum-v1`, …",
+    "names": "`masked/CartPole-v1`, `masked/Pendulum-v1`, …, each also `…+privileged`",
     "actions": "as gymnax",
-    "observations": "array (velocities removed)",
+    "observations": "array (velocities removed); `+privileged`: dict `obs` / `privileged` (the full state)",
     "masks": "—",
     "tested": "yes",
     "notes": "for `network: gru/lstm`",
@@ -45,6 +52,8 @@ MASKS: dict[str, tuple[int, ...]] = {
 }
 
 PREFIX = "masked/"
+PRIVILEGED_SUFFIX = "+privileged"
+OBS_KEY, PRIVILEGED_KEY = "obs", "privileged"  # the two entries of PrivilegedObservation's observation
 
 
 class MaskedObservation:
@@ -103,19 +112,57 @@ class MaskedObservation:
         return f"MaskedObservation({self._name}, keep={self.keep})"
 
 
+class PrivilegedObservation(MaskedObservation):
+    """A gymnax-API env with a flat observation `[D]` seen as a dict: `obs` the entries `keep` (`[len(keep)]`, what
+    `MaskedObservation` shows) and `privileged` the whole observation `[D]` (the env's full state, for a critic
+    that may see more than the actor). `info["final_observation"]` is the same dict."""
+
+    def __init__(self, env: Any, keep: Sequence[int], name: str | None = None):
+        default = f"{PREFIX}{getattr(env, 'name', type(env).__name__)}{PRIVILEGED_SUFFIX}"
+        super().__init__(env, keep, name or default)
+
+    def _split(self, obs) -> dict:
+        return {OBS_KEY: self._mask(obs), PRIVILEGED_KEY: obs}
+
+    def reset(self, key, params=None):
+        obs, state = self.env.reset(key, params)
+        return self._split(obs), state
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, terminated, truncated, info = self.env.step(key, state, action, params)
+        info = dict(info)
+        info["final_observation"] = self._split(info["final_observation"])
+        return self._split(obs), state, reward, terminated, truncated, info
+
+    def observation_space(self, params):
+        from gymnax.environments import spaces
+
+        return spaces.Dict(
+            {OBS_KEY: super().observation_space(params), PRIVILEGED_KEY: self.env.observation_space(params)}
+        )
+
+    def __repr__(self) -> str:
+        return f"PrivilegedObservation({self._name}, keep={self.keep})"
+
+
 def make_masked_env(name: str) -> tuple[MaskedObservation, Any]:
-    """`masked/<gymnax id>` -> (MaskedObservation, default params); EnvError listing the maskable ids."""
+    """`masked/<gymnax id>` -> (MaskedObservation, default params), `masked/<gymnax id>+privileged` ->
+    (PrivilegedObservation, default params); EnvError listing the maskable ids."""
     import gymnax
 
     base = name[len(PREFIX) :]
+    privileged = base.endswith(PRIVILEGED_SUFFIX)
+    base = base[: -len(PRIVILEGED_SUFFIX)] if privileged else base
     if base not in MASKS:
         raise EnvError(
             f"PPOConfig.env: {name!r} has no masked version; masked tasks: "
-            f"{', '.join(PREFIX + k for k in MASKS)} (or wrap any env: "
-            "purejaxppo.envs.wrappers.MaskedObservation(env, keep=...))"
+            f"{', '.join(PREFIX + k for k in MASKS)}, each also with {PRIVILEGED_SUFFIX!r} (the full state as a "
+            "'privileged' observation entry) (or wrap any env: purejaxppo.envs.wrappers.MaskedObservation(env, "
+            "keep=...) or PrivilegedObservation(env, keep=...))"
         )
     env, params = gymnax.make(base)
-    return MaskedObservation(env, MASKS[base], name), params
+    wrapper = PrivilegedObservation if privileged else MaskedObservation
+    return wrapper(env, MASKS[base], name), params
 
 
 def make(name: str) -> tuple[MaskedObservation, Any]:
@@ -125,4 +172,7 @@ def make(name: str) -> tuple[MaskedObservation, Any]:
 
 def base_env_name(name: str) -> str:
     """The wrapped task's id of a masked name (for drawing its states), else the name itself."""
-    return name[len(PREFIX) :] if name.startswith(PREFIX) else name
+    if not name.startswith(PREFIX):
+        return name
+    base = name[len(PREFIX) :]
+    return base[: -len(PRIVILEGED_SUFFIX)] if base.endswith(PRIVILEGED_SUFFIX) else base

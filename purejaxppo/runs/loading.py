@@ -16,8 +16,10 @@ import numpy as np
 
 from purejaxppo.core.agent import ActingState, is_recurrent, make_policy
 from purejaxppo.core.config import PPOConfig
+from purejaxppo.core.config_checks import parse_obs_keys
+from purejaxppo.core.precision import matmul_precision
 from purejaxppo.core.train import Train
-from purejaxppo.envs.spaces import is_array_spec
+from purejaxppo.envs.spaces import ACTION_MASK_KEY, is_array_spec
 from purejaxppo.errors import BuildError, CheckpointError, ConfigError, RunError
 from purejaxppo.runs.build import FROM_BUILDER, TrainSource, build_train
 from purejaxppo.runs.checkpoints import CheckpointManager, read_checkpoint, unflatten_state
@@ -118,7 +120,8 @@ def load_policy(
     `[B, *leaf_shape]`; raw, as the env returns it: the run's observation
     normalization is applied). Returns env actions (int32 for discrete spaces;
     for Box spaces training's transform: clipped to the box, or tanh-squashed),
-    unbatched for an unbatched obs. `deterministic=False` samples and needs
+    unbatched for an unbatched obs. A dict observation needs only the entries the actor reads
+    (`actor_obs_keys`): the others (a privileged critic's) may be left out. `deterministic=False` samples and needs
     `key`. It acts through `purejaxppo.core.agent.make_policy`, as evaluation and
     rendering do.
 
@@ -187,6 +190,22 @@ def _check_obs(obs, spec) -> tuple[bool, int]:
     return single, 1 if single else jax.tree.leaves(obs)[0].shape[0]
 
 
+def _fill_unread(obs, spec, config: PPOConfig):
+    """A dict observation with only the actor's entries (`actor_obs_keys`), completed with zeros for the entries
+    the actor does not read (a privileged critic's: their values change nothing the policy does); else `obs`."""
+    actor_keys = parse_obs_keys(config.actor_obs_keys)
+    if actor_keys is None or not isinstance(spec, dict) or not isinstance(obs, dict) or set(obs) >= set(spec):
+        return obs
+    unread = [k for k in spec if k not in obs and k not in actor_keys and k != ACTION_MASK_KEY]
+    given = [k for k in obs if k in spec]
+    if not given:
+        return obs
+    lead = jax.tree.leaves(obs[given[0]])[0]
+    batch = lead.shape[: lead.ndim - len(jax.tree.leaves(spec[given[0]])[0].shape)]
+    zeros = {k: jax.tree.map(lambda s: jnp.zeros((*batch, *s.shape), s.dtype), spec[k]) for k in unread}
+    return {**obs, **zeros}
+
+
 def _done_flags(done, n: int):
     if done is None:
         return jnp.zeros((n,), bool)
@@ -204,7 +223,8 @@ def _policy_step(train: Train, acting, obs_clip) -> Callable:
     def _act(acting, carry, obs, done, key, deterministic: bool, single: bool):
         batch = jax.tree.map(lambda x: x[None], obs) if single else obs
         floats = jax.tree.map(lambda x: x.astype(jnp.float32), batch)
-        carry, a = policy(acting, carry, floats, done, key, deterministic, obs_clip)
+        with matmul_precision(train.config):
+            carry, a = policy(acting, carry, floats, done, key, deterministic, obs_clip)
         return carry, (a[0] if single else a)
 
     act_jit = jax.jit(_act, static_argnums=(5, 6))
@@ -212,7 +232,7 @@ def _policy_step(train: Train, acting, obs_clip) -> Callable:
     def step(carry, obs, done=None, key=None, deterministic: bool = True):
         """Pure: `(carry, action)` for obs (one or a batch `[B]`) from `carry` (`act.initial_carry(B)`; None
         starts from it)."""
-        obs = jax.tree.map(jnp.asarray, obs)
+        obs = _fill_unread(jax.tree.map(jnp.asarray, obs), spec, train.config)
         single, n = _check_obs(obs, spec)
         carry = agent.initial_carry(n) if carry is None else carry
         carried = jax.tree.leaves(carry)

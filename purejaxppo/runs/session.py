@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purejaxppo.core.precision import precision_info
 from purejaxppo.parallel import gather
 from purejaxppo.runs.build import cache_token
 from purejaxppo.runs.checkpoints import CheckpointManager, atomic_write_bytes
@@ -237,6 +238,7 @@ class RunSession:
         st.run_info.update(
             versions=versions(),
             device=device_info(),
+            matmul_precision=precision_info(config),
             env=config.env,
             num_seeds=st.num_seeds,
             seed=st.seed,
