@@ -80,9 +80,8 @@ def main() -> None:
             shutil.copy(png, out.parent / png.name)
 
     pbt_scores = np.asarray([np.nan if e["score"] is None else e["score"] for e in pbt["final"]], float)
-    sweep_final = [s.get("final") or {} for s in sweep["settings"]]
-    sweep_scores = np.asarray([f.get("iqm", f.get("mean", np.nan)) if isinstance(f, dict) else f for f in sweep_final],
-                              float)  # fmt: skip
+    # one seed per setting: a setting's mean final score is its run's (the point of its (point, low, high))
+    sweep_scores = np.asarray([s["scores"]["final"]["mean"][0] if s["scores"] else np.nan for s in sweep["settings"]])
     best_sweep = next(s for s in sweep["settings"] if s.get("rank") == 1)
     pm, plo, phi = _mean_ci(pbt_scores)
     sm, slo, shi = _mean_ci(sweep_scores)
@@ -91,7 +90,8 @@ def main() -> None:
         "# Population-based training vs a random-search sweep",
         "",
         f"`python benchmarks/pbt.py {' '.join(sys.argv[1:])}`; {hardware_line()}.",
-        f"Base config `{args.config}` with {', '.join(sets) or 'no overrides'}; ranges {', '.join(args.range or RANGES)}; "
+        f"Base config `{args.config}` with {', '.join(sets) or 'no overrides'}; "
+        f"ranges {', '.join(args.range or RANGES)}; "
         f"{p} runs per side; PBT: exploit/explore every {k} updates (truncation 0.25, perturb x0.8/x1.2, "
         "resample probability 0.25). Wall time includes import, compile, training and the report.",
         "",

@@ -267,7 +267,10 @@ def test_cli_errors_before_compiling_and_writes_nothing(tmp_path, capsys, monkey
 
 
 def _leaves(state):
-    return {jax.tree_util.keystr(p): b for (p, _), b in zip(jax.tree_util.tree_flatten_with_path(state)[0], _bytes(state), strict=True)}
+    return {
+        jax.tree_util.keystr(p): b
+        for (p, _), b in zip(jax.tree_util.tree_flatten_with_path(state)[0], _bytes(state), strict=True)
+    }
 
 
 def test_one_compile_and_resume_bit_identical_across_an_exploit_step(tmp_path, monkeypatch):
@@ -312,7 +315,7 @@ def test_one_compile_and_resume_bit_identical_across_an_exploit_step(tmp_path, m
     assert math.isfinite(res.report["final"][res.report["best"]]["score"])
 
 
-def test_cli_end_to_end_report_and_best_member_policy(tmp_path):
+def test_cli_end_to_end_report_and_best_member_policy(tmp_path, capsys):
     from purejaxppo.cli import main
     from purejaxppo.pbt import best_member, pbt_report
     from purejaxppo.runs import load_policy, read_metrics
@@ -340,3 +343,48 @@ def test_cli_end_to_end_report_and_best_member_policy(tmp_path):
     assert act(np.zeros(4, np.float32)).shape == ()
     # the folder resumes as a PBT run only: nothing left to do here
     assert main(["pbt", "--resume", str(out), "--progress", "off"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--episodes", "2"]) == 0  # every member, and the best one named
+    assert f"the best member by its final training score is seed {best}" in capsys.readouterr().out
+    (out / "pbt.md").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "pbt.md").read_text().count("## ") == 2
+
+
+def test_population_on_a_two_device_mesh_equals_one_device(tmp_path):
+    """`--mesh seed=2`: the population is split over two CPU devices (one process) and the ready step gathers it
+    over both; the lineage and the hyperparameters equal the one-device run's (a member copies across devices)."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    from purejaxppo.pbt.runner import pbt_run
+    from purejaxppo.pbt.spec import build_pbt_spec
+    from purejaxppo.runs import read_metrics
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    flags = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
+    env = dict(os.environ, XLA_FLAGS=flags, PYTHONPATH=str(root))
+    sets = ["env=CartPole-v1", "num_envs=4", "num_steps=16", "total_timesteps=512", "num_minibatches=2",
+            "update_epochs=1", "log_every=1"]  # fmt: skip
+    cmd = [sys.executable, "-m", "purejaxppo", "pbt", *[x for s in sets for x in ("--set", s)], "--population", "4",
+           "--ready-every", "2", "--range", "learning_rate=log:1e-4:1e-2", "--range", "ent_coef=0:0.05",
+           "--checkpoint-every", "4", "--mesh", "seed=2", "--progress", "off",
+           "--out", str(tmp_path / "mesh")]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "on a mesh of seed=2 x data=1 devices" in proc.stdout
+    spec = build_pbt_spec(
+        _base(), population=4, ready_every=2, ranges={"learning_rate": "log:1e-4:1e-2", "ent_coef": "0:0.05"}
+    )
+    pbt_run(spec, tmp_path / "one", checkpoint_every=4, log=lambda m: None)
+
+    def lineage(run):
+        return [(r["update"], r["member"], r["pbt_parent"], r["hp_learning_rate"], r["hp_ent_coef"])
+                for r in read_metrics(run)]  # fmt: skip
+
+    mesh, one = lineage(tmp_path / "mesh"), lineage(tmp_path / "one")
+    assert mesh == one
+    copies = [(u, m, int(p)) for u, m, p, *_ in one if p is not None and int(p) != m]
+    assert copies  # exploitation happened; with 2 members per device, this run copies across devices:
+    assert any(m // 2 != p // 2 for _, m, p in copies)

@@ -148,7 +148,12 @@ def _add_render(sub) -> None:
     )
     p.add_argument("run", help="run folder (newest checkpoint) or a checkpoint file")
     p.add_argument("--out", default="episode.gif", help="GIF file to write (default episode.gif)")
-    p.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds (default 0)")
+    p.add_argument(
+        "--seed-index",
+        type=int,
+        default=None,
+        help="which of the run's seeds (default 0; of a population-based training run, its best member)",
+    )
     p.add_argument("--seed", type=int, default=0, help="PRNG seed of the episode")
     p.add_argument("--stochastic", action="store_true", help="sample actions (default: the mode)")
     p.add_argument("--max-frames", type=int, default=500, help="draw at most this many steps (default 500)")
@@ -181,15 +186,9 @@ def _add_sweep(sub) -> None:
         "of one program vmapped together, one program per combination of static fields; "
         "then write sweep.md, sweep.json and plots (docs: Sweeps and statistics).",
     )
-    p.add_argument(
-        "file",
-        nargs="?",
-        help="sweep YAML file (keys: config, set, seeds, seed, grid, points, random, range, "
-        "sweep_seed, score, reference_scores); flags below override it",
+    _add_spec_source(
+        p, "sweep", "config, set, seeds, seed, grid, points, random, range, sweep_seed, score, reference_scores"
     )
-    p.add_argument("--config", help="base YAML config (default: the sweep file's, else the built-in defaults)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a base config field")
-    p.add_argument("--build", metavar="MODULE:FUNCTION", default=None, help=BUILD_HELP)
     _add_sweep_search(p)
     p.add_argument("--out", help="sweep folder (default runs/sweep-<env>-<timestamp>)")
     p.add_argument("--resume", metavar="RUN", help="continue the sweep in this folder")
@@ -207,6 +206,14 @@ def _add_sweep(sub) -> None:
         "--mesh", metavar="seed=S,data=D", help="device mesh for every program (the runs share the seed axis)"
     )
     p.set_defaults(func=cmd_sweep)
+
+
+def _add_spec_source(p: argparse.ArgumentParser, what: str, keys: str) -> None:
+    """A sweep's or PBT's file, base config, --set overrides and builder."""
+    p.add_argument("file", nargs="?", help=f"{what} YAML file (keys: {keys}); flags below override it")
+    p.add_argument("--config", help=f"base YAML config (default: the {what} file's, else the built-in defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a base config field")
+    p.add_argument("--build", metavar="MODULE:FUNCTION", default=None, help=BUILD_HELP)
 
 
 def _add_sweep_search(p: argparse.ArgumentParser) -> None:
@@ -253,10 +260,11 @@ def _add_sweep_search(p: argparse.ArgumentParser) -> None:
 def _add_report(sub) -> None:
     p = sub.add_parser(
         "report",
-        help="(re)write a finished sweep's report",
-        description="Compute the statistics of a sweep folder and write sweep.md, sweep.json and plots.",
+        help="(re)write a finished sweep's (or population-based training run's) report",
+        description="Compute the statistics of a sweep folder and write sweep.md, sweep.json and plots "
+        "(of a `purejaxppo pbt` run folder: pbt.md, pbt.json and plots).",
     )
-    p.add_argument("run", help="sweep folder")
+    p.add_argument("run", help="sweep folder (or pbt run folder)")
     p.add_argument(
         "--score", choices=("final", "auc"), default=None, help="what ranks the settings (default: the sweep's)"
     )
@@ -272,15 +280,9 @@ def _add_pbt(sub) -> None:
         "(perturb or resample their traced hyperparameters) every --ready-every updates, inside one compiled "
         "program; then write pbt.md, pbt.json and plots (docs: Population-based training).",
     )
-    p.add_argument(
-        "file",
-        nargs="?",
-        help="PBT YAML file (keys: config, set, population, ready_every, range, exploit, perturb, resample_prob, "
-        "seed, pbt_seed); flags below override it",
+    _add_spec_source(
+        p, "PBT", "config, set, population, ready_every, range, exploit, perturb, resample_prob, seed, pbt_seed"
     )
-    p.add_argument("--config", help="base YAML config (default: the PBT file's, else the built-in defaults)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a base config field")
-    p.add_argument("--build", metavar="MODULE:FUNCTION", default=None, help=BUILD_HELP)
     p.add_argument("--population", type=int, default=None, metavar="P", help="members (default 8)")
     p.add_argument(
         "--ready-every",

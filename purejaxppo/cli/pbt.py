@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from purejaxppo.cli.options import run_keywords
-from purejaxppo.cli.sweep import base_config, range_args
-from purejaxppo.errors import ConfigError
+from purejaxppo.cli.sweep import base_config, range_args, refuse_on_resume
 
 
 def cmd_pbt(args) -> int:
@@ -56,10 +54,7 @@ def _check_resume_flags(args) -> None:
         )
         if v
     ]
-    if given:
-        raise ConfigError(f"--resume continues the population saved in {args.resume}; do not pass {', '.join(given)}")
-    if args.out and Path(args.out) != Path(args.resume):
-        raise ConfigError("--resume continues a run in its own folder; do not pass a different --out")
+    refuse_on_resume(args, given, "population")
 
 
 def _spec_from_args(args):

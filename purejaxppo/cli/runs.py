@@ -37,6 +37,9 @@ def cmd_eval(args) -> int:
         f"return: mean {flat.mean():.2f}  std {flat.std():.2f}  IQM {iqm(flat):.2f}  "
         f"min {flat.min():.2f}  max {flat.max():.2f}  ({flat.size} episodes)"
     )
+    if s > 1 and _is_pbt(run.run_dir):
+        best = _best_member_or_zero(run.run_dir)
+        print(f"population-based training: the best member by its final training score is seed {best} above")
     if s > 1:
         per_seed = returns.mean(axis=1)
         point, lo, hi = bootstrap_ci(per_seed, "iqm")
@@ -78,6 +81,8 @@ def cmd_render(args) -> int:
     if not from_config:
         env_name = base_env_name(env_name_of(run.train.env))
         check_renderable(env_name)
+    if args.seed_index is None:
+        args.seed_index = _best_member_or_zero(run_dir)
     if not 0 <= args.seed_index < run.num_seeds:
         raise ConfigError(f"--seed-index {args.seed_index} out of range: the run has {run.num_seeds} seed(s)")
     acting = jax.tree.map(lambda x: x[args.seed_index], ActingState(run.state.params, run.state.obs_norm))
@@ -93,6 +98,21 @@ def cmd_render(args) -> int:
         + (f" (first {frames} frames drawn; --max-frames)" if frames < length else "")
     )
     return 0
+
+
+def _is_pbt(run_dir: Path) -> bool:
+    from purejaxppo.pbt.runner import is_pbt_run
+
+    return is_pbt_run(run_dir)
+
+
+def _best_member_or_zero(run_dir: Path) -> int:
+    """The best member of a population-based training run (its report), else seed 0."""
+    if not _is_pbt(run_dir):
+        return 0
+    from purejaxppo.pbt import best_member
+
+    return best_member(run_dir)
 
 
 def cmd_plot(args) -> int:

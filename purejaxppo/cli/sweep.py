@@ -46,10 +46,15 @@ def _check_resume_flags(args) -> None:
         )
         if v
     ]
+    refuse_on_resume(args, given, "sweep")
+
+
+def refuse_on_resume(args, given: list[str], what: str) -> None:
+    """ConfigError when --resume comes with flags that define another run (`given`) or another --out."""
     if given:
-        raise ConfigError(f"--resume continues the sweep saved in {args.resume}; do not pass {', '.join(given)}")
+        raise ConfigError(f"--resume continues the {what} saved in {args.resume}; do not pass {', '.join(given)}")
     if args.out and Path(args.out) != Path(args.resume):
-        raise ConfigError("--resume continues a sweep in its own folder; do not pass a different --out")
+        raise ConfigError(f"--resume continues a {what} in its own folder; do not pass a different --out")
 
 
 def _spec_from_args(args):
@@ -129,6 +134,14 @@ def cmd_report(args) -> int:
 
     if args.reps < 1:
         raise ConfigError(f"--reps must be >= 1, got {args.reps}")
+    from purejaxppo.pbt.runner import is_pbt_run
+
+    if is_pbt_run(args.run):  # a population-based training run folder: its own report
+        from purejaxppo.pbt.report import write_pbt_report
+
+        paths = write_pbt_report(args.run)[1]
+        print(f"wrote {', '.join(str(p) for p in paths)}")
+        return 0
     _, paths = make_report(args.run, score=args.score, reps=args.reps)
     print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0

@@ -337,9 +337,7 @@ class PBTTrain(Train):
         score = jnp.where(score_count > 0, score_sum / jnp.maximum(score_count, 1.0), jnp.nan)
         ready = new.update_step % config.ready_every == 0
 
-        axes = self.population_axes
-        me = jax.lax.axis_index(axes)
-        gather = lambda x: jax.lax.all_gather(x, axes)  # noqa: E731 ([P, ...]: the whole population)
+        gather, me = _population(self.population_axes)
         key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), _POPULATION_KEY), new.update_step)
         k_select, k_explore = jax.random.split(key)
         parent, replaced = select(k_select, gather(score), gather(new.diverged), config)
@@ -361,6 +359,26 @@ class PBTTrain(Train):
         for name in config.fields:
             metrics[f"hp_{name}"] = jnp.asarray(getattr(state.hp, name), jnp.float32)
         return out, metrics
+
+
+def _population(axes: tuple[str, ...]) -> tuple[Any, jax.Array]:
+    """(gather, me) over the named axes, outermost first: `gather(x)` is the whole population's `x` `[P, ...]`
+    (member index = the axes' indices in row-major order, as the canonical run layout numbers them) and `me`
+    this member's index. One all_gather per axis, innermost first: a mesh axis (shard_map) and the vmapped run
+    axis cannot be gathered in one call."""
+
+    def leaf(x):
+        for ax in reversed(axes):
+            x = jax.lax.all_gather(x, ax)
+        return x.reshape((-1, *x.shape[len(axes) :]))
+
+    def gather(tree):
+        return jax.tree.map(leaf, tree)
+
+    me = jnp.zeros((), jnp.int32)
+    for ax in axes:
+        me = me * jax.lax.psum(1, ax) + jax.lax.axis_index(ax)  # psum(1, ax): the axis size
+    return gather, me
 
 
 def make_pbt_train(train: Train, config: PBTConfig) -> PBTTrain:

@@ -195,7 +195,7 @@ def _markdown(rep: dict, images: list[str], note: str | None) -> str:
         f"## The best member ({best}): its hyperparameter schedule",
         "",
         "The values its learner trained with, following its lineage back (member = whose learner it was then). "
-        f"Load it with `load_policy(run_dir, seed_index={best})`; `purejaxppo render RUN --seed-index {best}`.",
+        f"Load it with `load_policy(run_dir, seed_index={best})`; `purejaxppo render RUN` draws it.",
         "",
         "| update | member | " + " | ".join(f"`{f}`" for f in fields) + " |",
         "|---:|---:|" + "---:|" * len(fields),

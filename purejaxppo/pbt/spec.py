@@ -19,15 +19,14 @@ The PBT file (YAML), every key optional but `range`::
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-from pathlib import Path
 from typing import Any
 
 from purejaxppo.core.config import PPOConfig
 from purejaxppo.core.pbt import PBTConfig
 from purejaxppo.errors import ConfigError
 from purejaxppo.sweep.parts import Range, check_ranges
+from purejaxppo.sweep.spec import read_spec_file
 
 SPEC_KEYS = (
     "config",
@@ -162,20 +161,4 @@ def build_pbt_spec(
 
 def read_pbt_file(path: str | os.PathLike) -> dict:
     """A PBT YAML file as a dict of spec parts (its `config` path resolved against the file's folder)."""
-    from purejaxppo.core.config_io import read_yaml
-
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a PBT file is a mapping (keys {', '.join(SPEC_KEYS)}), got {type(data).__name__}")
-    for key in data:
-        if key not in SPEC_KEYS:
-            close = difflib.get_close_matches(str(key), SPEC_KEYS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{path}: unknown PBT key {key!r}.{hint} Valid keys: {', '.join(SPEC_KEYS)}")
-    for key in ("range", "set"):
-        if data.get(key) is not None and not isinstance(data[key], dict):
-            raise ConfigError(f"{path}: {key} must be a mapping of field: value, got {data[key]!r:.80}")
-    if isinstance(data.get("config"), str):
-        p = Path(data["config"])
-        data["config"] = str(p if p.is_absolute() or p.exists() else Path(path).parent / p)
-    return data
+    return read_spec_file(path, "PBT", SPEC_KEYS, ("range", "set"))

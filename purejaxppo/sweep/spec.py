@@ -208,17 +208,23 @@ def build_spec(
 
 def read_sweep_file(path: str | os.PathLike) -> dict:
     """A sweep YAML file as a dict of spec parts (its `config` path resolved against the file's folder)."""
+    return read_spec_file(path, "sweep", SPEC_KEYS, ("grid", "range", "set"))
+
+
+def read_spec_file(path: str | os.PathLike, what: str, keys: tuple[str, ...], mappings: tuple[str, ...]) -> dict:
+    """A `what` YAML file (a sweep's, a PBT's) as a dict: only `keys`, the `mappings` among them mappings, its
+    `config` path resolved against the file's folder. ConfigError naming the key otherwise."""
     from purejaxppo.core.config_io import read_yaml
 
     data = read_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a sweep file is a mapping (keys {', '.join(SPEC_KEYS)}), got {type(data).__name__}")
+        raise ConfigError(f"{path}: a {what} file is a mapping (keys {', '.join(keys)}), got {type(data).__name__}")
     for key in data:
-        if key not in SPEC_KEYS:
-            close = difflib.get_close_matches(str(key), SPEC_KEYS, n=1)
+        if key not in keys:
+            close = difflib.get_close_matches(str(key), keys, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{path}: unknown sweep key {key!r}.{hint} Valid keys: {', '.join(SPEC_KEYS)}")
-    for key in ("grid", "range", "set"):
+            raise ConfigError(f"{path}: unknown {what} key {key!r}.{hint} Valid keys: {', '.join(keys)}")
+    for key in mappings:
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise ConfigError(f"{path}: {key} must be a mapping of field: values, got {data[key]!r:.80}")
     if isinstance(data.get("config"), str):
