@@ -388,3 +388,32 @@ def test_population_on_a_two_device_mesh_equals_one_device(tmp_path):
     copies = [(u, m, int(p)) for u, m, p, *_ in one if p is not None and int(p) != m]
     assert copies  # exploitation happened; with 2 members per device, this run copies across devices:
     assert any(m // 2 != p // 2 for _, m, p in copies)
+
+
+def test_the_ready_step_in_the_program_is_the_pure_step_and_replaces_a_diverged_member():
+    """PBTTrain.update at a ready step = the plain update, then `exploit_explore` on the population with the
+    population's key and the members' scores; a member that diverged is replaced (and trains again)."""
+    from purejaxppo.core.pbt import _POPULATION_KEY, _base_state, _learner_parts, make_pbt_train
+    from purejaxppo.core.train import make_train
+
+    cfg = _base()
+    pbt = PBTConfig(4, 1, RANGES, truncation=0.25, seed=3)  # every update is a ready step
+    base = make_train(cfg)
+    train = make_pbt_train(base, pbt)
+    hp = initial_hparams(jax.random.key(1), cfg.hparams(), pbt)
+    st = jax.jit(jax.vmap(train.init))(jax.random.split(jax.random.key(0), 4), hp)
+    st = st.replace(diverged=st.diverged.at[1].set(True))  # member 1 diverged: frozen, and bad at the ready step
+
+    new, metrics = jax.jit(jax.vmap(train.update, axis_name=RUN_AXIS))(st, None)
+    plain, plain_metrics = jax.jit(jax.vmap(base.update))(_base_state(st), st.hp)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(pbt.seed), _POPULATION_KEY), 1)
+    want, want_hp, info = exploit_explore(key, plain, st.hp, plain_metrics["episode_return"], pbt)
+
+    parent = np.asarray(info["parent"])
+    assert parent[1] != 1 and np.asarray(info["replaced"])[1]
+    np.testing.assert_array_equal(np.asarray(metrics["pbt_parent"]), parent.astype(np.float32))
+    assert not np.asarray(new.diverged).any()  # the diverged member took a healthy learner
+    assert _bytes(_learner_parts(new)) == _bytes(_learner_parts(want))
+    assert _bytes(new.hp) == _bytes(want_hp)
+    assert _bytes((new.env, new.key)) == _bytes((plain.env, plain.key))
+    np.testing.assert_array_equal(np.asarray(new.score_count), np.zeros(4, np.float32))  # a new window starts
