@@ -138,8 +138,9 @@ class MaskedFiveTupleEnv(FiveTupleEnv):
         from gymnax.environments import spaces
 
         inner = self._env.observation_space(params)
-        low = np.broadcast_to(np.asarray(inner.low), inner.shape)[self._keep]
-        high = np.broadcast_to(np.asarray(inner.high), inner.shape)[self._keep]
+        # jnp, not np: PureJaxRL asks for the space inside its jitted train, where gymnax's bounds are traced.
+        low = jnp.broadcast_to(jnp.asarray(inner.low), inner.shape)[self._keep]
+        high = jnp.broadcast_to(jnp.asarray(inner.high), inner.shape)[self._keep]
         return spaces.Box(low, high, (len(self._keep),), inner.dtype)
 
 

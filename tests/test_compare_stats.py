@@ -181,6 +181,9 @@ def test_masked_five_tuple_env_matches_our_masked_observations(worker):
     np.testing.assert_array_equal(step[0], np.asarray(full[0])[list(keep)])
     assert bool(step[3]) == bool(full[3] | full[4])
     assert masked.observation_space(params).shape == (len(keep),)
+    # PureJaxRL asks for the space inside its jitted train, where gymnax computes the bounds as traced arrays.
+    low = jax.jit(lambda: masked.observation_space(params).low)()
+    np.testing.assert_array_equal(low, np.asarray(env.observation_space(params).low)[list(keep)])
     assert masked.action_space(params).n == 2  # everything else is the wrapped env's
 
 
