@@ -41,8 +41,10 @@ def _bad_values(name: str) -> list:
     if hint is bool:
         return ["yes", "true", 1, 0, 1.0, None]
     if hint is str:
-        # Unknown env ids and objective names are refused by make_train (envs and objectives are registries).
-        return [3, None, ""] + ([] if name in ("env", "objective") else ["unknown"])
+        # Unknown env ids and objective names are refused by make_train (envs and objectives are registries), and
+        # so are observation keys (the env's observation has them or not).
+        resolved_later = ("env", "objective", "actor_obs_keys", "critic_obs_keys")
+        return [3, None, ""] + ([] if name in resolved_later else ["unknown"])
     assert typing.get_origin(hint) is tuple, hint
     return [[-1], [0], "abc", [1.5], [True], None, [2**31], 64.0]
 

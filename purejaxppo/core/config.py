@@ -59,7 +59,7 @@ ACTION_HANDLING = ("clip", "tanh")
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
 MATMUL_PRECISIONS = ("default", "high", "highest")  # purejaxppo.core.precision
 VALUE_NORMALIZATIONS = ("none", "popart")  # purejaxppo.core.popart
-DOMAIN_RANDOMIZERS = ("none", "cartpole")  # purejaxppo.core.randomization.RANDOMIZERS
+DOMAIN_RANDOMIZERS = ("none", "cartpole", "brax_mass")  # purejaxppo.core.randomization.RANDOMIZERS
 INIT_LOG_STD_LIMIT = 20.0  # std = exp(+-20) is already 2e-9 .. 5e8; beyond, float32 log-probs and KLs lose all meaning
 _UNIT = Range(0.0, 1.0, False, False, "in [0, 1]")
 _UNIT_OPEN_LOW = Range(0.0, 1.0, True, False, "in (0, 1]")
@@ -194,7 +194,8 @@ class PPOConfig:
         "none",
         "Per-env domain randomization by a shipped randomizer (purejaxppo.core.randomization): 'cartpole' draws "
         "each env's pole length, pole mass and cart mass (each times U[1 - s, 1 + s], s = "
-        "domain_randomization_scale) at every reset, inside the compiled program; the env params become per-env "
+        "domain_randomization_scale) at every reset, inside the compiled program, 'brax_mass' each link mass of a "
+        "Brax env (brax/<name>); the env params become per-env "
         "state and each randomized parameter's mean and std over the envs are metrics (env_params/<name>_mean, "
         "_std). Your own: make_train(..., randomize=fn). docs: Recipes.",
         choices=DOMAIN_RANDOMIZERS,

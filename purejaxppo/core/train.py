@@ -428,7 +428,7 @@ def make_train(
         evaluate = build_evaluate(
             env, env_params, agent, action_spec, obs_clip=config.obs_clip, to_env_action=to_env_action
         )
-    randomize, randomized = _resolve_randomize(config, randomize, env_params)
+    randomize, randomized = _resolve_randomize(config, randomize, env, env_params)
     return Train(
         config,
         env,
@@ -445,7 +445,9 @@ def make_train(
     )
 
 
-def _resolve_randomize(config: PPOConfig, randomize: Callable | None, env_params: Any) -> tuple[Callable | None, tuple]:
+def _resolve_randomize(
+    config: PPOConfig, randomize: Callable | None, env: Any, env_params: Any
+) -> tuple[Callable | None, tuple]:
     """(randomizer, the params it changes): the one given, else the config's shipped one, else (None, ())."""
     if randomize is not None and config.domain_randomization != "none":
         raise ConfigError(
@@ -456,7 +458,7 @@ def _resolve_randomize(config: PPOConfig, randomize: Callable | None, env_params
         raise ConfigError(
             f"make_train: randomize must be a function (key, env_params) -> env_params, got {randomize!r:.60}"
         )
-    randomize = randomize if randomize is not None else randomization.from_config(config)
+    randomize = randomize if randomize is not None else randomization.from_config(config, env)
     if randomize is None:
         return None, ()
     return randomize, randomization.randomized_leaves(randomize, env_params)

@@ -21,6 +21,7 @@ Select one from a config with `env: brax/<name>` or `env: brax/<name>@<backend>`
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from typing import Any
 
@@ -47,9 +48,13 @@ INSTALL_HINT = "pip install -e '.[brax]'"
 
 @struct.dataclass
 class BraxEnvParams:
-    """Time limit of a Brax episode (Brax's usual episode_length is 1000)."""
+    """Time limit of a Brax episode (Brax's usual episode_length is 1000), and optionally the physics.
+
+    sys: None (the env's own `brax.System`), or a System this env steps with instead: per-env domain
+    randomization (purejaxppo.core.randomization.brax_mass) gives each env its own."""
 
     max_steps_in_episode: int = 1000
+    sys: Any = None
 
 
 @struct.dataclass
@@ -153,15 +158,32 @@ class BraxEnv:
 
         return spaces.Box(-1.0, 1.0, (self._action_size,), jnp.float32)
 
+    @contextlib.contextmanager
+    def _physics(self, params: BraxEnvParams | None):
+        """While traced inside: the Brax env steps with `params.sys` (when given) instead of its own System."""
+        if params is None or params.sys is None:
+            yield
+            return
+        target = getattr(self.env, "unwrapped", self.env)
+        saved = target.sys
+        target.sys = params.sys
+        try:
+            yield
+        finally:
+            target.sys = saved
+
     def reset(self, key: jax.Array, params: BraxEnvParams | None = None) -> tuple[jax.Array, BraxEnvState]:
-        brax_state = self.env.reset(_raw_key(key))
+        with self._physics(params):
+            brax_state = self.env.reset(_raw_key(key))
         state = BraxEnvState(brax_state=brax_state, step_count=jnp.zeros((), jnp.int32))
         return jnp.asarray(brax_state.obs, jnp.float32), state
 
     def step(self, key: jax.Array, state: BraxEnvState, action: jax.Array, params: BraxEnvParams | None = None):
         """One env step with auto-reset; returns (obs, state, reward, terminated, truncated, info)."""
         params = self.default_params if params is None else params
-        next_state = self.env.step(state.brax_state, jnp.asarray(action, jnp.float32))
+        with self._physics(params):
+            next_state = self.env.step(state.brax_state, jnp.asarray(action, jnp.float32))
+            reset_state = self.env.reset(_raw_key(key))
         step_count = state.step_count + 1
         final_obs = jnp.asarray(next_state.obs, jnp.float32)
         reward = jnp.asarray(next_state.reward, jnp.float32)
@@ -169,7 +191,6 @@ class BraxEnv:
         truncated = jnp.logical_and(step_count >= params.max_steps_in_episode, jnp.logical_not(terminated))
         done = jnp.logical_or(terminated, truncated)
 
-        reset_state = self.env.reset(_raw_key(key))
         # Keep the state's structure and dtypes fixed (it is a lax.scan carry).
         brax_state = jax.tree.map(
             lambda r, s: jnp.where(done, r, s).astype(jnp.result_type(s)), reset_state, next_state
