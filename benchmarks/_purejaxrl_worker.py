@@ -15,6 +15,13 @@ their `make_train(config)`. What this module adds around them, without changing 
   (the PureJaxRL virtualenv compare.py creates has only jax, flax, optax, gymnax and distrax), empty
   placeholder modules are put in `sys.modules` so the import succeeds; touching any of their names raises.
   distrax itself is the real one (with tfp-nightly it imports under jax 0.10.2; no shim).
+* **flax GRUCell, old API (ppo_rnn.py only).** `ppo_rnn.py` is written against flax < 0.7.5: `nn.GRUCell()`
+  with no `features` (then taken from the carry) and the static `nn.GRUCell.initialize_carry(rng, batch_dims,
+  size)`. With today's flax (features required, an instance `initialize_carry(rng, input_shape)`) neither
+  works, so the `nn` name inside the imported module is replaced by a view of `flax.linen` whose `GRUCell`
+  is `LegacyGRUCell`: constructing it builds today's `flax.linen.GRUCell(features=128)` (the size ppo_rnn.py
+  fixes; the same module, parameter names and initializers), and its static `initialize_carry` returns the
+  zeros the old one returned. Every other `nn` name is flax.linen's own.
 
 Its networks are fixed in its code: `ppo.py`'s ActorCritic is a 64-64 MLP (activation from the config),
 `ppo_rnn.py`'s is Dense 128 relu -> GRU 128 -> 128-unit relu heads. A spec asking for anything else is
@@ -62,6 +69,45 @@ def stub_missing_imports() -> list[str]:
     return stubbed
 
 
+class LegacyGRUCell:
+    """flax < 0.7.5's `nn.GRUCell` API on today's flax: `LegacyGRUCell()` is `flax.linen.GRUCell(features=128)`."""
+
+    def __new__(cls, *args, **kwargs):
+        import flax.linen
+
+        kwargs.setdefault("features", RNN_SIZE)
+        return flax.linen.GRUCell(*args, **kwargs)
+
+    @staticmethod
+    def initialize_carry(rng, batch_dims, size):
+        """The old static form: zeros `[*batch_dims, size]` (its default carry init); `rng` is unused."""
+        import jax.numpy as jnp
+
+        del rng
+        return jnp.zeros((*batch_dims, size))
+
+
+class _LinenView(types.ModuleType):
+    """`flax.linen` with `GRUCell` replaced by `LegacyGRUCell`; every other name is flax.linen's own."""
+
+    def __getattr__(self, name):
+        import flax.linen
+
+        if name == "GRUCell":
+            return LegacyGRUCell
+        return getattr(flax.linen, name)
+
+
+def needs_legacy_gru() -> bool:
+    """True when this flax's GRUCell requires `features` (flax >= 0.7.5), which ppo_rnn.py does not pass."""
+    import dataclasses
+
+    import flax.linen
+
+    field = {f.name: f for f in dataclasses.fields(flax.linen.GRUCell)}.get("features")
+    return field is not None and field.default is dataclasses.MISSING
+
+
 def load_module(checkout: str, name: str, adapt):
     """Import `checkout/purejaxrl/<name>.py` with `gymnax.make` routed through `adapt(env, env_name)`."""
     src = Path(checkout).expanduser().resolve() / "purejaxrl"
@@ -78,6 +124,8 @@ def load_module(checkout: str, name: str, adapt):
         return adapt(env), params
 
     module.gymnax = types.SimpleNamespace(make=make)  # their make_train calls gymnax.make(config["ENV_NAME"])
+    if name == "ppo_rnn" and needs_legacy_gru():
+        module.nn = _LinenView("flax.linen")  # looked up when its modules run, after the class bodies were built
     return module
 
 
