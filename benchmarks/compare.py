@@ -36,10 +36,12 @@ Peers (`--peers`, default rejax, plus purejaxrl when --purejaxrl is given):
              repository. Its worker imports PATH/purejaxrl/ppo.py or ppo_rnn.py and calls their
              make_train, in its own virtualenv (default benchmarks/.venv-purejaxrl, created on first use
              with this interpreter's jax, flax, optax, gymnax and numpy versions and distrax 0.1.9, whose
-             tfp-nightly imports under jax 0.10.2; or --purejaxrl-python). Two adapters, no change to
+             tfp-nightly imports under jax 0.10.2; or --purejaxrl-python). Three adapters, no change to
              its code (benchmarks/_purejaxrl_worker.py): gymnax.make inside its module returns the env
-             wrapped in a 5-value step (gymnax >= 1.0 returns 6), and brax / navix, which its wrappers.py
-             imports at the top for other wrappers, are empty placeholder modules when not installed.
+             wrapped in a 5-value step (gymnax >= 1.0 returns 6); brax / navix, which its wrappers.py
+             imports at the top for other wrappers, are empty placeholder modules when they do not import;
+             and ppo_rnn.py's flax < 0.7.5 GRUCell calls (no `features`, a static initialize_carry) get
+             today's GRUCell(features=128) and zeros through a view of flax.linen in its module.
 
 Timing: each implementation runs in a long-lived worker process (benchmarks/_compare_worker.py). For
 every row and seed count all programs compile first, each runs once untimed (warm-up), then the timed

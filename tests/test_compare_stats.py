@@ -213,3 +213,28 @@ def test_placeholder_modules_import_but_refuse_use(pjx):
         getattr(brax, "create")  # noqa: B009
     with pytest.raises(AttributeError):
         getattr(brax, "__wrapped__")  # noqa: B009
+
+
+def test_legacy_gru_cell_is_todays_gru_cell_at_ppo_rnns_size(pjx):
+    import flax.linen as nn
+
+    assert pjx.needs_legacy_gru()  # this repo's flax requires GRUCell(features=...)
+    cell = pjx.LegacyGRUCell()
+    assert isinstance(cell, nn.GRUCell) and cell.features == pjx.RNN_SIZE
+    carry = pjx.LegacyGRUCell.initialize_carry(jax.random.PRNGKey(0), (4,), pjx.RNN_SIZE)
+    np.testing.assert_array_equal(carry, np.zeros((4, pjx.RNN_SIZE)))
+
+    class Old(nn.Module):  # the way ppo_rnn.py builds its cell: inside a compact method, no arguments
+        @nn.compact
+        def __call__(self, h, x):
+            return pjx._LinenView("flax.linen").GRUCell()(h, x)
+
+    class New(nn.Module):
+        @nn.compact
+        def __call__(self, h, x):
+            return nn.GRUCell(features=pjx.RNN_SIZE)(h, x)
+
+    x = jax.random.normal(jax.random.key(1), (4, 3))
+    params = Old().init(jax.random.key(2), carry, x)
+    assert jax.tree.map(np.shape, params) == jax.tree.map(np.shape, New().init(jax.random.key(2), carry, x))
+    np.testing.assert_array_equal(Old().apply(params, carry, x)[1], New().apply(params, carry, x)[1])
