@@ -417,3 +417,21 @@ def test_the_ready_step_in_the_program_is_the_pure_step_and_replaces_a_diverged_
     assert _bytes(new.hp) == _bytes(want_hp)
     assert _bytes((new.env, new.key)) == _bytes((plain.env, plain.key))
     np.testing.assert_array_equal(np.asarray(new.score_count), np.zeros(4, np.float32))  # a new window starts
+
+    # The step is a real cond (its predicate is the population's, not batched by the vmap): the selection's sort
+    # runs only inside it, so updates between ready steps do not gather the population.
+    def sorts(jaxpr, in_cond=False):
+        found = []
+        for e in jaxpr.eqns:
+            found += [in_cond] if e.primitive.name == "sort" else []
+            for p in e.params.values():
+                for sub in p if isinstance(p, (list, tuple)) else [p]:
+                    inner = getattr(sub, "jaxpr", None)
+                    if inner is not None:
+                        found += sorts(
+                            inner if hasattr(inner, "eqns") else inner.jaxpr, in_cond or e.primitive.name == "cond"
+                        )
+        return found
+
+    traced = sorts(jax.make_jaxpr(jax.vmap(train.update, axis_name=RUN_AXIS))(st, None).jaxpr)
+    assert traced.count(True) == 1  # the selection (the other sort, if any, is the update's own minibatch shuffle)

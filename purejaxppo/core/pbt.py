@@ -311,7 +311,8 @@ class PBTTrain(Train):
 
     `init(key, hp)` starts a member with hyperparameters `hp` (its own; vmap over `[P]` fields).
     `update(state, hp)` ignores `hp`: the member trains with `state.hp`, and every `pbt.ready_every` updates
-    the population (vmapped with axis name(s) `population_axes`) exploits and explores. Extra metrics:
+    the population (vmapped with axis name(s) `population_axes`) exploits and explores: a `lax.cond` on the
+    population's common update counter, so other updates gather nothing. Extra metrics:
     `pbt_parent` (whom the member copied at a ready step, itself if kept; NaN on other updates),
     `pbt_score` (its score at a ready step, else NaN) and `hp_<field>` (each explored field's value used by
     this update).
@@ -338,17 +339,28 @@ class PBTTrain(Train):
         ready = new.update_step % config.ready_every == 0
 
         gather, me = _population(self.population_axes)
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), _POPULATION_KEY), new.update_step)
-        k_select, k_explore = jax.random.split(key)
-        parent, replaced = select(k_select, gather(score), gather(new.diverged), config)
-        mine = parent[me]
-        copied = _with_learner(new, jax.tree.map(lambda x: gather(x)[mine], _learner_parts(new)))
-        explored = jax.tree.map(lambda x: x[me], explore(k_explore, gather(state.hp), parent, replaced, config))
 
-        pick = lambda a, b: jax.tree.map(lambda x, y: jnp.where(ready, x, y), a, b)  # noqa: E731
+        def exploit(_):
+            key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), _POPULATION_KEY), new.update_step)
+            k_select, k_explore = jax.random.split(key)
+            parent, replaced = select(k_select, gather(score), gather(new.diverged), config)
+            mine = parent[me]
+            learner = jax.tree.map(lambda x: gather(x)[mine], _learner_parts(new))
+            explored = jax.tree.map(lambda x: x[me], explore(k_explore, gather(state.hp), parent, replaced, config))
+            return learner, explored, mine
+
+        def keep(_):
+            return _learner_parts(new), state.hp, me
+
+        # Every member is at the same update: reduced over the population's axes, `ready` is one value for all (not
+        # batched by the vmap), so the step is a real cond that gathers the population at ready steps only.
+        all_ready = ready.astype(jnp.int32)
+        for ax in self.population_axes:
+            all_ready = jax.lax.pmax(all_ready, ax)
+        learner, hp_out, mine = jax.lax.cond(all_ready > 0, exploit, keep, None)
         out = _pbt_state(
-            pick(copied, new),
-            pick(explored, state.hp),
+            _with_learner(new, learner),
+            hp_out,
             jnp.where(ready, 0.0, score_sum),
             jnp.where(ready, 0.0, score_count),
         )
