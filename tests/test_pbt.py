@@ -435,3 +435,23 @@ def test_the_ready_step_in_the_program_is_the_pure_step_and_replaces_a_diverged_
 
     traced = sorts(jax.make_jaxpr(jax.vmap(train.update, axis_name=RUN_AXIS))(st, None).jaxpr)
     assert traced.count(True) == 1  # the selection (the other sort, if any, is the update's own minibatch shuffle)
+
+
+def test_yaml_form_and_flags_make_the_same_spec(tmp_path):
+    """The PBT file's keys, each overridden by its flag, as `sweep`'s file and flags."""
+    from purejaxppo.cli.parser import build_parser
+    from purejaxppo.cli.pbt import _spec_from_args
+
+    (tmp_path / "base.yaml").write_text("env: CartPole-v1\nnum_envs: 4\nnum_steps: 16\nlog_every: 1\n")
+    (tmp_path / "pbt.yaml").write_text(
+        "config: base.yaml\nset: {total_timesteps: 512}\npopulation: 6\nready_every: 2\n"
+        "range: {learning_rate: 'log:1e-4:1e-2', ent_coef: '0:0.05'}\nexploit: truncation:0.5\n"
+        "perturb: [0.5, 2.0]\nresample_prob: 0.1\nseed: 3\npbt_seed: 4\n"
+    )
+    args = build_parser().parse_args(
+        ["pbt", str(tmp_path / "pbt.yaml"), "--population", "4", "--range", "ent_coef=0:0.1"]
+    )
+    spec = _spec_from_args(args)
+    assert spec.base.num_envs == 4 and spec.base.total_timesteps == 512 and spec.seed == 3
+    assert spec.pbt == PBTConfig(4, 2, (("learning_rate", "log", 1e-4, 1e-2), ("ent_coef", "uniform", 0.0, 0.1)), 0.5,
+                                 (0.5, 2.0), 0.1, 4)  # fmt: skip
