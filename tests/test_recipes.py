@@ -199,6 +199,24 @@ def test_malformed_obs_keys_are_refused_naming_the_field(field, value, match):
         PPOConfig(**{field: value})
 
 
+def test_an_action_mask_restricts_a_policy_that_does_not_read_it():
+    """actor_obs_keys without the mask: the mask is no input of the actor, yet the policy only takes legal actions,
+    in the rollout and in the update's replay (the agent applies it)."""
+    from tests.masked_envs import ChoiceEnv
+
+    config = TINY.replace(actor_obs_keys="target", critic_obs_keys="all", num_envs=8, num_steps=4)
+    train = make_train(config, env=ChoiceEnv((6,)))
+    state = jax.jit(train.init)(jax.random.key(0))
+    _, _, _, traj, _ = jax.jit(train._rollout)(state, config.hparams(), jax.random.key(1))
+    mask = np.asarray(traj.obs["action_mask"])
+    taken = np.take_along_axis(mask, np.asarray(traj.action)[..., None], axis=-1)[..., 0]
+    assert taken.all()
+    logits = np.asarray(traj.dist.logits)
+    assert np.all(np.isneginf(logits[~mask]) | (logits[~mask] < -1e8))
+    net_params = state.params["params"]["actor"]["Dense_0"]["kernel"]
+    assert net_params.shape[0] == 6  # the actor reads the 6 target entries, not the mask
+
+
 def test_obs_keys_the_env_does_not_have_are_refused_at_make_train():
     with pytest.raises(ConfigError, match=r"^PPOConfig.critic_obs_keys: 'state' not among the observation's keys "
                                           r"\['obs', 'privileged'\]"):
