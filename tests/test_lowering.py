@@ -143,6 +143,13 @@ def chunk_program(config: PPOConfig, reporter=None):
 
 
 @functools.cache
+def plain_chunk_program(config: PPOConfig):
+    """`chunk_program(config)` (progress off), built once per config for all platforms: a new chunk function
+    would be traced again (the trace, not the lowering, is most of an export's time)."""
+    return chunk_program(config)
+
+
+@functools.cache
 def mesh_programs():
     """The data-parallel programs on an abstract 2 x 2 ("seed", "data") mesh: the whole sharded train and the run
     layer's chunk on the mesh, each with its argument shapes (the layouts `train_run` places them in)."""
@@ -175,7 +182,7 @@ def test_cpu_only_detection_is_not_vacuous():
 
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_run_layer_chunk_program_lowers_device_only(platform):
-    fn, args = chunk_program(CARTPOLE)
+    fn, args = plain_chunk_program(CARTPOLE)
     assert_device_only(export_for(platform, fn, *args), platform)
 
 
