@@ -104,9 +104,10 @@ def test_vmapped_over_seeds_equals_xla_and_has_no_convolution(name):
     # each seed's kernel gradient is that seed's own (vmap did not mix the seeds)
     one = jax.jit(_value_and_grads(patch_conv, strides, padding))(x[1], kernel[1], bias[1])
     np.testing.assert_allclose(patches(x, kernel, bias)[2][1], one[2], **TOL)
-    prims = _primitives(jax.make_jaxpr(patches)(x, kernel, bias))
+    # the jaxprs the calls above traced (jit's trace cache; make_jaxpr would trace both programs again)
+    prims = _primitives(patches.trace(x, kernel, bias).jaxpr)
     assert "conv_general_dilated" not in prims and "dot_general" in prims, prims
-    assert "conv_general_dilated" in _primitives(jax.make_jaxpr(xla)(x, kernel, bias))  # the check can see one
+    assert "conv_general_dilated" in _primitives(xla.trace(x, kernel, bias).jaxpr)  # the check can see one
 
 
 def test_patchconv_module_is_nn_conv():
@@ -116,10 +117,11 @@ def test_patchconv_module_is_nn_conv():
     mods = [
         cls(6, (4, 4), strides=(2, 2), padding="SAME", kernel_init=init, name="Conv_0") for cls in (PatchConv, nn.Conv)
     ]
-    (vp, vx) = [m.init(jax.random.key(0), x) for m in mods]
+    # jitted: eagerly, every op of the inits and the two forward passes compiles on its own
+    (vp, vx) = [jax.jit(m.init)(jax.random.key(0), x) for m in mods]
     jax.tree.map(np.testing.assert_array_equal, vp, vx)
     assert vp["params"]["kernel"].shape == (4, 4, 4, 6) and vp["params"]["bias"].shape == (6,)
-    yp, yx = mods[0].apply(vp, x), mods[1].apply(vx, x)
+    yp, yx = jax.jit(mods[0].apply)(vp, x), jax.jit(mods[1].apply)(vx, x)
     assert yp.shape == yx.shape == (2, 3, 5, 5, 6)
     np.testing.assert_allclose(yp, yx, **TOL)
     with pytest.raises(ValueError, match="padding"):
