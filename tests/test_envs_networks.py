@@ -30,6 +30,18 @@ def test_every_gymnax_env_trains(name):
     assert int(out.state.update_step) == 2
 
 
+def _init_apply(net, key, obs):
+    """(variables, net.apply(variables, obs)) of net.init(key, obs), in one jitted program: eager flax runs (and
+    compiles) every op of the init and the forward pass on its own, seconds per network on 2 cores."""
+
+    @jax.jit
+    def f(key, obs):
+        variables = net.init(key, obs)
+        return variables, net.apply(variables, obs)
+
+    return f(key, obs)
+
+
 def test_cnn_chosen_for_minatar_and_output_shapes():
     cfg = PPOConfig(env="Breakout-MinAtar", actor_hidden=(32,), critic_hidden=(32,), cnn_channels=(8, 4))
     env, params = gymnax.make("Breakout-MinAtar")
@@ -40,8 +52,8 @@ def test_cnn_chosen_for_minatar_and_output_shapes():
         net = make_network(obs_shape, spec, **network_options(cfg.replace(cnn_shared_torso=shared)))
         assert isinstance(net, ConvActorCritic)
         obs = jnp.zeros((5,) + obs_shape)
-        variables = net.init(jax.random.key(0), obs)
-        dist, value = net.apply(variables, obs)
+        # shapes and names only: traced, nothing compiled or run
+        variables, (dist, value) = jax.eval_shape(lambda k, o: _init_apply(net, k, o), jax.random.key(0), obs)
         assert dist.logits.shape == (5, env.num_actions) and value.shape == (5,)
         names = set(variables["params"])
         assert names == ({"torso", "actor", "critic"} if shared else {"actor_torso", "critic_torso", "actor", "critic"})
@@ -56,7 +68,7 @@ def test_cnn_chosen_for_minatar_and_output_shapes():
 def test_mlp_depth_width_activation():
     spec = ActionSpec(True, 3, ())
     net = make_network((4,), spec, **network_options(PPOConfig(actor_hidden=(7, 5, 3), critic_hidden=(9,), activation="relu")))
-    p = net.init(jax.random.key(0), jnp.zeros((1, 4)))["params"]
+    p = jax.jit(net.init)(jax.random.key(0), jnp.zeros((1, 4)))["params"]
     assert [p["actor"][f"Dense_{i}"]["kernel"].shape for i in range(4)] == [(4, 7), (7, 5), (5, 3), (3, 3)]
     assert [p["critic"][f"Dense_{i}"]["kernel"].shape for i in range(2)] == [(4, 9), (9, 1)]
     # Orthogonal init: hidden kernels have orthogonal columns scaled by sqrt(2); actor head by 0.01.
@@ -216,16 +228,28 @@ def _count(tree) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
 
-def test_nature_cnn_chosen_for_atari_frames_shapes_and_parameter_count():
+@pytest.fixture(scope="module")
+def nature_variables():
+    """NatureActorCritic(6 discrete actions, channels first).init from key 0, built once for the Nature tests and
+    jitted (eagerly, flax compiles every op of the init on its own and runs the 3136 x 512 orthogonal QR op by op;
+    the parameters depend on the key and the shapes only, not on the frames' batch or values)."""
+    from purejaxppo.core.networks import NatureActorCritic
+
+    net = NatureActorCritic(ActionSpec(True, 6, ()), channels_first=True)
+    return jax.jit(net.init)(jax.random.key(0), jnp.zeros((1, 4, 84, 84), jnp.uint8))
+
+
+def test_nature_cnn_chosen_for_atari_frames_shapes_and_parameter_count(nature_variables):
     from purejaxppo.core.networks import ActorCritic, NatureActorCritic
 
     spec = ActionSpec(True, 6, ())
     net = make_network(ATARI, spec, **network_options(PPOConfig()))  # network='auto'
     assert isinstance(net, NatureActorCritic) and net.channels_first
     assert make_network(ATARI, spec, **network_options(PPOConfig(network="nature_cnn"))) == net
+    assert net == NatureActorCritic(spec, channels_first=True)  # the network nature_variables initialized
     obs = jnp.zeros((5, 4, 84, 84), jnp.uint8)
-    variables = net.init(jax.random.key(0), obs)
-    dist, value = net.apply(variables, obs)
+    variables = nature_variables
+    dist, value = jax.eval_shape(net.apply, variables, obs)  # output shapes: traced, nothing compiled or run
     assert dist.logits.shape == (5, 6) and value.shape == (5,)
     p = variables["params"]
     assert set(p) == {"torso", "actor", "critic"}  # one torso shared by both heads
@@ -266,33 +290,55 @@ def _manual_nature_nhwc(p, x):
     return logits, (x @ p["critic"]["kernel"] + p["critic"]["bias"])[:, 0]
 
 
-def test_nature_cnn_scales_uint8_by_255_and_reads_channels_first():
+def test_nature_cnn_scales_uint8_by_255_and_reads_channels_first(nature_variables):
     from purejaxppo.core.networks import NatureActorCritic
 
     spec = ActionSpec(True, 6, ())
     chw = NatureActorCritic(spec, channels_first=True)
     frames = jax.random.randint(jax.random.key(1), (3, 4, 84, 84), 0, 256).astype(jnp.uint8)
-    variables = chw.init(jax.random.key(0), frames)
-    dist, value = chw.apply(variables, frames)
-    # uint8 is divided by 255 inside; a float observation goes in as it is.
-    dist_f, value_f = chw.apply(variables, frames.astype(jnp.float32) / 255.0)
+    variables = nature_variables
+    # The scaling and the transpose happen in NatureCNN before its convolutions, whichever conv_impl: the exact
+    # comparisons run on conv_impl='xla' (XLA compiles the default 'patches' Nature forward pass in ~3 s of CPU,
+    # lax's in ~0.3 s; patches == lax convolution is tests/test_conv.py's), and the default network is checked
+    # against the hand computation.
+    xla = NatureActorCritic(spec, channels_first=True, conv_impl="xla")
+
+    @jax.jit  # every forward pass below in one program (eagerly, each op of each pass compiles on its own)
+    def forward(variables, frames):
+        nhwc = jnp.transpose(frames, (0, 2, 3, 1))
+        return dict(
+            default=chw.apply(variables, frames),
+            uint8=xla.apply(variables, frames),
+            # uint8 is divided by 255 inside; a float observation goes in as it is.
+            scaled=xla.apply(variables, frames.astype(jnp.float32) / 255.0),
+            raw=xla.apply(variables, frames.astype(jnp.float32))[0],
+            # Channels first = the same parameters on the NHWC frames: the channels-last network and by hand.
+            last=NatureActorCritic(spec, conv_impl="xla").apply(variables, nhwc),
+            manual=_manual_nature_nhwc(variables["params"], nhwc.astype(jnp.float32) / 255.0),
+        )
+
+    out = forward(variables, frames)
+    logits_m, value_m = out["manual"]
+    np.testing.assert_allclose(out["default"][0].logits, logits_m, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["default"][1], value_m, rtol=1e-5, atol=1e-6)
+    dist, value = out["uint8"]
+    dist_f, value_f = out["scaled"]
     np.testing.assert_array_equal(dist.logits, dist_f.logits)
     np.testing.assert_array_equal(value, value_f)
-    dist_raw, _ = chw.apply(variables, frames.astype(jnp.float32))
-    assert not np.allclose(dist_raw.logits, dist.logits)
-    # Channels first = the same parameters on the NHWC frames: the channels-last network and a hand computation.
-    nhwc = jnp.transpose(frames, (0, 2, 3, 1))
-    dist_l, value_l = NatureActorCritic(spec).apply(variables, nhwc)
+    assert not np.allclose(out["raw"].logits, dist.logits)
+    dist_l, value_l = out["last"]
     np.testing.assert_array_equal(dist.logits, dist_l.logits)
     np.testing.assert_array_equal(value, value_l)
-    logits_m, value_m = _manual_nature_nhwc(variables["params"], nhwc.astype(jnp.float32) / 255.0)
     np.testing.assert_allclose(dist.logits, logits_m, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(value, value_m, rtol=1e-5, atol=1e-6)
-    # Box actions: Gaussian mean from the policy head, a state-independent log_std parameter.
+    # Box actions: Gaussian mean from the policy head, a state-independent log_std parameter. 36 x 36 frames (the
+    # smallest the three VALID convolutions take: a 64-wide dense input instead of 3136): the heads are what is
+    # checked here.
     box = ActionSpec(False, 2, (2,), (-1.0, -1.0), (1.0, 1.0))
-    v = NatureActorCritic(box, channels_first=True, init_log_std=-0.5).init(jax.random.key(0), frames)
-    g, _ = NatureActorCritic(box, channels_first=True, init_log_std=-0.5).apply(v, frames)
+    v, (g, _) = _init_apply(NatureActorCritic(box, channels_first=True, init_log_std=-0.5), jax.random.key(0),
+                            frames[:, :, :36, :36])
     assert g.mean.shape == (3, 2) and v["params"]["log_std"].shape == (2,)
+    assert v["params"]["torso"]["Dense_0"]["kernel"].shape == (64, 512)
     np.testing.assert_array_equal(g.log_std, np.full((3, 2), -0.5, np.float32))
 
 
@@ -308,7 +354,7 @@ def test_mlp_default_is_the_papers_mujoco_network():
         assert isinstance(make_network((11,), spec, **network_options(cfg.replace(network=network))), ActorCritic)
     net = make_network((11,), spec, **network_options(cfg.replace(network="mlp")))
     obs = jax.random.normal(jax.random.key(1), (4, 11))
-    p = net.init(jax.random.key(0), obs)["params"]
+    p = jax.jit(net.init)(jax.random.key(0), obs)["params"]
     assert set(p) == {"actor", "critic", "log_std"} and p["log_std"].shape == (3,)
     assert [p["actor"][f"Dense_{i}"]["kernel"].shape for i in range(3)] == [(11, 64), (64, 64), (64, 3)]
     assert [p["critic"][f"Dense_{i}"]["kernel"].shape for i in range(3)] == [(11, 64), (64, 64), (64, 1)]
@@ -318,13 +364,22 @@ def test_mlp_default_is_the_papers_mujoco_network():
             x = jnp.tanh(x @ q[f"Dense_{i}"]["kernel"] + q[f"Dense_{i}"]["bias"])
         return x @ q["Dense_2"]["kernel"] + q["Dense_2"]["bias"]
 
-    dist, value = net.apply({"params": p}, obs)
-    np.testing.assert_allclose(dist.mean, mlp(p["actor"], obs), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(value, mlp(p["critic"], obs)[:, 0], rtol=1e-5, atol=1e-6)
+    @jax.jit  # one program (eagerly, every op of the passes and the gradients compiles on its own)
+    def outputs(p, obs):
+        return dict(
+            net=net.apply({"params": p}, obs),
+            by_hand=(mlp(p["actor"], obs), mlp(p["critic"], obs)[:, 0]),
+            g_value=jax.grad(lambda q: net.apply({"params": q}, obs)[1].sum())(p),
+            g_policy=jax.grad(lambda q: net.apply({"params": q}, obs)[0].log_prob(jnp.ones((4, 3))).sum())(p),
+        )
+
+    out = outputs(p, obs)
+    dist, value = out["net"]
+    np.testing.assert_allclose(dist.mean, out["by_hand"][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(value, out["by_hand"][1], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(dist.log_std, jnp.broadcast_to(p["log_std"], (4, 3)))  # the same for every state
     # No shared layers: the value's gradient has no actor part, the policy's none in the critic.
-    g_value = jax.grad(lambda q: net.apply({"params": q}, obs)[1].sum())(p)
-    g_policy = jax.grad(lambda q: net.apply({"params": q}, obs)[0].log_prob(jnp.ones((4, 3))).sum())(p)
+    g_value, g_policy = out["g_value"], out["g_policy"]
     assert not any(np.any(np.asarray(x)) for x in jax.tree.leaves(g_value["actor"]))
     assert not np.any(np.asarray(g_value["log_std"]))
     assert not any(np.any(np.asarray(x)) for x in jax.tree.leaves(g_policy["critic"]))
