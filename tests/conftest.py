@@ -68,7 +68,6 @@ TIERS: dict[str, str | set[str]] = {
                         "test_privileged_inputs_reach_only_the_critic[gru-obs,privileged]",
                         "test_same_keys_for_both_heads_give_the_network_of_the_whole_observation",
                         "test_malformed_obs_keys_are_refused_naming_the_field",
-                        "test_an_action_mask_restricts_a_policy_that_does_not_read_it",
                         "test_privileged_wrapper_adds_the_full_state_to_the_masked_observation",
                         "test_popart_statistics_update_and_rescale_by_hand",
                         "test_popart_statistics_are_those_of_the_union_of_the_data_parallel_shards",
