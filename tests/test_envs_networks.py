@@ -68,7 +68,7 @@ def test_cnn_chosen_for_minatar_and_output_shapes():
 def test_mlp_depth_width_activation():
     spec = ActionSpec(True, 3, ())
     net = make_network((4,), spec, **network_options(PPOConfig(actor_hidden=(7, 5, 3), critic_hidden=(9,), activation="relu")))
-    p = jax.jit(net.init)(jax.random.key(0), jnp.zeros((1, 4)))["params"]
+    p = net.init(jax.random.key(0), jnp.zeros((1, 4)))["params"]
     assert [p["actor"][f"Dense_{i}"]["kernel"].shape for i in range(4)] == [(4, 7), (7, 5), (5, 3), (3, 3)]
     assert [p["critic"][f"Dense_{i}"]["kernel"].shape for i in range(2)] == [(4, 9), (9, 1)]
     # Orthogonal init: hidden kernels have orthogonal columns scaled by sqrt(2); actor head by 0.01.
