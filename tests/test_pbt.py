@@ -156,11 +156,11 @@ def test_copy_learner_under_vmap_collectives_equals_the_batched_copy():
     """The PBTTrain gathers the population inside the vmapped update; the gathered copy is the batched one."""
     state = _state(5)
     parent = jnp.asarray([0, 2, 2, 3, 0, 5])
-    from purejaxppo.core.pbt import _learner_parts, _with_learner
+    from purejaxppo.core.pbt import learner_parts, with_learner
 
     def per_member(s):
         me = jax.lax.axis_index(RUN_AXIS)
-        return _with_learner(s, jax.tree.map(lambda x: jax.lax.all_gather(x, RUN_AXIS)[parent[me]], _learner_parts(s)))
+        return with_learner(s, jax.tree.map(lambda x: jax.lax.all_gather(x, RUN_AXIS)[parent[me]], learner_parts(s)))
 
     got = jax.vmap(per_member, axis_name=RUN_AXIS)(state)
     assert _bytes(got) == _bytes(copy_learner(state, parent))
@@ -393,7 +393,7 @@ def test_population_on_a_two_device_mesh_equals_one_device(tmp_path):
 def test_the_ready_step_in_the_program_is_the_pure_step_and_replaces_a_diverged_member():
     """PBTTrain.update at a ready step = the plain update, then `exploit_explore` on the population with the
     population's key and the members' scores; a member that diverged is replaced (and trains again)."""
-    from purejaxppo.core.pbt import _POPULATION_KEY, _base_state, _learner_parts, make_pbt_train
+    from purejaxppo.core.pbt import _POPULATION_KEY, _base_state, learner_parts, make_pbt_train
     from purejaxppo.core.train import make_train
 
     cfg = _base()
@@ -413,7 +413,7 @@ def test_the_ready_step_in_the_program_is_the_pure_step_and_replaces_a_diverged_
     assert parent[1] != 1 and np.asarray(info["replaced"])[1]
     np.testing.assert_array_equal(np.asarray(metrics["pbt_parent"]), parent.astype(np.float32))
     assert not np.asarray(new.diverged).any()  # the diverged member took a healthy learner
-    assert _bytes(_learner_parts(new)) == _bytes(_learner_parts(want))
+    assert _bytes(learner_parts(new)) == _bytes(learner_parts(want))
     assert _bytes(new.hp) == _bytes(want_hp)
     assert _bytes((new.env, new.key)) == _bytes((plain.env, plain.key))
     np.testing.assert_array_equal(np.asarray(new.score_count), np.zeros(4, np.float32))  # a new window starts

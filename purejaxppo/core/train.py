@@ -15,15 +15,15 @@ function: `collect` (rollout, purejaxppo.core.rollout) -> `advantages`
 both in purejaxppo.core.update) -> exact KL and the objective's post-update
 rule -> divergence guard -> per-update metrics.
 
-The objective is resolved here, once: `make_train(config, objective=None)` looks
+The objective is resolved once, by `make_train(config, objective=None)`: it looks
 `config.objective` up in the registry (purejaxppo.core.objectives), or is given
-the `Objective` itself.
+the `Objective` itself. The env, spaces, agent, evaluation and randomizer of a
+`Train` are resolved in purejaxppo.core.train_setup.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -31,16 +31,15 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo.core import collectives, randomization
-from purejaxppo.core.agent import ActingState, Agent, as_agent, is_recurrent
+from purejaxppo.core.agent import ActingState, Agent, is_recurrent
 from purejaxppo.core.config import HParams, PPOConfig, validate_hparams
 from purejaxppo.core.losses import Batch, ppo_loss
-from purejaxppo.core.networks import make_network, network_options
 from purejaxppo.core.normalization import RewardScaler, create_obs_norm
-from purejaxppo.core.objectives import Objective, get_objective
-from purejaxppo.core.popart import PopArtStats, preserve_outputs, update_stats, value_head
+from purejaxppo.core.objectives import Objective
+from purejaxppo.core.popart import PopArtStats, preserve_outputs, update_stats
 from purejaxppo.core.precision import matmul_precision
-from purejaxppo.core.resources import check_memory
 from purejaxppo.core.rollout import EnvCarry, EpisodeStats, collect
+from purejaxppo.core.train_setup import train_parts
 from purejaxppo.core.train_state import METRIC_NAMES, TrainOutput, TrainState, raise_if_diverged  # noqa: F401
 from purejaxppo.core.update import (  # noqa: F401 (the update's building blocks, importable from here too)
     advantages,
@@ -53,28 +52,8 @@ from purejaxppo.core.update import (  # noqa: F401 (the update's building blocks
     rollout_batch,
     run_epochs,
 )
-from purejaxppo.envs import check_env_api, default_env_params, env_spaces, make_action_transform, make_env
-from purejaxppo.envs.spaces import ActionSpec, action_spec_from_space, obs_spec_from_space, zeros_obs
+from purejaxppo.envs.spaces import ActionSpec, zeros_obs
 from purejaxppo.errors import ConfigError
-
-
-def _make_agent(config: PPOConfig, obs_spec: Any, action_spec: ActionSpec, network_factory: Callable | None):
-    """(agent, network) from the factory `f(obs_spec, action_spec)` (default: `make_network`)."""
-    if network_factory is None:
-        network = make_network(obs_spec, action_spec, **network_options(config))
-    else:
-        try:
-            inspect.signature(network_factory).bind(obs_spec, action_spec)
-        except TypeError as e:
-            raise ConfigError(
-                f"make_train: network_factory must take (obs_spec, action_spec) ({e}); bind other options with "
-                "functools.partial (the form f(config, obs_shape, action_spec) of 0.1 is gone)"
-            ) from None
-        except ValueError:  # no signature to inspect (some builtins): just call it
-            pass
-        network = network_factory(obs_spec, action_spec)
-    agent = as_agent(network)
-    return agent, network
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -410,82 +389,4 @@ def make_train(
             "make_train: network_factory must be callable as f(obs_spec, action_spec) -> flax module, "
             f"got {type(network_factory).__name__} {network_factory!r:.60}"
         )
-    objective = _resolve_objective(config, objective)
-    params_given = env_params is not None
-    env, env_params = _resolve_env(config, env, env_params)
-    obs_space, action_space = env_spaces(env, env_params, trace_reset=params_given)
-    obs_spec = obs_spec_from_space(obs_space)
-    action_spec = action_spec_from_space(action_space)
-    check_memory(config, obs_spec, action_spec)  # one run must fit: refuse now, not deep in XLA
-    agent, network = _make_agent(config, obs_spec, action_spec, network_factory)
-    if config.value_normalization == "popart":  # the critic's output layer must be there to rescale
-        value_head(jax.eval_shape(agent.init, jax.random.key(0), zeros_obs(obs_spec)))
-    to_env_action = make_action_transform(action_spec, config.action_handling)
-    evaluate = None
-    if config.eval_every > 0:  # in-training evaluation (purejaxppo.core.evaluate); adds metrics["eval_return"]
-        from purejaxppo.core.evaluate import build_evaluate
-
-        evaluate = build_evaluate(
-            env, env_params, agent, action_spec, obs_clip=config.obs_clip, to_env_action=to_env_action
-        )
-    randomize, randomized = _resolve_randomize(config, randomize, env, env_params)
-    return Train(
-        config,
-        env,
-        env_params,
-        agent,
-        network,
-        obs_spec,
-        action_spec,
-        objective,
-        to_env_action,
-        evaluate,
-        randomize=randomize,
-        randomized=randomized,
-    )
-
-
-def _resolve_randomize(
-    config: PPOConfig, randomize: Callable | None, env: Any, env_params: Any
-) -> tuple[Callable | None, tuple]:
-    """(randomizer, the params it changes): the one given, else the config's shipped one, else (None, ())."""
-    if randomize is not None and config.domain_randomization != "none":
-        raise ConfigError(
-            f"make_train: randomize=... was given and PPOConfig.domain_randomization is "
-            f"{config.domain_randomization!r}; use one of them (set domain_randomization 'none')"
-        )
-    if randomize is not None and not callable(randomize):
-        raise ConfigError(
-            f"make_train: randomize must be a function (key, env_params) -> env_params, got {randomize!r:.60}"
-        )
-    randomize = randomize if randomize is not None else randomization.from_config(config, env)
-    if randomize is None:
-        return None, ()
-    return randomize, randomization.randomized_leaves(randomize, env_params)
-
-
-def _resolve_objective(config: PPOConfig, objective: Objective | None) -> Objective:
-    """The Objective make_train was given (its name must be config.objective), else the registered one."""
-    if objective is None:
-        return get_objective(config.objective)  # ConfigError naming the registered ones and both ways to add one
-    if not isinstance(objective, Objective):
-        raise ConfigError(
-            "make_train: objective must be a purejaxppo.core.objectives.Objective (or None to use the one "
-            f"registered as config.objective), got {type(objective).__name__} {objective!r:.60}"
-        )
-    if objective.name != config.objective:
-        raise ConfigError(
-            f"make_train: the objective given is named {objective.name!r} but PPOConfig.objective is "
-            f"{config.objective!r}; set PPOConfig(objective={objective.name!r}) (config.replace(objective=...)) "
-            "so the config, and the run folder that records it, name the objective that trains"
-        )
-    return objective
-
-
-def _resolve_env(config: PPOConfig, env: Any, env_params: Any) -> tuple[Any, Any]:
-    """(env, env_params): made from an env id (config.env by default), or the given env object checked."""
-    if env is None or isinstance(env, str):
-        env, default_params = make_env(config.env if env is None else env)
-        return env, default_params if env_params is None else env_params
-    check_env_api(env)
-    return env, default_env_params(env) if env_params is None else env_params
+    return Train(config, **train_parts(config, env, env_params, network_factory, objective, randomize))
