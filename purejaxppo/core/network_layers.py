@@ -2,13 +2,16 @@
 
 `orthogonal` is flax's orthogonal initializer made safe to vmap on CPU (use it in your own networks too),
 `dense` a linear layer with it, `policy_head` / `action_distribution` turn an actor's output into the action
-distribution. `NatureActorCritic` is `network='nature_cnn'`: the CNN of Mnih et al. (2015) that the PPO paper
-(Schulman et al. 2017) used for Atari, one torso shared by a policy head and a value head.
+distribution. `MLP`, `ConvTorso` and `ObsEncoder` (image leaves through conv layers, the others flattened) are
+the torsos and heads the actor-critics of `networks` stack. `NatureActorCritic` is `network='nature_cnn'`: the
+CNN of Mnih et al. (2015) that the PPO paper (Schulman et al. 2017) used for Atari, one torso shared by a policy
+head and a value head; `make_nature_cnn` builds it for `networks.make_network`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TypedDict
 
 import flax.linen as nn
 import jax
@@ -18,6 +21,15 @@ import numpy as np
 from purejaxppo.core.conv import conv_layer
 from purejaxppo.core.distributions import Categorical, DiagGaussian, MultiCategorical, TanhGaussian
 from purejaxppo.envs.spaces import ActionSpec
+from purejaxppo.errors import ConfigError
+
+ACTIVATIONS: dict[str, Callable] = {
+    "tanh": jnp.tanh,
+    "relu": nn.relu,
+    "elu": nn.elu,
+    "gelu": nn.gelu,
+    "silu": nn.silu,
+}
 
 
 def orthogonal(scale: float = 1.0) -> Callable:
@@ -72,6 +84,84 @@ def action_distribution(head: jax.Array, spec: ActionSpec, batch: int, log_std: 
         assert spec.low is not None and spec.high is not None, "a Box ActionSpec needs low and high"
         return TanhGaussian(mean=mean, log_std=log_std, low=spec.low, high=spec.high)
     return DiagGaussian(mean=mean, log_std=log_std)
+
+
+def flatten_obs(obs) -> jax.Array:
+    """A batch of observations (array `[B, ...]` or pytree of `[B, ...]` leaves) -> float32 `[B, features]`:
+    every leaf flattened per sample and concatenated in pytree order (dicts by sorted key)."""
+    leaves = jax.tree.leaves(obs)
+    flat = [leaf.reshape(leaf.shape[0], -1).astype(jnp.float32) for leaf in leaves]
+    return flat[0] if len(flat) == 1 else jnp.concatenate(flat, axis=-1)
+
+
+def hidden_layer(x: jax.Array, layer: nn.Module, activation: Callable, layer_norm: bool) -> jax.Array:
+    """activation(layer(x)), with a LayerNorm (`nn.LayerNorm`, over the last axis) between them when `layer_norm`.
+
+    Called inside a compact module: the LayerNorm gets flax's next automatic name (LayerNorm_0, ...), so the
+    layers' own names (Dense_0, Conv_0, ...) are the same with and without it."""
+    h = layer(x)
+    return activation(nn.LayerNorm()(h) if layer_norm else h)
+
+
+class MLP(nn.Module):
+    """Hidden layers (orthogonal init, gain sqrt 2; each followed by a LayerNorm when `layer_norm`) and a linear head
+    with gain `out_scale`."""
+
+    hidden: Sequence[int]
+    out_dim: int
+    out_scale: float
+    activation: str = "tanh"
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        for width in self.hidden:
+            x = hidden_layer(x, dense(width, np.sqrt(2.0)), act, self.layer_norm)
+        return dense(self.out_dim, self.out_scale)(x)
+
+
+class ConvTorso(nn.Module):
+    """3x3 stride-1 'SAME' convolutions with ReLU, flattened: `[B, H, W, C]` -> `[B, H * W * channels[-1]]`.
+    conv_impl: `PPOConfig.conv_impl` ('patches' or 'xla', `purejaxppo.core.conv`); the same parameters either way."""
+
+    channels: Sequence[int] = (16,)
+    conv_impl: str = "patches"
+    layer_norm: bool = False  # a LayerNorm over the channels after each conv, before its ReLU
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for k, c in enumerate(self.channels):
+            conv = conv_layer(
+                self.conv_impl, c, 3, padding="SAME", kernel_init=orthogonal(np.sqrt(2.0)), name=f"Conv_{k}"
+            )
+            x = hidden_layer(x, conv, nn.relu, self.layer_norm)
+        return x.reshape(x.shape[0], -1)
+
+
+def is_image_leaf(x) -> bool:
+    """Whether a batched observation leaf `[B, H, W, C]` is an image (what the conv layers take)."""
+    return x.ndim == 4 and x.shape[1] > 1 and x.shape[2] > 1
+
+
+class ObsEncoder(nn.Module):
+    """A pytree of observation leaves `[B, ...]` -> features `[B, F]`: each image leaf `[B, H, W, C]` through its own
+    conv torso (`channels`), every other leaf (vectors, an action mask) flattened; all concatenated in pytree order."""
+
+    channels: Sequence[int] = (16,)
+    conv_impl: str = "patches"
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs) -> jax.Array:
+        feats = []
+        for i, leaf in enumerate(jax.tree.leaves(obs)):
+            if is_image_leaf(leaf):
+                torso = ConvTorso(self.channels, self.conv_impl, self.layer_norm, name=f"conv_{i}")
+                feats.append(torso(leaf.astype(jnp.float32)))
+            else:
+                feats.append(leaf.reshape(leaf.shape[0], -1).astype(jnp.float32))
+        return feats[0] if len(feats) == 1 else jnp.concatenate(feats, axis=-1)
 
 
 NATURE_MIN_SIZE = 36  # the smallest height and width the three VALID convolutions leave at least 1x1 of
@@ -153,3 +243,34 @@ class NatureActorCritic(nn.Module):
         head = dense(spec.size, 0.01, name="actor")(x)
         value = dense(1, 1.0, name="critic")(x)[:, 0]
         return policy_head(self, head, spec, x.shape[0], self.init_log_std, self.squash), value
+
+
+class HeadOptions(TypedDict):
+    """The keyword arguments every actor-critic of `make_network` takes."""
+
+    action_spec: ActionSpec
+    actor_hidden: tuple[int, ...]
+    critic_hidden: tuple[int, ...]
+    activation: str
+    init_log_std: float
+    squash: bool
+    layer_norm: bool
+
+
+def make_nature_cnn(obs_spec, common: HeadOptions, conv_impl: str) -> NatureActorCritic:
+    """`network='nature_cnn'`: one rank-3 array observation, frames channels-first `[C, H, W]` (C <= 4) or
+    channels-last `[H, W, C]`, at least 36x36; actor_hidden, critic_hidden and activation do not apply."""
+    shape = tuple(obs_spec.shape) if isinstance(obs_spec, jax.ShapeDtypeStruct) else None
+    if shape is None or len(shape) != 3 or min(frames_hw(shape)) < NATURE_MIN_SIZE:
+        raise ConfigError(
+            "PPOConfig.network: 'nature_cnn' needs one image observation, frames [C, H, W] (C <= 4) or [H, W, C] "
+            f"with H, W >= 36, got {shape if shape is not None else 'a pytree'}; use 'cnn' or 'mlp'"
+        )
+    return NatureActorCritic(
+        action_spec=common["action_spec"],
+        channels_first=frames_channels_first(shape),
+        init_log_std=common["init_log_std"],
+        squash=common["squash"],
+        conv_impl=conv_impl,
+        layer_norm=common["layer_norm"],
+    )

@@ -9,14 +9,15 @@ observations (an array `[B, *obs_shape]`, or a pytree whose leaves are
 `make_train(..., network_factory=f)` accepts a user's own factory
 `f(obs_spec, action_spec) -> nn.Module`; `make_network(obs_spec, action_spec,
 **options)` is the default, with `network_options(config)` as its options.
-Their building blocks (`orthogonal`, `dense`, the action head) and the Nature
-CNN (`network='nature_cnn'`) live in `purejaxppo.core.network_layers`.
+Their building blocks (`orthogonal`, `dense`, the action head, `MLP`,
+`ObsEncoder`) and the Nature CNN (`network='nature_cnn'`) live in
+`purejaxppo.core.network_layers`, the heads' observation keys (`select_obs`) in
+`purejaxppo.core.obs_keys`; all are importable from here too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypedDict
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -24,139 +25,35 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxppo.core.config import PPOConfig
-from purejaxppo.core.config_checks import parse_obs_keys
-from purejaxppo.core.conv import conv_layer
-from purejaxppo.core.network_layers import (
+from purejaxppo.core.network_layers import (  # noqa: F401 (re-exported: purejaxppo.core.networks.orthogonal, ...)
+    ACTIVATIONS,
+    MLP,
     NATURE_MIN_SIZE,
+    ConvTorso,
+    HeadOptions,
     NatureActorCritic,
+    ObsEncoder,
     action_distribution,
     dense,
+    flatten_obs,
     frames_channels_first,
     frames_hw,
+    hidden_layer,
     is_atari_frames,
+    is_image_leaf,
+    make_nature_cnn,
     orthogonal,
     policy_head,
+)
+from purejaxppo.core.obs_keys import (  # noqa: F401 (re-exported: purejaxppo.core.networks.select_obs, ...)
+    ObsKeys,
+    check_obs_keys,
+    network_obs_keys,
+    select_obs,
 )
 from purejaxppo.core.rnn_cells import FusedGRUCell, FusedLSTMCell
 from purejaxppo.envs.spaces import ActionSpec  # noqa: F401 (re-exported: purejaxppo.core.networks.ActionSpec)
 from purejaxppo.errors import ConfigError
-
-_ACTIVATIONS: dict[str, Callable] = {
-    "tanh": jnp.tanh,
-    "relu": nn.relu,
-    "elu": nn.elu,
-    "gelu": nn.gelu,
-    "silu": nn.silu,
-}
-
-
-ObsKeys = tuple[str, ...] | None  # which entries of a dict observation a head reads; None: the whole observation
-
-
-def select_obs(obs, keys: ObsKeys):
-    """The part of an observation a head reads (`PPOConfig.actor_obs_keys` / `critic_obs_keys`, parsed by
-    `config_checks.parse_obs_keys`): the whole `obs` for None, the entry itself for one key, else the dict of
-    those entries (flattened in sorted key order, as any dict)."""
-    if keys is None:
-        return obs
-    if len(keys) == 1:
-        return obs[keys[0]]
-    return {k: obs[k] for k in keys}
-
-
-def check_obs_keys(obs_spec, keys: ObsKeys, field: str) -> None:
-    """ConfigError naming `field` unless every key names an entry of the (dict) observation spec."""
-    if keys is None:
-        return
-    if not isinstance(obs_spec, dict):
-        raise ConfigError(
-            f"PPOConfig.{field}: {','.join(keys)!r} selects entries of a dict observation, but this env's "
-            f"observation is {'an array' if hasattr(obs_spec, 'shape') else type(obs_spec).__name__}; leave it 'all'"
-        )
-    missing = [k for k in keys if k not in obs_spec]
-    if missing:
-        raise ConfigError(
-            f"PPOConfig.{field}: {', '.join(map(repr, missing))} not among the observation's keys "
-            f"{sorted(obs_spec)}; name some of those (comma-separated) or 'all'"
-        )
-
-
-def flatten_obs(obs) -> jax.Array:
-    """A batch of observations (array `[B, ...]` or pytree of `[B, ...]` leaves) -> float32 `[B, features]`:
-    every leaf flattened per sample and concatenated in pytree order (dicts by sorted key)."""
-    leaves = jax.tree.leaves(obs)
-    flat = [leaf.reshape(leaf.shape[0], -1).astype(jnp.float32) for leaf in leaves]
-    return flat[0] if len(flat) == 1 else jnp.concatenate(flat, axis=-1)
-
-
-def hidden_layer(x: jax.Array, layer: nn.Module, activation: Callable, layer_norm: bool) -> jax.Array:
-    """activation(layer(x)), with a LayerNorm (`nn.LayerNorm`, over the last axis) between them when `layer_norm`.
-
-    Called inside a compact module: the LayerNorm gets flax's next automatic name (LayerNorm_0, ...), so the
-    layers' own names (Dense_0, Conv_0, ...) are the same with and without it."""
-    h = layer(x)
-    return activation(nn.LayerNorm()(h) if layer_norm else h)
-
-
-class MLP(nn.Module):
-    """Hidden layers (orthogonal init, gain sqrt 2; each followed by a LayerNorm when `layer_norm`) and a linear head
-    with gain `out_scale`."""
-
-    hidden: Sequence[int]
-    out_dim: int
-    out_scale: float
-    activation: str = "tanh"
-    layer_norm: bool = False
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        act = _ACTIVATIONS[self.activation]
-        for width in self.hidden:
-            x = hidden_layer(x, dense(width, np.sqrt(2.0)), act, self.layer_norm)
-        return dense(self.out_dim, self.out_scale)(x)
-
-
-class ConvTorso(nn.Module):
-    """3x3 stride-1 'SAME' convolutions with ReLU, flattened: `[B, H, W, C]` -> `[B, H * W * channels[-1]]`.
-    conv_impl: `PPOConfig.conv_impl` ('patches' or 'xla', `purejaxppo.core.conv`); the same parameters either way."""
-
-    channels: Sequence[int] = (16,)
-    conv_impl: str = "patches"
-    layer_norm: bool = False  # a LayerNorm over the channels after each conv, before its ReLU
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for k, c in enumerate(self.channels):
-            conv = conv_layer(
-                self.conv_impl, c, 3, padding="SAME", kernel_init=orthogonal(np.sqrt(2.0)), name=f"Conv_{k}"
-            )
-            x = hidden_layer(x, conv, nn.relu, self.layer_norm)
-        return x.reshape(x.shape[0], -1)
-
-
-def is_image_leaf(x) -> bool:
-    """Whether a batched observation leaf `[B, H, W, C]` is an image (what the conv layers take)."""
-    return x.ndim == 4 and x.shape[1] > 1 and x.shape[2] > 1
-
-
-class ObsEncoder(nn.Module):
-    """A pytree of observation leaves `[B, ...]` -> features `[B, F]`: each image leaf `[B, H, W, C]` through its own
-    conv torso (`channels`), every other leaf (vectors, an action mask) flattened; all concatenated in pytree order."""
-
-    channels: Sequence[int] = (16,)
-    conv_impl: str = "patches"
-    layer_norm: bool = False
-
-    @nn.compact
-    def __call__(self, obs) -> jax.Array:
-        feats = []
-        for i, leaf in enumerate(jax.tree.leaves(obs)):
-            if is_image_leaf(leaf):
-                torso = ConvTorso(self.channels, self.conv_impl, self.layer_norm, name=f"conv_{i}")
-                feats.append(torso(leaf.astype(jnp.float32)))
-            else:
-                feats.append(leaf.reshape(leaf.shape[0], -1).astype(jnp.float32))
-        return feats[0] if len(feats) == 1 else jnp.concatenate(feats, axis=-1)
 
 
 class ActorCritic(nn.Module):
@@ -247,7 +144,7 @@ class Torso(nn.Module):
             x = ObsEncoder(self.cnn_channels, self.conv_impl, self.layer_norm)(obs)
         else:
             x = flatten_obs(obs)
-        act = _ACTIVATIONS[self.activation]
+        act = ACTIVATIONS[self.activation]
         for width in self.hidden:
             x = hidden_layer(x, dense(width, np.sqrt(2.0)), act, self.layer_norm)
         return x
@@ -374,18 +271,6 @@ def network_options(config: PPOConfig) -> dict:
     )
 
 
-class _HeadOptions(TypedDict):
-    """The keyword arguments every actor-critic of `make_network` takes."""
-
-    action_spec: ActionSpec
-    actor_hidden: tuple[int, ...]
-    critic_hidden: tuple[int, ...]
-    activation: str
-    init_log_std: float
-    squash: bool
-    layer_norm: bool
-
-
 def make_network(
     obs_spec,
     action_spec: ActionSpec,
@@ -424,37 +309,13 @@ def make_network(
     actor_obs_keys, critic_obs_keys: 'all' or comma-separated keys of a dict observation, what each head reads
     (`select_obs`; `PPOConfig.actor_obs_keys`); the keys are checked against obs_spec here.
     """
-    if isinstance(obs_spec, PPOConfig):
-        raise ConfigError(
-            "make_network takes (obs_spec, action_spec, **options); for a config's options call "
-            "make_network(obs_spec, action_spec, **network_options(config)) (the form make_network(config, "
-            "obs_shape, action_spec) of 0.1 is gone)"
-        )
-    if isinstance(obs_spec, tuple) and all(isinstance(d, int) for d in obs_spec):
-        obs_spec = jax.ShapeDtypeStruct(obs_spec, jnp.float32)
-    single = isinstance(obs_spec, jax.ShapeDtypeStruct)
+    obs_spec = _as_obs_spec(obs_spec)
     image = any(len(s.shape) == 3 and s.shape[0] > 1 and s.shape[1] > 1 for s in jax.tree.leaves(obs_spec))
     kind = network
     if kind == "auto":
         kind = "nature_cnn" if is_atari_frames(obs_spec) else "cnn" if image else "mlp"
-    actor_keys, critic_keys = parse_obs_keys(actor_obs_keys), parse_obs_keys(critic_obs_keys)
-    check_obs_keys(obs_spec, actor_keys, "actor_obs_keys")
-    check_obs_keys(obs_spec, critic_keys, "critic_obs_keys")
-    # Keys in any order name the same inputs; every key of the observation is the whole observation.
-    actor_keys, critic_keys = (
-        None if k is None or set(k) == set(obs_spec) else tuple(sorted(k)) for k in (actor_keys, critic_keys)
-    )
-    if kind == "nature_cnn" and (actor_keys, critic_keys) != (None, None):
-        raise ConfigError(
-            "PPOConfig.critic_obs_keys: the Nature CNN reads one frame observation with one torso for both heads; "
-            "leave actor_obs_keys and critic_obs_keys 'all', or use network 'cnn'"
-        )
-    if kind == "cnn" and cnn_shared_torso and actor_keys != critic_keys:
-        raise ConfigError(
-            "PPOConfig.cnn_shared_torso: one conv torso for both heads needs them to read the same inputs "
-            f"(actor_obs_keys {actor_obs_keys!r}, critic_obs_keys {critic_obs_keys!r}); set it false"
-        )
-    common: _HeadOptions = dict(
+    actor_keys, critic_keys = network_obs_keys(obs_spec, kind, actor_obs_keys, critic_obs_keys, cnn_shared_torso)
+    common: HeadOptions = dict(
         action_spec=action_spec,
         actor_hidden=tuple(actor_hidden),
         critic_hidden=tuple(critic_hidden),
@@ -476,39 +337,50 @@ def make_network(
             **common,
         )
     if kind == "nature_cnn":
-        return _nature_cnn(obs_spec, common, conv_impl)
+        return make_nature_cnn(obs_spec, common, conv_impl)
     if kind == "cnn":
-        if not image:
-            shape = obs_spec.shape if single else "a pytree without an image leaf"
-            raise ConfigError(
-                f"PPOConfig.network: 'cnn' needs image observations [H, W, C] (or a pytree with an "
-                f"image leaf), got {shape}; use 'mlp'"
-            )
-        return ConvActorCritic(
-            channels=tuple(cnn_channels),
-            shared_torso=cnn_shared_torso,
-            conv_impl=conv_impl,
-            actor_keys=actor_keys,
-            critic_keys=critic_keys,
-            **common,
+        return _conv_actor_critic(
+            obs_spec, image, common, tuple(cnn_channels), cnn_shared_torso, conv_impl, actor_keys, critic_keys
         )
     return ActorCritic(actor_keys=actor_keys, critic_keys=critic_keys, **common)
 
 
-def _nature_cnn(obs_spec, common: _HeadOptions, conv_impl: str) -> NatureActorCritic:
-    """`network='nature_cnn'`: one rank-3 array observation, frames channels-first `[C, H, W]` (C <= 4) or
-    channels-last `[H, W, C]`, at least 36x36; actor_hidden, critic_hidden and activation do not apply."""
-    shape = tuple(obs_spec.shape) if isinstance(obs_spec, jax.ShapeDtypeStruct) else None
-    if shape is None or len(shape) != 3 or min(frames_hw(shape)) < NATURE_MIN_SIZE:
+def _as_obs_spec(obs_spec):
+    """make_network's obs_spec with a plain shape tuple as a float32 `jax.ShapeDtypeStruct`; a ConfigError for a
+    PPOConfig passed in its place (the call form of 0.1)."""
+    if isinstance(obs_spec, PPOConfig):
         raise ConfigError(
-            "PPOConfig.network: 'nature_cnn' needs one image observation, frames [C, H, W] (C <= 4) or [H, W, C] "
-            f"with H, W >= 36, got {shape if shape is not None else 'a pytree'}; use 'cnn' or 'mlp'"
+            "make_network takes (obs_spec, action_spec, **options); for a config's options call "
+            "make_network(obs_spec, action_spec, **network_options(config)) (the form make_network(config, "
+            "obs_shape, action_spec) of 0.1 is gone)"
         )
-    return NatureActorCritic(
-        action_spec=common["action_spec"],
-        channels_first=frames_channels_first(shape),
-        init_log_std=common["init_log_std"],
-        squash=common["squash"],
+    if isinstance(obs_spec, tuple) and all(isinstance(d, int) for d in obs_spec):
+        obs_spec = jax.ShapeDtypeStruct(obs_spec, jnp.float32)
+    return obs_spec
+
+
+def _conv_actor_critic(
+    obs_spec,
+    image: bool,
+    common: HeadOptions,
+    channels: tuple[int, ...],
+    shared_torso: bool,
+    conv_impl: str,
+    actor_keys: ObsKeys,
+    critic_keys: ObsKeys,
+) -> ConvActorCritic:
+    """`network='cnn'`: a `ConvActorCritic`; a ConfigError unless the observation is (or has) an image."""
+    if not image:
+        shape = obs_spec.shape if isinstance(obs_spec, jax.ShapeDtypeStruct) else "a pytree without an image leaf"
+        raise ConfigError(
+            f"PPOConfig.network: 'cnn' needs image observations [H, W, C] (or a pytree with an "
+            f"image leaf), got {shape}; use 'mlp'"
+        )
+    return ConvActorCritic(
+        channels=channels,
+        shared_torso=shared_torso,
         conv_impl=conv_impl,
-        layer_norm=common["layer_norm"],
+        actor_keys=actor_keys,
+        critic_keys=critic_keys,
+        **common,
     )
