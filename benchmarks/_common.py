@@ -61,3 +61,14 @@ def last_episodes(rows: list[dict], episodes: int = 100) -> tuple[float, int]:
         if count >= episodes:
             break
     return (total / count if count else float("nan")), count
+
+
+def timed_seeds(train, seeds: int, seed: int = 0):
+    """(output, compile s, run s) of jit(vmap(train)) over `seeds` keys split from jax.random.key(seed)."""
+    keys = jax.random.split(jax.random.key(seed), seeds)
+    t = time.perf_counter()
+    compiled = jax.jit(jax.vmap(train)).lower(keys).compile()
+    compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    out = jax.block_until_ready(compiled(keys))
+    return out, compile_s, time.perf_counter() - t

@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
-import time
 
-import jax
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import final_scores, hardware_line  # noqa: E402
+from _common import final_scores, hardware_line, timed_seeds  # noqa: E402
 
 from purejaxppo import PPOConfig, make_train  # noqa: E402
 from purejaxppo.cpu import configure as configure_cpu  # noqa: E402
@@ -52,13 +50,7 @@ SETTINGS = {
 
 def run(cfg: PPOConfig, seeds: int) -> tuple[np.ndarray, float, float]:
     """(final scores [seeds], compile s, run s) of jit(vmap(train)) over `seeds` seeds."""
-    keys = jax.random.split(jax.random.key(0), seeds)
-    t = time.perf_counter()
-    compiled = jax.jit(jax.vmap(make_train(cfg))).lower(keys).compile()
-    compile_s = time.perf_counter() - t
-    t = time.perf_counter()
-    out = jax.block_until_ready(compiled(keys))
-    run_s = time.perf_counter() - t
+    out, compile_s, run_s = timed_seeds(make_train(cfg), seeds)
     return final_scores(np.asarray(out.metrics["episode_return"])), compile_s, run_s
 
 

@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
-import time
 
-import jax
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import final_scores, first_complete_update, hardware_line  # noqa: E402
+from _common import final_scores, first_complete_update, hardware_line, timed_seeds  # noqa: E402
 
 from purejaxppo import PPOConfig, make_train  # noqa: E402
 from purejaxppo.sweep import stats  # noqa: E402
@@ -51,13 +49,7 @@ def setting_config(base: PPOConfig, setting: str) -> PPOConfig:
 
 def run(cfg: PPOConfig, seeds: int):
     """(curves [seeds, updates], compile s, run s) of jit(vmap(train)) over `seeds` seeds."""
-    keys = jax.random.split(jax.random.key(0), seeds)
-    t = time.perf_counter()
-    compiled = jax.jit(jax.vmap(make_train(cfg))).lower(keys).compile()
-    compile_s = time.perf_counter() - t
-    t = time.perf_counter()
-    out = jax.block_until_ready(compiled(keys))
-    run_s = time.perf_counter() - t
+    out, compile_s, run_s = timed_seeds(make_train(cfg), seeds)
     curves = np.asarray(out.metrics["episode_return"])
     first = first_complete_update(out.metrics["episodes_completed"])
     return curves, first, compile_s, run_s
