@@ -121,7 +121,7 @@ def write_report(games: list[str], runs: pathlib.Path, walls: dict, path: pathli
     curves = {g: curve(read_metrics(runs / g) if (runs / g / "metrics.jsonl").is_file() else []) for g in games}
     for b in sorted({b for c in curves.values() for b in c}):
         cells = [f"{curves[g][b][0]:.1f} ({curves[g][b][1]})" if b in curves[g] else "" for g in games]
-        lines.append(f"| {(b + 1) * CURVE_BUCKET:,} | " + " | ".join(cells) + " |")
+        lines.append(f"| {b * CURVE_BUCKET:,} – {(b + 1) * CURVE_BUCKET:,} | " + " | ".join(cells) + " |")
     if walls:
         lines += ["", "## This invocation", "", "| game | updates added | wall s | env steps/s |",
                   "|---|---:|---:|---:|"]
