@@ -347,7 +347,7 @@ def test_cli_end_to_end_report_and_best_member_policy(tmp_path, capsys):
     assert main(["eval", str(out), "--episodes", "2"]) == 0  # every member, and the best one named
     assert f"the best member by its final training score is seed {best}" in capsys.readouterr().out
     (out / "pbt.md").unlink()
-    assert main(["report", str(out)]) == 0 and (out / "pbt.md").read_text().count("## ") == 2
+    assert main(["report", str(out)]) == 0 and (out / "pbt.md").read_text().count("## ") == 3
 
 
 def test_population_on_a_two_device_mesh_equals_one_device(tmp_path):
@@ -455,3 +455,70 @@ def test_yaml_form_and_flags_make_the_same_spec(tmp_path):
     assert spec.base.num_envs == 4 and spec.base.total_timesteps == 512 and spec.seed == 3
     assert spec.pbt == PBTConfig(4, 2, (("learning_rate", "log", 1e-4, 1e-2), ("ent_coef", "uniform", 0.0, 0.1)), 0.5,
                                  (0.5, 2.0), 0.1, 4)  # fmt: skip
+
+
+def test_divergences_from_metric_rows_end_at_a_replacement_and_may_recur():
+    """`divergences` reads the metric rows: an event opens at the first logged update with the member's flag on
+    and closes at the ready step where it copied another member (that row's flag is still on: the update's own);
+    a member that diverges again opens a new event; one never replaced stays open (and makes the run diverged)."""
+    from purejaxppo.pbt.report import divergences, still_diverged
+
+    def row(u, m, diverged, parent=None):
+        return {"update": u, "run": m, "member": m, "diverged": float(diverged), "pbt_parent": parent}
+
+    rows = [
+        row(2, 0, 0, 0.0), row(2, 1, 0, 1.0), row(2, 2, 0, 2.0),
+        row(3, 0, 0), row(3, 1, 1), row(3, 2, 0),              # member 1 diverges at update 3 ...
+        row(4, 0, 0, 0.0), row(4, 1, 1, 0.0), row(4, 2, 0, 2.0),  # ... and copies member 0 at the ready step 4
+        row(6, 0, 0, 0.0), row(6, 1, 1, 1.0), row(6, 2, 1, 2.0),  # both diverge (rows of update 6 only: no copy)
+        row(8, 0, 0, 0.0), row(8, 1, 0, 0.0), row(8, 2, 1, 2.0),  # 1 replaced again; 2 never (it stays bad)
+    ]  # fmt: skip
+    events = divergences(list(reversed(rows)))  # any row order
+    assert events == [
+        {"member": 1, "diverged_at_update": 3, "replaced_at_update": 4, "parent": 0},
+        {"member": 1, "diverged_at_update": 6, "replaced_at_update": 8, "parent": 0},
+        {"member": 2, "diverged_at_update": 6, "replaced_at_update": None, "parent": None},
+    ]
+    assert still_diverged(events) == [2]
+    assert divergences([row(2, 0, 0, 0.0), row(2, 1, 0, 1.0)]) == [] and still_diverged([]) == []
+
+
+def test_a_member_that_diverged_and_was_replaced_leaves_the_run_finished(tmp_path, monkeypatch):
+    """A PBT run in which one member diverges (learning rate 1e30) and is replaced at the next ready step
+    finishes with status "finished" and a record of the divergence (run.json, the result, pbt.md, the log); if
+    every member diverges, nobody can be replaced and the run ends "diverged", naming all of them."""
+    from purejaxppo.pbt import runner
+    from purejaxppo.pbt.runner import pbt_run
+    from purejaxppo.pbt.spec import build_pbt_spec
+
+    spec = build_pbt_spec(_base(), population=4, ready_every=2, ranges={"learning_rate": "log:1e-4:1e-2"})
+    real = runner.initial_hparams
+
+    def run(out, members):
+        def draws(*a):
+            hp = real(*a)
+            return hp.replace(learning_rate=hp.learning_rate.at[jnp.asarray(members)].set(1e30))
+
+        monkeypatch.setattr(runner, "initial_hparams", draws)
+        said = []
+        res = pbt_run(spec, out, checkpoint_every=4, log=said.append)
+        assert res is not None and res.report is not None
+        return res, json.loads((out / "run.json").read_text()), said
+
+    res, info, said = run(tmp_path / "one", [1])
+    events = info["pbt_divergences"]
+    assert [(e["member"], e["diverged_at_update"], e["replaced_at_update"]) for e in events] == [(1, 1, 2)]
+    assert events[0]["parent"] in (0, 2, 3)
+    assert res.status == "finished" and info["status"] == "finished" and info["sessions"][-1]["status"] == "finished"
+    assert res.run.diverged_seeds == [] and "diverged_seeds" not in info and "diverged_at_update" not in info
+    assert res.report["status"] == "finished" and res.report["divergences"] == events
+    assert f"member 1 diverged at update 1; replaced at update 2 by member {events[0]['parent']}'s learner" in (
+        tmp_path / "one" / "pbt.md"
+    ).read_text()
+    assert "status: finished" in said
+    assert all(np.isfinite(s["score"]) for s in res.report["final"])  # member 1 trained on
+
+    res, info, said = run(tmp_path / "all", [0, 1, 2, 3])
+    assert res.status == "diverged" and info["status"] == "diverged" and info["sessions"][-1]["status"] == "diverged"
+    assert info["diverged_seeds"] == res.run.diverged_seeds == [0, 1, 2, 3] and info["diverged_at_update"] == 1
+    assert [(e["member"], e["replaced_at_update"]) for e in info["pbt_divergences"]] == [(m, None) for m in range(4)]

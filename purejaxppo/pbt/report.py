@@ -9,6 +9,8 @@ with (`hp_<field>`), and at a ready step whom it copied (`pbt_parent`, itself if
 * the best member (highest final score) and its hyperparameter schedule over training: its own values back
   to the last time it copied another member, that member's before, and so on (the lineage of its learner);
 * the lineage: who copied whom at which update;
+* the divergences (`divergences`): every time a member diverged, and the ready step at which it copied a
+  healthy member's learner (the run's status is "diverged" only while a member still is; `pbt_run` writes it);
 * plots: every member's curve (`pbt_curves.png`) and the population's hyperparameters over time with the
   best member's schedule (`pbt_hparams.png`).
 """
@@ -99,6 +101,7 @@ def pbt_report(run_dir: str | os.PathLike) -> dict[str, Any]:
                     }
                 )
     schedule, ancestry = _best_schedule(best, updates, parents, hps)
+    events = divergences(rows)
     return {
         "run_dir": str(run_dir),
         "env": info.get("env"),
@@ -116,12 +119,41 @@ def pbt_report(run_dir: str | os.PathLike) -> dict[str, Any]:
         "curves": [[_f(x) for x in row] for row in returns],
         "hparams": {f: [[_f(x) for x in row] for row in v] for f, v in hps.items()},
         "lineage": lineage,
+        "divergences": events,
         "final": final,
         "population_final": {"mean": _f(pop[0]), "ci": [_f(pop[1]), _f(pop[2])]},
         "best": best,
         "best_schedule": {f: [_f(x) for x in v] for f, v in schedule.items()},
         "best_ancestry": ancestry,
     }
+
+
+def divergences(rows: list[dict]) -> list[dict]:
+    """Every divergence of a population's members, from its metrics.jsonl rows (those with a "run" index).
+
+    One dict per event, by update then member: `member`; `diverged_at_update`, the first logged update with
+    its `diverged` flag on (the update where it turned on is always logged); `replaced_at_update` and
+    `parent`, the ready step at which it copied another (healthy) member's learner and that member, or None
+    while it is still diverged. A replaced member may diverge again: a new event. A diverged member is never
+    copied, so a replacement always ends a divergence; when every member is diverged nobody is replaced.
+    """
+    events: list[dict] = []
+    current: dict[int, dict] = {}
+    for r in sorted((r for r in rows if "run" in r), key=lambda r: (int(r["update"]), int(r["run"]))):
+        m, u = int(r["run"]), int(r["update"])
+        if m not in current and (r.get("diverged") or 0) > 0:
+            current[m] = {"member": m, "diverged_at_update": u, "replaced_at_update": None, "parent": None}
+            events.append(current[m])
+        parent = r.get("pbt_parent")
+        # the ready step's row is the update's own (its flag still on); the copy ends the divergence after it
+        if m in current and parent is not None and int(parent) != m:
+            current.pop(m).update(replaced_at_update=u, parent=int(parent))
+    return events
+
+
+def still_diverged(events: list[dict]) -> list[int]:
+    """The members whose last divergence in `events` (from `divergences`) was not ended by a replacement."""
+    return sorted({e["member"] for e in events if e["replaced_at_update"] is None})
 
 
 def _mean_ci(vals: np.ndarray) -> tuple[float, float, float]:
@@ -220,6 +252,18 @@ def _markdown(rep: dict, images: list[str], note: str | None) -> str:
             )
         if len(rep["lineage"]) > MAX_LINEAGE_ROWS:
             lines.append(f"\n(the last {MAX_LINEAGE_ROWS} of {len(rep['lineage'])}; pbt.json holds all)")
+    lines += ["", "## Divergences", ""]
+    if not rep.get("divergences"):
+        lines.append("No member diverged.")
+    for e in rep.get("divergences") or []:
+        lines.append(
+            f"- member {e['member']} diverged at update {e['diverged_at_update']}; "
+            + (
+                "still diverged at the end (frozen at its last finite parameters)."
+                if e["replaced_at_update"] is None
+                else f"replaced at update {e['replaced_at_update']} by member {e['parent']}'s learner."
+            )
+        )
     lines.append("")
     if note:
         lines += [note, ""]

@@ -5,7 +5,10 @@ drawn in the ranges from `pbt_seed` (`purejaxppo.core.pbt.initial_hparams`), met
 `"member": i`. The run is purejaxppo.runs' own (train_run with `RunOptions(runs=..., pbt=...)`): one compiled
 chunk program for the whole run, checkpoints holding every member's state and hyperparameters, resume
 bit-identical, `--mesh seed=S` and `--processes` over the population. Divergence never stops it
-(`on_diverge="continue"`): a diverged member ranks last and is replaced at the next ready step.
+(`on_diverge="continue"`): a diverged member ranks last and is replaced at the next ready step. So the run's
+status (run.json, the result) is "diverged" only while a member is still diverged at the end of a session
+(also when every member diverged: nobody healthy to copy); run.json's `pbt_divergences` records every
+divergence and the ready step that replaced it (`record_divergences`).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import numpy as np
 from purejaxppo.core.pbt import initial_hparams
 from purejaxppo.errors import ConfigError
 from purejaxppo.pbt.spec import PBTSpec
-from purejaxppo.runs import RUN_FILE, RunOptions, RunResult, train_run
+from purejaxppo.runs import RUN_FILE, RunOptions, RunResult, read_metrics, train_run
 from purejaxppo.runs.axis import RunAxis
+from purejaxppo.runs.files import save_info
 
 
 @dataclasses.dataclass
@@ -105,9 +109,50 @@ def pbt_run(
         result = train_run(spec.base, out_dir, build=build or spec.build, options=options)
     if result is None:  # a follower process: the leader writes the folder and the report
         return None
+    result = record_divergences(result, log)
     if not (report and result.finished):
         return PBTResult(result, None, [])
     from purejaxppo.pbt.report import write_pbt_report
 
     rep, paths = write_pbt_report(result.run_dir)
     return PBTResult(result, rep, paths)
+
+
+def record_divergences(result: RunResult, log=print) -> RunResult:
+    """The session's status as PBT sees it: the run layer calls a run "diverged" once any member diverged,
+    but a PBT member that diverged and was replaced at a later ready step trains on. From the folder's
+    metrics.jsonl (purejaxppo.pbt.report.divergences): status "diverged" with `diverged_seeds` the members
+    still diverged, else "finished" or "stopped" as the run got to its end or not; run.json (its status, its
+    last session's, `pbt_divergences`) and the returned result say so."""
+    from purejaxppo.pbt.report import divergences, still_diverged
+
+    if result.status not in ("diverged", "finished", "stopped"):
+        return result
+    events = divergences(read_metrics(result.run_dir))
+    if not events and result.status != "diverged":
+        return result
+    still = still_diverged(events)
+    status = "diverged" if still else "finished" if result.finished else "stopped"
+    path = result.run_dir / RUN_FILE
+    info = json.loads(path.read_text())
+    first = min((e["diverged_at_update"] for e in events if e["member"] in still), default=None)
+    info.update(status=status, pbt_divergences=events)
+    if still:
+        info.update(diverged_seeds=still, diverged_at_update=first)
+    else:
+        info.pop("diverged_seeds", None)
+        info.pop("diverged_at_update", None)
+    if info.get("sessions"):
+        info["sessions"][-1]["status"] = status
+    save_info(path, info, log)
+    for e in events:
+        log(
+            f"member {e['member']} diverged at update {e['diverged_at_update']} and "
+            + (
+                "is still diverged"
+                if e["replaced_at_update"] is None
+                else f"was replaced at update {e['replaced_at_update']} (it copied member {e['parent']}'s learner)"
+            )
+        )
+    log(f"status: {status}" + (f" (member(s) {still} still diverged)" if still else ""))
+    return dataclasses.replace(result, status=status, diverged_seeds=still, diverged_at_update=first)
