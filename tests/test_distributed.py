@@ -268,3 +268,35 @@ def test_launcher_shows_the_output_of_a_worker_that_ended_before_worker_0_failed
     assert messages[0].startswith("purejaxppo: worker 0 of 2 failed (exit -6)")
     assert messages[1].startswith("purejaxppo: worker 1 of 2 had already ended (exit 0)")
     assert "worker one: bye early" in messages[1]
+
+
+# ------------------------------------------------------------------ PBT over processes
+PBT_TINY = ["--set", "num_envs=4", "--set", "num_steps=16", "--set", "total_timesteps=2048", "--set",
+            "num_minibatches=2", "--set", "log_every=2", "--population", "4", "--ready-every", "4",
+            "--range", "learning_rate=log:1e-4:3e-3", "--range", "ent_coef=0:0.03", "--checkpoint-every", "8",
+            "--progress", "off"]
+
+
+def test_pbt_population_over_two_processes_equals_one_process(tmp_path, capsys):
+    # The population axis split over 2 processes (seed=2: 2 members each): the members' scores are gathered
+    # over both for the exploit step, so the lineage (who copied whom, when), the members' hyperparameters and
+    # their curves are those of the same population on one process.
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["pbt", *PBT_TINY, "--out", str(one)]) == 0, capsys.readouterr().err
+    r = subprocess.run([sys.executable, "-m", "purejaxppo", "pbt", *PBT_TINY, "--processes", "2", "--mesh", "seed=2",
+                        "--out", str(two)], cwd=ROOT, env=_env(), text=True, capture_output=True, timeout=TIMEOUT_S)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "(2 process(es))" in r.stdout, r.stdout[-2000:]
+    a, b = (json.loads((d / "pbt.json").read_text()) for d in (one, two))
+    assert run_info(two)["processes"] == 2 and run_info(two)["mesh"] == {"seed": 2, "data": 1}
+    assert a["lineage"] and a["lineage"] == b["lineage"]
+    assert a["best"] == b["best"]
+    for ea, eb in zip(a["final"], b["final"], strict=True):
+        np.testing.assert_allclose(ea["score"], eb["score"], rtol=1e-5, atol=1e-5)
+        assert ea["hparams"].keys() == eb["hparams"].keys()
+        np.testing.assert_allclose(list(ea["hparams"].values()), list(eb["hparams"].values()), rtol=1e-6)
+    ra, rb = ({(r["update"], r["member"]): r for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())}
+              for d in (one, two))
+    assert set(ra) == set(rb) and len(ra) == 4 * 16
+    np.testing.assert_allclose([ra[k]["episode_return"] for k in sorted(ra)],
+                               [rb[k]["episode_return"] for k in sorted(ra)], rtol=1e-5, atol=1e-5)
