@@ -46,6 +46,15 @@ TIERS: dict[str, str | set[str]] = {
     "test_config.py": "fast",
     "test_stats.py": "fast",
     "test_compare_stats.py": "fast",  # benchmarks/compare.py's pure parts (order, pair ratios, CI, specs)
+    "test_recipes_bench.py": {  # benchmarks/recipes.py's pure parts and the ScaleReward wrapper; the training slow
+        "test_valid_curves_blank_the_placeholder_before_each_runs_first_episode",
+        "test_smooth_is_a_trailing_mean_and_nan_while_the_window_is_incomplete",
+        "test_target_is_ninety_percent_of_the_improvement_for_either_sign",
+        "test_steps_to_target_counts_updates_to_the_first_crossing_and_inf_when_never",
+        "test_steps_text_counts_seeds_that_reach_and_marks_a_censored_median",
+        "test_render_keeps_every_recorded_section_in_experiment_order",
+        "test_scale_reward_scales_the_reward_and_keeps_the_unscaled_one_as_the_score",
+        "test_scale_reward_keeps_an_inner_score_and_refuses_a_zero_scale"},
     "test_faults_config.py": "fast",
     "test_gae.py": "fast",
     "test_distributions.py": "fast",

@@ -19,6 +19,9 @@ must infer velocities from its memory of earlier observations:
 for these tasks is their whole state (positions and velocities). With
 `actor_obs_keys: obs` and `critic_obs_keys: obs,privileged` the actor acts on
 what the masked task shows and the critic sees the state (docs: Recipes).
+
+`ScaleReward(env, scale)` multiplies any gymnax-API env's reward by `scale` and
+keeps the unscaled reward as `info["score"]` (what the episode returns report).
 """
 
 from __future__ import annotations
@@ -143,6 +146,54 @@ class PrivilegedObservation(MaskedObservation):
 
     def __repr__(self) -> str:
         return f"PrivilegedObservation({self._name}, keep={self.keep})"
+
+
+class ScaleReward:
+    """A gymnax-API env whose reward is the wrapped env's times `scale` (a Python float), for training at another
+    reward scale (e.g. to test value normalization: PopArt, `value_normalization: popart`). Observations, spaces,
+    terminated / truncated and auto-reset are the wrapped env's. `info["score"]` is the wrapped env's own score
+    where it gives one, else its unscaled reward, so the episode returns that training and evaluation report
+    (purejaxppo.core.rollout.EnvStep.score) stay in the task's units while the agent learns from the scaled reward.
+
+        make_train(config, env=ScaleReward(gymnax.make("CartPole-v1")[0], 1000.0))
+    """
+
+    def __init__(self, env: Any, scale: float):
+        scale = float(scale)
+        if not np.isfinite(scale) or scale == 0.0:
+            raise EnvError(f"ScaleReward: scale must be a finite nonzero number, got {scale!r}")
+        self.env = env
+        self.scale = scale
+
+    @property
+    def name(self) -> str:
+        return f"{getattr(self.env, 'name', type(self.env).__name__)}*{self.scale:g}"
+
+    @property
+    def default_params(self) -> Any:
+        return self.env.default_params
+
+    @property
+    def num_actions(self) -> int:
+        return self.env.num_actions
+
+    def reset(self, key, params=None):
+        return self.env.reset(key, params)
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, terminated, truncated, info = self.env.step(key, state, action, params)
+        info = dict(info)
+        info.setdefault("score", reward)
+        return obs, state, reward * self.scale, terminated, truncated, info
+
+    def observation_space(self, params):
+        return self.env.observation_space(params)
+
+    def action_space(self, params):
+        return self.env.action_space(params)
+
+    def __repr__(self) -> str:
+        return f"ScaleReward({getattr(self.env, 'name', type(self.env).__name__)}, scale={self.scale:g})"
 
 
 def make_masked_env(name: str) -> tuple[MaskedObservation, Any]:
