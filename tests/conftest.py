@@ -55,6 +55,7 @@ TIERS: dict[str, str | set[str]] = {
         "test_render_keeps_every_recorded_section_in_experiment_order",
         "test_scale_reward_scales_the_reward_and_keeps_the_unscaled_one_as_the_score",
         "test_scale_reward_keeps_an_inner_score_and_refuses_a_zero_scale"},
+    "test_pbt_bench.py": "fast",  # benchmarks/pbt.py's pure parts (the score window, the comparison and its CIs)
     "test_faults_config.py": "fast",
     "test_gae.py": "fast",
     "test_distributions.py": "fast",
