@@ -45,7 +45,7 @@ from purejaxppo.sweep import stats  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-#: env steps per run, by experiment and config (reduced GRU budgets: the full configs' take 1M steps)
+#: env steps per run, by experiment and config (the GRU configs' own budgets, 500k and 1M, reduced to fit 2 CPU cores)
 BUDGETS = {
     "privileged": {"cartpole_masked_gru": 300_000, "pendulum_masked_gru": 200_000},
     "popart": {"cartpole": 500_000, "pendulum": 300_000},
@@ -187,10 +187,10 @@ def privileged(args) -> tuple[list[str], dict]:
             )
             data[f"{name}/{label}"] = {"scores": r.scores.tolist(), "steps_to_target": steps.tolist(), "target": target}
     text = [
-        "GRU actor (configs/cartpole_masked_gru.yaml, configs/pendulum_masked_gru.yaml, budgets reduced from their "
-        "1M steps to fit a 2-core CPU) on the masked task; `privileged`: env `masked/<id>+privileged`, "
-        "`actor_obs_keys: obs` (the masked entries, as the baseline) and `critic_obs_keys: obs,privileged` "
-        "(a feed-forward critic that also sees the full state).",
+        "GRU actor (configs/cartpole_masked_gru.yaml, configs/pendulum_masked_gru.yaml, their budgets of 500k and "
+        "1M steps reduced to the ones below to fit a 2-core CPU) on the masked task; `privileged`: env "
+        "`masked/<id>+privileged`, `actor_obs_keys: obs` (the masked entries, as the baseline) and "
+        "`critic_obs_keys: obs,privileged` (a feed-forward critic that also sees the full state).",
         "",
         f"Steps to target: `target` = the untrained score + {FRACTION:.0%} of the way to the better setting's final "
         "IQM (untrained score: IQM over both settings' runs of their first update with a completed episode); a "
@@ -271,9 +271,11 @@ def dr(args) -> tuple[list[str], dict]:
     }
     head = " | ".join(f"{f:g}x" for f in LENGTH_FACTORS)
     lines = [f"| training | final training IQM | {head} |", "|---|---:|" + "---:|" * len(LENGTH_FACTORS)]
-    data = {}
+    data, means = {}, {}
     for label, r in runs.items():
-        returns = evaluate_lengths(r, np.asarray(LENGTH_FACTORS), args.eval_episodes, jax.random.key(1))  # [S, L]
+        returns = means[label] = evaluate_lengths(
+            r, np.asarray(LENGTH_FACTORS), args.eval_episodes, jax.random.key(1)
+        )  # [S, L]
         cells = " | ".join(ci_text(returns[:, i], fmt="{:.0f}") for i in range(len(LENGTH_FACTORS)))
         lines.append(f"| {label} | {ci_text(r.scores)} | {cells} |")
         data[label] = {"scores": r.scores.tolist(), "eval": returns.tolist()}
@@ -288,8 +290,36 @@ def dr(args) -> tuple[list[str], dict]:
         "over seeds and lengths. Cells: IQM over seeds of each seed's mean return [95% CI].",
         "",
         *lines,
+        "",
+        f"![Domain randomization]({plot_lengths(means, (lo, hi), args).name})",
     ]
     return text, data
+
+
+def plot_lengths(means: dict[str, np.ndarray], train_range: tuple[float, float], args) -> pathlib.Path:
+    """<out stem>_dr.png: IQM over seeds (95% CI band) of the evaluation return against the pole-length factor
+    (`means`: training label -> `[S, L]`), the training range shaded."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    png = args.out.parent / f"{args.out.stem}_dr.png"
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.axvspan(*train_range, color="0.9", label="randomized training range")
+    for label, returns in means.items():
+        band = np.array([stats.bootstrap_ci(returns[:, i], "iqm", reps=2000, seed=0) for i in range(returns.shape[1])])
+        ax.plot(LENGTH_FACTORS, band[:, 0], marker="o", label=f"trained {label}")
+        ax.fill_between(LENGTH_FACTORS, band[:, 1], band[:, 2], alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xticks(LENGTH_FACTORS, [f"{f:g}" for f in LENGTH_FACTORS])
+    ax.minorticks_off()
+    ax.set_xlabel("pole half-length / nominal (0.5)")
+    ax.set_ylabel(f"return, deterministic policy (IQM of {args.seeds} seeds)")
+    ax.set_title("CartPole-v1: evaluation across pole lengths")
+    ax.legend()
+    fig.savefig(png, dpi=100)
+    return png
 
 
 def evaluate_lengths(r: Result, factors: np.ndarray, episodes: int, key) -> np.ndarray:

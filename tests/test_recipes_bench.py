@@ -119,3 +119,28 @@ def test_training_on_scaled_rewards_reports_returns_in_the_tasks_units():
         returns[scale] = np.asarray(out.metrics["episode_return"])
     # the same seed acts the same in the first rollout (the policy has not learned yet): the same episodes
     assert returns[1.0][0] > 0 and returns[1000.0][0] == pytest.approx(returns[1.0][0])
+
+
+def test_evaluate_lengths_at_the_nominal_length_is_the_librarys_evaluation_and_the_length_reaches_the_env(rb):
+    from purejaxppo.core.agent import ActingState
+    from purejaxppo.core.evaluate import make_evaluate
+
+    config = PPOConfig(
+        env="CartPole-v1",
+        num_envs=4,
+        num_steps=32,
+        num_minibatches=2,
+        update_epochs=1,
+        total_timesteps=4 * 32 * 2,
+        actor_hidden=(8,),
+        critic_hidden=(8,),
+    )
+    r = rb.train_seeds(config, 2)
+    key = jax.random.key(3)
+    got = rb.evaluate_lengths(r, np.array([1.0, 0.1]), 8, key)  # [S, L]
+    assert got.shape == (2, 2)
+    evaluate = make_evaluate(r.train)
+    acting = ActingState(r.out.state.params, r.out.state.obs_norm)
+    want = jax.vmap(lambda a, k: evaluate(a, k, 8).mean())(acting, jax.random.split(key, 2))
+    np.testing.assert_allclose(got[:, 0], np.asarray(want), rtol=1e-6)
+    assert not np.allclose(got[:, 0], got[:, 1])  # a pole a tenth as long falls sooner
