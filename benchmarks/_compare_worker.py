@@ -34,6 +34,7 @@ if IMPL == "purejaxppo":
     configure_cpu()  # before any JAX computation (the XLA flag itself usually comes from compare.py's XLA_FLAGS)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _compiled import compile_seeds  # noqa: E402  (benchmarks/ is the script's directory)
 
 
 def reply(obj):
@@ -69,13 +70,7 @@ def setup_ours(spec, seeds):
     cfg = ours_config(spec)
     train = make_train(cfg)
     keys = jax.random.split(jax.random.key(spec.get("seed", 0)), seeds)
-    fn, arg = (train, keys[0]) if seeds == 1 else (jax.vmap(train), keys)
-    t = time.perf_counter()
-    compiled = jax.jit(fn).lower(arg).compile()
-    compile_s = time.perf_counter() - t
-
-    def run():
-        return jax.block_until_ready(compiled(arg))
+    run, _, compile_s = compile_seeds(train, keys, seeds)
 
     def final_return(out):
         # Mean training episode return over the last 10% of updates, averaged over seeds.
@@ -169,19 +164,13 @@ def setup_rejax(spec, seeds):
     timed_algo = algo.replace(eval_callback=lambda a, ts, rng: jnp.zeros(()))
     keys = jax.random.split(jax.random.key(spec.get("seed", 0)), seeds)
     keys = jax.random.key_data(keys)  # rejax splits raw uint32 keys
-    fn, arg = (timed_algo.train, keys[0]) if seeds == 1 else (jax.vmap(timed_algo.train), keys)
-    t = time.perf_counter()
-    compiled = jax.jit(fn).lower(arg).compile()
-    compile_s = time.perf_counter() - t
+    run, arg, compile_s = compile_seeds(timed_algo.train, keys, seeds)
 
     def eval_one(ts, rng):
         act = algo.make_act(ts)
         return evaluate(act, rng, algo.env, algo.env_params, 128, env_params.max_steps_in_episode)[1].mean()
 
     eval_fn = jax.jit(eval_one if seeds == 1 else jax.vmap(eval_one))
-
-    def run():
-        return jax.block_until_ready(compiled(arg))
 
     def final_return(out):
         ts, _ = out

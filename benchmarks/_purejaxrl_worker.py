@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import importlib
 import sys
-import time
 import types
 from pathlib import Path
 
 import jax
 import numpy as np
+from _compiled import compile_seeds
 
 MLP_HIDDEN = [64, 64]  # ppo.py's ActorCritic
 RNN_SIZE = 128  # ppo_rnn.py: embedding, GRU and head widths
@@ -195,13 +195,7 @@ def setup_purejaxrl(spec: dict, seeds: int, checkout: str, adapters: dict):
     module = load_module(checkout, module_name, adapt)
     train = module.make_train(config)
     keys = jax.random.split(jax.random.PRNGKey(spec.get("seed", 0)), seeds)  # raw uint32 keys, as PureJaxRL's
-    fn, arg = (train, keys[0]) if seeds == 1 else (jax.vmap(train), keys)
-    t = time.perf_counter()
-    compiled = jax.jit(fn).lower(arg).compile()
-    compile_s = time.perf_counter() - t
-
-    def run():
-        return jax.block_until_ready(compiled(arg))
+    run, _, compile_s = compile_seeds(train, keys, seeds)
 
     def final_return(out):
         return training_return(out["metrics"] if "metrics" in out else out["metric"])

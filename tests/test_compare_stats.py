@@ -22,6 +22,8 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 def _load(name: str, argv: list[str] | None = None):
     saved = sys.argv
+    if str(BENCH) not in sys.path:  # as when run as a script: the workers import their sibling modules
+        sys.path.insert(0, str(BENCH))
     if argv is not None:
         sys.argv = argv
     try:
