@@ -16,6 +16,16 @@ from purejaxppo.envs.wrappers import ScaleReward
 from purejaxppo.errors import EnvError
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+TINY = PPOConfig(
+    env="CartPole-v1",
+    num_envs=4,
+    num_steps=64,
+    num_minibatches=2,
+    update_epochs=1,
+    total_timesteps=4 * 64 * 2,
+    actor_hidden=(8,),
+    critic_hidden=(8,),
+)  # 2 updates
 
 
 @pytest.fixture(scope="module")
@@ -102,20 +112,11 @@ def test_scale_reward_keeps_an_inner_score_and_refuses_a_zero_scale():
 
 
 def test_training_on_scaled_rewards_reports_returns_in_the_tasks_units():
-    config = PPOConfig(
-        env="CartPole-v1",
-        num_envs=4,
-        num_steps=64,
-        num_minibatches=2,
-        update_epochs=1,
-        total_timesteps=4 * 64 * 2,
-        actor_hidden=(8,),
-        critic_hidden=(8,),
-    )
+
     env, params = gymnax.make("CartPole-v1")
     returns = {}
     for scale in (1.0, 1000.0):
-        out = jax.jit(make_train(config, env=ScaleReward(env, scale), env_params=params))(jax.random.key(0))
+        out = jax.jit(make_train(TINY, env=ScaleReward(env, scale), env_params=params))(jax.random.key(0))
         returns[scale] = np.asarray(out.metrics["episode_return"])
     # the same seed acts the same in the first rollout (the policy has not learned yet): the same episodes
     assert returns[1.0][0] > 0 and returns[1000.0][0] == pytest.approx(returns[1.0][0])
@@ -125,17 +126,7 @@ def test_evaluate_lengths_at_the_nominal_length_is_the_librarys_evaluation_and_t
     from purejaxppo.core.agent import ActingState
     from purejaxppo.core.evaluate import make_evaluate
 
-    config = PPOConfig(
-        env="CartPole-v1",
-        num_envs=4,
-        num_steps=32,
-        num_minibatches=2,
-        update_epochs=1,
-        total_timesteps=4 * 32 * 2,
-        actor_hidden=(8,),
-        critic_hidden=(8,),
-    )
-    r = rb.train_seeds(config, 2)
+    r = rb.train_seeds(TINY, 2)
     key = jax.random.key(3)
     got = rb.evaluate_lengths(r, np.array([1.0, 0.1]), 8, key)  # [S, L]
     assert got.shape == (2, 2)

@@ -59,7 +59,25 @@ PRIVILEGED_SUFFIX = "+privileged"
 OBS_KEY, PRIVILEGED_KEY = "obs", "privileged"  # the two entries of PrivilegedObservation's observation
 
 
-class MaskedObservation:
+class _Wrapper:
+    """What a wrapper of a gymnax-API env `self.env` passes through unchanged: its default params, number of
+    actions and action space."""
+
+    env: Any
+
+    @property
+    def default_params(self) -> Any:
+        return self.env.default_params
+
+    @property
+    def num_actions(self) -> int:
+        return self.env.num_actions
+
+    def action_space(self, params):
+        return self.env.action_space(params)
+
+
+class MaskedObservation(_Wrapper):
     """A gymnax-API env whose flat observations `[D]` are cut to the entries `keep` (`[len(keep)]`)."""
 
     def __init__(self, env: Any, keep: Sequence[int], name: str | None = None):
@@ -72,14 +90,6 @@ class MaskedObservation:
     @property
     def name(self) -> str:
         return self._name
-
-    @property
-    def default_params(self) -> Any:
-        return self.env.default_params
-
-    @property
-    def num_actions(self) -> int:
-        return self.env.num_actions
 
     def _mask(self, obs):
         return obs[..., np.asarray(self.keep)]
@@ -107,9 +117,6 @@ class MaskedObservation:
         low = np.broadcast_to(np.asarray(inner.low), inner.shape)[idx]
         high = np.broadcast_to(np.asarray(inner.high), inner.shape)[idx]
         return spaces.Box(low, high, (len(self.keep),), inner.dtype)
-
-    def action_space(self, params):
-        return self.env.action_space(params)
 
     def __repr__(self) -> str:
         return f"MaskedObservation({self._name}, keep={self.keep})"
@@ -148,7 +155,7 @@ class PrivilegedObservation(MaskedObservation):
         return f"PrivilegedObservation({self._name}, keep={self.keep})"
 
 
-class ScaleReward:
+class ScaleReward(_Wrapper):
     """A gymnax-API env whose reward is the wrapped env's times `scale` (a Python float), for training at another
     reward scale (e.g. to test value normalization: PopArt, `value_normalization: popart`). Observations, spaces,
     terminated / truncated and auto-reset are the wrapped env's. `info["score"]` is the wrapped env's own score
@@ -169,14 +176,6 @@ class ScaleReward:
     def name(self) -> str:
         return f"{getattr(self.env, 'name', type(self.env).__name__)}*{self.scale:g}"
 
-    @property
-    def default_params(self) -> Any:
-        return self.env.default_params
-
-    @property
-    def num_actions(self) -> int:
-        return self.env.num_actions
-
     def reset(self, key, params=None):
         return self.env.reset(key, params)
 
@@ -188,9 +187,6 @@ class ScaleReward:
 
     def observation_space(self, params):
         return self.env.observation_space(params)
-
-    def action_space(self, params):
-        return self.env.action_space(params)
 
     def __repr__(self) -> str:
         return f"ScaleReward({getattr(self.env, 'name', type(self.env).__name__)}, scale={self.scale:g})"
