@@ -27,7 +27,8 @@ R=3 repetitions of both sides at 600k steps a run fit ~15 minutes. And its best 
 the learning rate spans two decades around the config's 1e-3 (too small learns slowly, too large is
 unstable), the entropy coefficient 0 .. 0.02 (0 in the config).
 
-Writes benchmarks/results/pbt.md (or --out) and copies the first repetition's PBT plots next to it.
+Writes benchmarks/results/pbt.md (or --out) and copies the first repetition's PBT plots next to it
+(<out stem>_curves.png, <out stem>_hparams.png).
 """
 
 from __future__ import annotations
@@ -167,8 +168,9 @@ def _repetition(r: int, cli: list[str], base: list[str], ranges: list[str], args
         "env_steps": int(run_info["num_updates"]) * int(run_info["batch_size"]),
     }
     if r == 0:
-        for png in pbt_dir.glob("pbt_*.png"):
-            shutil.copy(png, pathlib.Path(args.out).parent / png.name)
+        out_md = pathlib.Path(args.out)
+        for png in pbt_dir.glob("pbt_*.png"):  # pbt_curves.png -> <out stem>_curves.png
+            shutil.copy(png, out_md.parent / png.name.replace("pbt", out_md.stem, 1))
     print(
         f"repetition {r}: pbt {pbt_s:.0f} s (best {np.nanmax(out['pbt']):.1f}), "
         f"sweep {sweep_s:.0f} s (best {np.nanmax(sweep_scores):.1f})",
@@ -264,8 +266,8 @@ def _markdown(args, sets: list[str], reps: list[dict], summary: dict, total_s: f
         "",
         "PBT copies: how many times a member copied another's learner (the lineage). The first repetition's PBT run:",
         "",
-        "![every member's return](pbt_curves.png)",
-        "![the population's hyperparameters](pbt_hparams.png)",
+        f"![every member's return]({pathlib.Path(args.out).stem}_curves.png)",
+        f"![the population's hyperparameters]({pathlib.Path(args.out).stem}_hparams.png)",
         "",
     ]
     return "\n".join(lines)

@@ -93,10 +93,12 @@ def test_markdown_reports_every_repetition_and_the_paired_verdict(bench):
          "env_steps": 1000, "pbt": pbt[i], "sweep": sweep[i]}
         for i in range(3)
     ]  # fmt: skip
-    args = argparse.Namespace(population=4, ready_every=10, range=None, config="configs/pendulum.yaml")
+    args = argparse.Namespace(population=4, ready_every=10, range=None, config="configs/pendulum.yaml",
+                              out="benchmarks/results/pbt_low.md")
     text = bench._markdown(args, ["log_every=1"], reps, bench.summarize(pbt, sweep), 500.0)
     assert text.count("| 1 (finished) |") == 3  # every repetition has its row
     assert "-150.0 (member 0: learning_rate=0.001, ent_coef=0) | -160.0 (s0)" in text
     assert "Best run: PBT higher in 3 of 3 repetitions" in text and "Population: PBT higher in 3 of 3" in text
     assert "4 runs x 1,000 env steps = 4,000 env steps per side" in text
     assert "PBT 100 s, sweep 80 s (ratio 1.25)" in text
+    assert "(pbt_low_curves.png)" in text and "(pbt_low_hparams.png)" in text  # the plots are named after --out
