@@ -8,8 +8,9 @@ and matmul precision (benchmarks/results/recipes.md).
 Experiments (`--experiments`, default all; budgets in BUDGETS, all overridden by `--total-timesteps`):
 
     privileged  configs/{cartpole,pendulum}_masked_gru.yaml (a GRU actor on masked/<id>) against the same with
-                env masked/<id>+privileged, the GRU actor on `obs` and a feed-forward critic on `obs,privileged`:
-                final score and env steps to reach 90% of the improvement (steps_to_target).
+                env masked/<id>+privileged, the GRU actor on `obs` and a feed-forward critic on `obs,privileged`,
+                and both again with rnn_shared_core: false (a critic with its own GRU): final score and env steps
+                to reach 90% of the improvement (steps_to_target).
     popart      configs/cartpole.yaml with rewards x1, x1000 and x0.001 (purejaxppo.envs.wrappers.ScaleReward),
                 each with value_normalization none and popart, scores in the unscaled return, and a plot of the six
                 curves; plus configs/pendulum.yaml, none vs popart (no regression on returns.md's configs).
@@ -165,12 +166,14 @@ def privileged(args) -> tuple[list[str], dict]:
     data = {}
     for name in BUDGETS["privileged"]:
         base = load(name, args)
+        priv = base.replace(env=base.env + PRIVILEGED_SUFFIX, actor_obs_keys="obs", critic_obs_keys="obs,privileged")
         runs = {
             "masked obs (baseline)": train_seeds(base, args.seeds),
-            "privileged (obs + full state)": train_seeds(
-                base.replace(env=base.env + PRIVILEGED_SUFFIX, actor_obs_keys="obs", critic_obs_keys="obs,privileged"),
-                args.seeds,
-            ),
+            "privileged (obs + full state)": train_seeds(priv, args.seeds),
+            # Which part of the recipe matters: the same two critics with a core of their own (rnn_shared_core:
+            # false), so that the actor's GRU learns from the policy loss alone in both.
+            "masked obs, own GRU": train_seeds(base.replace(rnn_shared_core=False), args.seeds),
+            "privileged, own GRU": train_seeds(priv.replace(rnn_shared_core=False), args.seeds),
         }
         window = max(1, round(0.05 * base.num_updates))
         finals = [stats.aggregate(r.scores, "iqm") for r in runs.values()]
@@ -190,10 +193,13 @@ def privileged(args) -> tuple[list[str], dict]:
         "GRU actor (configs/cartpole_masked_gru.yaml, configs/pendulum_masked_gru.yaml, their budgets of 500k and "
         "1M steps reduced to the ones below to fit a 2-core CPU) on the masked task; `privileged`: env "
         "`masked/<id>+privileged`, `actor_obs_keys: obs` (the masked entries, as the baseline) and "
-        "`critic_obs_keys: obs,privileged` (a feed-forward critic that also sees the full state).",
+        "`critic_obs_keys: obs,privileged` (with the configs' `rnn_shared_core: true`, the critic is feed-forward: "
+        "an MLP on the masked entries and the full state, and the shared GRU learns from the policy loss alone). "
+        "`own GRU`: `rnn_shared_core: false`, each head with its own torso and GRU on its own entries (a recurrent "
+        "critic, masked or privileged; the actor's GRU again learns from the policy loss alone).",
         "",
-        f"Steps to target: `target` = the untrained score + {FRACTION:.0%} of the way to the better setting's final "
-        "IQM (untrained score: IQM over both settings' runs of their first update with a completed episode); a "
+        f"Steps to target: `target` = the untrained score + {FRACTION:.0%} of the way to the best setting's final "
+        "IQM (untrained score: IQM over all settings' runs of their first update with a completed episode); a "
         "seed's steps are the env steps by the end of the first update at which its return, averaged over the "
         f"trailing 5% of updates, reaches the target. Median over seeds with a 95% bootstrap CI; seeds that never "
         "reach it count as the budget (>= when half or more never do).",
