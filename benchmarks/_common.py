@@ -73,17 +73,3 @@ def timed_seeds(train, seeds: int, seed: int = 0):
     out = jax.block_until_ready(compiled(keys))
     return out, compile_s, time.perf_counter() - t
 
-
-def metric_table(rows: list[dict], metric: str = "episode_return", key: str = "run") -> tuple[np.ndarray, np.ndarray]:
-    """(env_steps `[T]`, values `[R, T]`) of `metric` from metrics.jsonl rows keyed by `key` ("run" in a sweep
-    group or a PBT folder, "seed" in a plain run): every logged update, NaN where a run has no value (unlike
-    purejaxppo.runs.learning_curves, which drops an update unless every run has one)."""
-    steps = sorted({int(r["env_steps"]) for r in rows})
-    runs = sorted({int(r[key]) for r in rows})
-    col, row = {s: j for j, s in enumerate(steps)}, {k: i for i, k in enumerate(runs)}
-    out = np.full((len(runs), len(steps)), np.nan)
-    for r in rows:
-        v = r.get(metric)
-        if v is not None:
-            out[row[int(r[key])], col[int(r["env_steps"])]] = float(v)
-    return np.asarray(steps, np.float64), out

@@ -45,7 +45,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import hardware_line, metric_table  # noqa: E402
+from _common import hardware_line  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -59,9 +59,10 @@ def window_scores(rows: list[dict], key: str = "run") -> np.ndarray:
     """Each run's final score `[R]` from a folder's metrics.jsonl rows: its mean episode return over the last
     ceil(10%) of the folder's logged updates (NaN values skipped; NaN if it has none), the same rule for a PBT
     folder and a sweep group (purejaxppo.sweep.scores.run_scores' "final")."""
+    from purejaxppo.runs import metric_table
     from purejaxppo.sweep.scores import run_scores
 
-    steps, values = metric_table(rows, "episode_return", key)
+    steps, values = metric_table(rows, "episode_return", key, x="env_steps")
     return run_scores(steps, values)["final"]
 
 

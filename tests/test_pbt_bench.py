@@ -3,7 +3,6 @@ per-repetition and across-repetition comparison. Nothing here trains; benchmarks
 script is loaded from its path."""
 
 import runpy
-import sys
 import types
 from pathlib import Path
 
@@ -44,10 +43,9 @@ def test_window_is_the_last_ceil_tenth_of_the_logged_updates_for_every_run(bench
 
 
 def test_metric_table_keeps_an_update_where_one_run_has_no_value(bench):
-    sys.path.insert(0, str(BENCH))
-    from _common import metric_table
+    from purejaxppo.runs import metric_table
 
-    steps, values = metric_table(_rows({0: [1.0, None, 3.0], 1: [4.0, 5.0, 6.0]}))
+    steps, values = metric_table(_rows({0: [1.0, None, 3.0], 1: [4.0, 5.0, 6.0]}), "episode_return", x="env_steps")
     np.testing.assert_array_equal(steps, [512, 1024, 1536])
     np.testing.assert_array_equal(values, [[1.0, np.nan, 3.0], [4.0, 5.0, 6.0]])
 

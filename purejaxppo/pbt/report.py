@@ -26,7 +26,7 @@ import numpy as np
 
 from purejaxppo.core.pbt import PBTConfig
 from purejaxppo.errors import RunError
-from purejaxppo.runs import RUN_FILE, read_metrics
+from purejaxppo.runs import RUN_FILE, metric_table, read_metrics
 from purejaxppo.sweep.plots import NO_MATPLOTLIB, have_matplotlib
 from purejaxppo.sweep.stats import bootstrap_ci
 from purejaxppo.sweep.values import num
@@ -46,14 +46,7 @@ def _run_info(run_dir: Path) -> tuple[dict, PBTConfig]:
 
 def _table(rows: list[dict], p: int, key: str) -> tuple[list[int], np.ndarray]:
     """(logged updates, `[P, T]` values of metrics column `key`, NaN where missing)."""
-    updates = sorted({int(r["update"]) for r in rows})
-    col = {u: j for j, u in enumerate(updates)}
-    out = np.full((p, len(updates)), np.nan)
-    for r in rows:
-        v = r.get(key)
-        if v is not None:
-            out[int(r["run"]), col[int(r["update"])]] = float(v)
-    return updates, out
+    return metric_table(rows, key, key="run", x="update", num_rows=p)
 
 
 def pbt_report(run_dir: str | os.PathLike) -> dict[str, Any]:

@@ -31,7 +31,7 @@ Which file holds what:
   names, the lock, owned files, old-checkpoint heads), `identity.py` (the run id in every file),
   `checkpoints.py` (the checkpoint format), `progress.py` (the live progress bar).
 * `axis.py`: `RunAxis`, a program's runs when they are settings x seeds (purejaxppo.sweep).
-* `loading.py`: reading a run back (`load_run`, `load_policy`, `read_metrics`, `learning_curves`).
+* `loading.py`: reading a run back (`load_run`, `load_policy`, `read_metrics`, `learning_curves`, `metric_table`).
 """
 
 from purejaxppo.errors import RunError, RunWriteError
@@ -47,7 +47,15 @@ from purejaxppo.runs.folder import (
     RunLock,
     claim_new_run_dir,
 )
-from purejaxppo.runs.loading import LoadedRun, learning_curves, load_policy, load_run, read_metrics, resolve_checkpoint
+from purejaxppo.runs.loading import (
+    LoadedRun,
+    learning_curves,
+    load_policy,
+    load_run,
+    metric_table,
+    read_metrics,
+    resolve_checkpoint,
+)
 from purejaxppo.runs.options import ON_DIVERGE, RunOptions
 from purejaxppo.runs.result import RunInterrupted, RunResult
 from purejaxppo.runs.run import train_run
@@ -83,6 +91,7 @@ __all__ = [
     "default_checkpoint_every",
     "device_info",
     "learning_curves",
+    "metric_table",
     "load_policy",
     "load_run",
     "logged_updates",

@@ -266,6 +266,23 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def metric_table(
+    rows: list[dict], metric: str, key: str = "run", x: str = "update", num_rows: int | None = None
+) -> tuple[list[int], np.ndarray]:
+    """(the logged values of column `x` `[T]`, `metric` `[R, T]`) from metrics.jsonl rows: row `r[key]` (a run's or
+    seed's index; R = `num_rows`, default the largest index + 1), every logged `x`, NaN where a row has no value
+    (unlike `learning_curves`, which drops an update unless every seed has one)."""
+    xs = sorted({int(r[x]) for r in rows})
+    col = {v: j for j, v in enumerate(xs)}
+    n = num_rows if num_rows is not None else max((int(r[key]) for r in rows), default=-1) + 1
+    out = np.full((n, len(xs)), np.nan)
+    for r in rows:
+        v = r.get(metric)
+        if v is not None:
+            out[int(r[key]), col[int(r[x])]] = float(v)
+    return xs, out
+
+
 def learning_curves(run_dir: str | os.PathLike, metric: str = "episode_return") -> tuple[np.ndarray, np.ndarray]:
     """(env_steps [T], values [num_seeds, T]) of one metric from metrics.jsonl (updates where every seed has a value).
 
