@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo import PPOConfig, configure_cpu, make_train
+from purejaxppo.sweep.stats import bootstrap_ci
 
 configure_cpu()  # explicit CPU settings (XLA scheduler flag, unrolled threefry), before any JAX computation
 
@@ -113,23 +114,23 @@ def timed_rounds(programs: dict, rounds: int) -> dict:
     return rates
 
 
-def median_ratio(a: list[float], b: list[float]) -> float:
-    """Median over rounds of a[r] / b[r]."""
-    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+def median_ratio(a: list[float], b: list[float]) -> str:
+    """The median over rounds of a[r] / b[r] with its percentile-bootstrap 95% CI over the rounds (as compare.py)."""
+    point, lo, hi = bootstrap_ci([x / y for x, y in zip(a, b, strict=True)], metric="median", reps=10_000, seed=0)
+    return f"**{point:.2f}x** [{lo:.2f}, {hi:.2f}]"
 
 
 def table(title: str, unit: str, n: int, programs: dict, rates: dict) -> list[str]:
     lines = [f"### {title}", "",
-             f"| conv_impl | 1: {unit}/s | {n} vmapped: total {unit}/s | {n} vmapped / 1 (median ratio) | "
+             f"| conv_impl | 1: {unit}/s | {n} vmapped: total {unit}/s | {n} vmapped / 1 (median ratio [95% CI]) | "
              "compile 1 / vmapped (s) |",
              "|---|---:|---:|---:|---|"]
     for impl in IMPLS:
         one, many = rates[impl, 1], rates[impl, n]
         lines.append(f"| {impl} | {statistics.median(one):,.0f} | {statistics.median(many):,.0f} | "
-                     f"**{median_ratio(many, one):.2f}x** | {programs[impl, 1][3]:.1f} / {programs[impl, n][3]:.1f} |")
+                     f"{median_ratio(many, one)} | {programs[impl, 1][3]:.1f} / {programs[impl, n][3]:.1f} |")
     speedup = {k: median_ratio(rates["patches", k], rates["xla", k]) for k in (1, n)}
-    lines += ["", f"patches / xla (median ratio of rates): 1: **{speedup[1]:.2f}x**, "
-              f"{n} vmapped: **{speedup[n]:.2f}x**.", ""]
+    lines += ["", f"patches / xla (median ratio of rates [95% CI]): 1: {speedup[1]}, {n} vmapped: {speedup[n]}.", ""]
     return lines
 
 
@@ -151,8 +152,10 @@ def main() -> None:
     command = "python benchmarks/conv_vmap.py " + " ".join(sys.argv[1:])
     lines = ["# Vmapped seeds of a CNN: conv_impl patches vs xla", "",
              f"Command: `{command.strip()}`. Measured on {hardware}.", "",
-             "Rates are medians over the rounds; ratios are medians of per-round ratios (every program runs once "
-             "per round, one after another; compile excluded).", ""]
+             "Rates are medians over the rounds; ratios are medians of per-round ratios with a percentile-bootstrap "
+             "95% CI over the rounds (every program runs once per round, one after another; compile excluded). "
+             "With 5 rounds the bootstrap of a median can only return values between the per-round ratios, so "
+             "read the CI as their spread.", ""]
     if "minatar" in args.rows:
         print(f"minatar: compiling 1 and {args.seeds} seeds x {IMPLS}", flush=True)
         programs = minatar_programs(args.seeds, args.updates, args.quick)

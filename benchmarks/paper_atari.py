@@ -13,7 +13,9 @@ not a shorter run with its own schedule. One seed per game (a CPU cannot afford 
 Each invocation adds --updates updates to each game's run folder (runs/paper_atari/<game>, resumed where it
 stopped: the env stream restarts with new episodes on resume, the parameters and optimizer exactly). The
 report gives the frames reached, the env steps per second of this invocation, the mean score of the last
-games, and the score of a uniform random policy measured the same way.
+games, the score of a uniform random policy measured the same way, a learning curve, and the scores beside a
+published PPO learning curve (OpenAI Baselines' ppo2, `BASELINES_PPO2` below) at each of its points the runs
+reached.
 
 conv_impl: 'patches' by default. With one seed nothing is vmapped, but the update's gradient is what costs:
 measured 2026-12-02 on this CPU (Nature CNN, a 256-frame minibatch, forward + backward) 0.70 s with patches vs
@@ -45,6 +47,16 @@ GAMES = {"Pong": "atari_pong.yaml", "Breakout": "atari_breakout.yaml"}
 FRAMES_PER_STEP = 4  # EnvPool's frame skip
 # The paper's Table 6: PPO's score averaged over the last 100 episodes of training, at 40M frames.
 PAPER_40M = {"Pong": 20.7, "Breakout": 274.8}
+# A published PPO learning curve: OpenAI Baselines' Atari benchmark page (benchmarks_atari10M.htm in
+# github.com/openai/baselines, "Atari10M Comparison", ppo2 at commit 7bfbcf1 on PongNoFrameskip-v4 and
+# BreakoutNoFrameskip-v4, OpenAI's PPO from the paper's authors' library; its curves are the reward "avg. over 6 runs"
+# against timesteps of 4 frames, up to 10M). The page draws each curve as an SVG polyline of 100 points,
+# one every 1/99 of the 10M timesteps; these are its first five points, in (timesteps, score), converted from
+# pixels through the page's own axis ticks (x: 0 to 1e7; y: Pong -20 / 0 / 20, Breakout 0 / 200 / 400).
+BASELINES_PPO2 = {
+    "Pong": [(0, -20.24), (101_008, -20.20), (202_016, -20.06), (303_024, -19.69), (404_032, -18.77)],
+    "Breakout": [(0, 3.03), (101_007, 4.22), (202_014, 6.70), (303_022, 9.31), (404_029, 11.55)],
+}
 
 
 def train_slice(game: str, updates: int, runs: pathlib.Path, conv_impl: str) -> tuple[int, float]:
@@ -96,6 +108,45 @@ def curve(rows: list[dict]) -> dict[int, tuple[float, int]]:
     return {b: (t / n, n) for b, (t, n) in sums.items()}
 
 
+def window_score(rows: list[dict], lo: int, hi: int) -> tuple[float, int]:
+    """(mean score, games) of the whole games that ended in updates whose last frame is in (lo, hi]."""
+    total, n = 0.0, 0
+    for r in rows:
+        k = int(r.get("episodes_completed") or 0)
+        if k and r.get("episode_return") is not None and lo < r["update"] * 8 * 128 * FRAMES_PER_STEP <= hi:
+            total, n = total + r["episode_return"] * k, n + k
+    return (total / n if n else float("nan")), n
+
+
+def published_rows(games: list[str], runs: pathlib.Path) -> list[str]:
+    """The report's comparison with BASELINES_PPO2 at each of its points (after 0) that the runs reached."""
+    lines = [
+        "",
+        "## Against a published PPO learning curve at the same frame counts",
+        "",
+        "Published: OpenAI Baselines' ppo2 (OpenAI's PPO, from the paper's authors' library), its Atari benchmark page "
+        "(`benchmarks_atari10M.htm` in github.com/openai/baselines, commit 7bfbcf1; NoFrameskip-v4 games; "
+        "mean of 6 runs, smoothed by the page), read off its learning curve, which has a point every 101,008 "
+        "timesteps (404,032 frames). Ours: the mean score of the whole games that ended in the "
+        f"{CURVE_BUCKET:,} frames before that point (one seed). ppo2's Atari defaults at that commit "
+        "(baselines/ppo2/defaults.py and ppo2.py) are the paper's but for K = 4 epochs and c1 = 0.5; its number "
+        "of envs is the machine's CPU count unless given, and the page does not say it.",
+        "",
+        "| game | frames | ours (games) | Baselines ppo2 | Baselines ppo2 at 0 frames |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for game in games:
+        rows = read_metrics(runs / game) if (runs / game / "metrics.jsonl").is_file() else []
+        reached = max((r["update"] for r in rows), default=0) * 8 * 128 * FRAMES_PER_STEP
+        start = BASELINES_PPO2[game][0][1]
+        for steps, score in BASELINES_PPO2[game][1:]:
+            frames = steps * FRAMES_PER_STEP
+            if frames <= reached:
+                ours, n = window_score(rows, frames - CURVE_BUCKET, frames)
+                lines.append(f"| {game} | {frames:,} | {ours:.1f} ({n}) | {score:.2f} | {start:.2f} |")
+    return lines
+
+
 def write_report(games: list[str], runs: pathlib.Path, walls: dict, path: pathlib.Path) -> None:
     lines = [
         "# The PPO paper's Atari settings (EnvPool), trained in slices on this machine",
@@ -122,6 +173,7 @@ def write_report(games: list[str], runs: pathlib.Path, walls: dict, path: pathli
     for b in sorted({b for c in curves.values() for b in c}):
         cells = [f"{curves[g][b][0]:.1f} ({curves[g][b][1]})" if b in curves[g] else "" for g in games]
         lines.append(f"| {b * CURVE_BUCKET:,} – {(b + 1) * CURVE_BUCKET:,} | " + " | ".join(cells) + " |")
+    lines += published_rows(games, runs)
     if walls:
         lines += ["", "## This invocation", "", "| game | updates added | wall s | env steps/s |",
                   "|---|---:|---:|---:|"]

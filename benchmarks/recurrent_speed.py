@@ -10,7 +10,7 @@ checks where each imported it from): both compile the same config's updates, the
 new, old, new, ... one at a time, so both see the same machine load. A timed call is `--updates` PPO updates
 (`train.update` in a `lax.scan`, vmapped over the seeds) from a state initialized once, untimed. Reported: the
 median over rounds of each side's env-steps/s (every env step of every seed), the median of the per-round ratios
-new / old, and GFLOP/s.
+new / old with a percentile-bootstrap 95% CI over the rounds, GFLOP/s, and the machine's large-matmul rate.
 
 FLOPs are counted analytically (`update_flops`: the matmuls of one update, 2 m k n each, elementwise work left
 out): XLA's cost analysis counts a while loop's body once, not once per iteration. "Useful" FLOPs are the
@@ -158,14 +158,18 @@ def measure(sides: dict, tree: dict, config: str, seeds: int, updates: int, roun
     return dict(setup=setup, steps=steps, times=times)
 
 
-def rows_of(m: dict, cfg, seeds: int, labels: dict) -> tuple[list[str], float, float]:
-    """Table rows (old, new) of one `measure`, the median per-round ratio new / old of env-steps/s and the new
-    code's useful GFLOP/s."""
+def rows_of(m: dict, cfg, seeds: int, labels: dict) -> tuple[list[str], tuple, float]:
+    """Table rows (old, new) of one `measure`; (median, CI low, CI high, per-round ratios) of the per-round ratios
+    new / old of env-steps/s, the CI a percentile bootstrap over the rounds (as compare.py's); the new code's
+    useful GFLOP/s."""
     dims = dict(obs_dim=m["setup"]["new"]["obs_dim"], num_actions=m["setup"]["new"]["num_actions"])
     flops = {"new": update_flops(cfg, **dims, replay=False), "old": update_flops(cfg, **dims, replay=True)}
     per_call = seeds * cfg.num_updates
     times = m["times"]
-    ratio = statistics.median([o[0] / n[0] for o, n in zip(times["old"], times["new"], strict=True)])
+    from purejaxppo.sweep.stats import bootstrap_ci
+
+    per_round = [o[0] / n[0] for o, n in zip(times["old"], times["new"], strict=True)]  # seconds: old / new
+    ratio = (*bootstrap_ci(per_round, metric="median", reps=10_000, seed=0), per_round)
     rows, gflops = [], 0.0
     for name in ("old", "new"):
         wall = statistics.median(w for w, _ in times[name])
@@ -230,8 +234,11 @@ def main():
         r, ratio, gflops = rows_of(m, cfg, s, labels)
         rows, best = rows + r, max(best, gflops)
         dims = dict(obs_dim=m["setup"]["new"]["obs_dim"], num_actions=m["setup"]["new"]["num_actions"])
-        summary.append(f"- {s} seed{'s' if s > 1 else ''}, {u} updates per call: new / old env-steps/s "
-                       f"**{ratio:.2f}x** (median of {args.rounds} rounds' ratios)")
+        summary.append(
+            f"- {s} seed{'s' if s > 1 else ''}, {u} updates per call: new / old env-steps/s "
+            f"**{ratio[0]:.2f}x** [{ratio[1]:.2f}, {ratio[2]:.2f}] (median of {args.rounds} rounds' ratios "
+            f"[percentile-bootstrap 95% CI over the rounds]; rounds: {', '.join(f'{r:.2f}' for r in ratio[3])})"
+        )
     from roofline import big_matmul_flops  # after the workers are gone: the machine is otherwise idle
 
     peak = big_matmul_flops() / 1e9

@@ -56,6 +56,7 @@ TIERS: dict[str, str | set[str]] = {
         "test_scale_reward_scales_the_reward_and_keeps_the_unscaled_one_as_the_score",
         "test_scale_reward_keeps_an_inner_score_and_refuses_a_zero_scale"},
     "test_pbt_bench.py": "fast",  # benchmarks/pbt.py's pure parts (the score window, the comparison and its CIs)
+    "test_paper_atari_bench.py": "fast",  # benchmarks/paper_atari.py's comparison with the published curve (no EnvPool)
     "test_faults_config.py": "fast",
     "test_gae.py": "fast",
     "test_distributions.py": "fast",
