@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
 import platform
 import time
 
@@ -9,11 +11,26 @@ import jax
 import numpy as np
 
 
+def cpu_name() -> str:
+    """The host CPU as /proc/cpuinfo names it, with its core count: 'Intel(R) Xeon(R) Processor (family 6,
+    model 167), 2 cores' (ratios measured on one CPU kind need not hold on another); '' where unknown."""
+    try:
+        info = pathlib.Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+    except OSError:
+        return ""
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    name = fields.get("model name", platform.processor())
+    return f"{name} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')}), {os.cpu_count()} cores"
+
+
 def hardware_line() -> str:
-    """'cpu (cpu, x86_64), jax 0.10.2, 2026-11-21' — where and when a result was measured."""
+    """'cpu (cpu, x86_64, 1 device(s); AMD EPYC ... (family 26, model 2), 2 cores), jax 0.10.2, 2026-11-21' — where
+    and when a result was measured."""
     dev = jax.devices()[0]
-    return (f"{jax.default_backend()} ({dev.device_kind}, {platform.machine()}, {len(jax.devices())} device(s)), "
-            f"jax {jax.__version__}, {time.strftime('%Y-%m-%d')}")
+    host = cpu_name() if jax.default_backend() == "cpu" else ""
+    return (f"{jax.default_backend()} ({dev.device_kind}, {platform.machine()}, {len(jax.devices())} device(s)"
+            f"{'; ' + host if host else ''}), jax {jax.__version__}, {time.strftime('%Y-%m-%d')}")
 
 
 def best_of(launch, repeats: int, warmup: bool = True) -> tuple[float, float]:

@@ -129,8 +129,10 @@ def table(title: str, unit: str, n: int, programs: dict, rates: dict) -> list[st
         one, many = rates[impl, 1], rates[impl, n]
         lines.append(f"| {impl} | {statistics.median(one):,.0f} | {statistics.median(many):,.0f} | "
                      f"{median_ratio(many, one)} | {programs[impl, 1][3]:.1f} / {programs[impl, n][3]:.1f} |")
-    speedup = {k: median_ratio(rates["patches", k], rates["xla", k]) for k in (1, n)}
-    lines += ["", f"patches / xla (median ratio of rates [95% CI]): 1: {speedup[1]}, {n} vmapped: {speedup[n]}.", ""]
+    lines.append("")
+    if len(IMPLS) == 2:
+        speedup = {k: median_ratio(rates["patches", k], rates["xla", k]) for k in (1, n)}
+        lines += [f"patches / xla (median ratio of rates [95% CI]): 1: {speedup[1]}, {n} vmapped: {speedup[n]}.", ""]
     return lines
 
 
@@ -143,8 +145,12 @@ def main() -> None:
     ap.add_argument("--atari-sets", type=int, default=4, help="vmapped parameter sets of the Atari row")
     ap.add_argument("--atari-batch", type=int, default=256, help="frames per parameter set in the Atari row")
     ap.add_argument("--rows", nargs="+", choices=("minatar", "atari"), default=("minatar", "atari"))
+    ap.add_argument("--impls", nargs="+", choices=("patches", "xla"), default=("patches", "xla"),
+                    help="conv_impl values to measure (xla's vmapped MinAtar call takes minutes a round on 2 cores)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "conv_vmap.md"))
     args = ap.parse_args()
+    global IMPLS
+    IMPLS = tuple(args.impls)
     if args.quick:
         args.rounds, args.seeds, args.updates, args.atari_sets, args.atari_batch = 2, 2, 1, 2, 8
 
@@ -153,9 +159,9 @@ def main() -> None:
     lines = ["# Vmapped seeds of a CNN: conv_impl patches vs xla", "",
              f"Command: `{command.strip()}`. Measured on {hardware}.", "",
              "Rates are medians over the rounds; ratios are medians of per-round ratios with a percentile-bootstrap "
-             "95% CI over the rounds (every program runs once per round, one after another; compile excluded). "
-             "With 5 rounds the bootstrap of a median can only return values between the per-round ratios, so "
-             "read the CI as their spread.", ""]
+             f"95% CI over the {args.rounds} rounds (every program runs once per round, one after another; compile "
+             "excluded). With a few rounds the bootstrap of a median can only return values between the per-round "
+             "ratios, so read the CI as their spread.", ""]
     if "minatar" in args.rows:
         print(f"minatar: compiling 1 and {args.seeds} seeds x {IMPLS}", flush=True)
         programs = minatar_programs(args.seeds, args.updates, args.quick)
