@@ -1,10 +1,10 @@
 """benchmarks/paper_atari.py's comparison with the published learning curve: which games fall in the window before
 each published point, and which points a run has reached (no EnvPool needed: metrics.jsonl rows are written here)."""
 
-import importlib.util
 import json
 import math
-import sys
+import runpy
+import types
 from pathlib import Path
 
 import pytest
@@ -15,11 +15,7 @@ FRAMES_PER_UPDATE = 8 * 128 * 4
 
 @pytest.fixture(scope="module")
 def pa():
-    spec = importlib.util.spec_from_file_location("_bench_paper_atari", BENCH / "paper_atari.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return types.SimpleNamespace(**runpy.run_path(str(BENCH / "paper_atari.py"), run_name="_bench_paper_atari"))
 
 
 def _write(run: Path, rows: list[dict]) -> None:
