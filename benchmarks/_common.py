@@ -6,9 +6,14 @@ import os
 import pathlib
 import platform
 import time
+from collections.abc import Sequence
 
 import jax
 import numpy as np
+
+from purejaxppo.sweep.stats import bootstrap_ci
+
+BOOTSTRAP_REPS = 10_000
 
 
 def cpu_name() -> str:
@@ -31,6 +36,18 @@ def hardware_line() -> str:
     host = cpu_name() if jax.default_backend() == "cpu" else ""
     return (f"{jax.default_backend()} ({dev.device_kind}, {platform.machine()}, {len(jax.devices())} device(s)"
             f"{'; ' + host if host else ''}), jax {jax.__version__}, {time.strftime('%Y-%m-%d')}")
+
+
+def ratio_ci(ratios: Sequence[float], reps: int = BOOTSTRAP_REPS, seed: int = 0) -> tuple[float, float, float]:
+    """(median, low, high): the median of per-pair (or per-round) ratios and its percentile-bootstrap 95% CI over
+    the pairs."""
+    return bootstrap_ci(list(ratios), metric="median", reps=reps, confidence=0.95, seed=seed)
+
+
+def format_ratio(ratios: Sequence[float], reps: int = BOOTSTRAP_REPS) -> tuple[str, str]:
+    """('**1.09×** [0.98, 1.10]', '0.98, 1.09, 1.10, ...'): the ratio cell and the pair-ratios cell."""
+    med, low, high = ratio_ci(ratios, reps=reps)
+    return f"**{med:.2f}×** [{low:.2f}, {high:.2f}]", ", ".join(f"{r:.2f}" for r in ratios)
 
 
 def best_of(launch, repeats: int, warmup: bool = True) -> tuple[float, float]:

@@ -70,15 +70,15 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from _common import format_ratio, hardware_line
+
 from purejaxppo.envs.wrappers import MASKS
-from purejaxppo.sweep.stats import bootstrap_ci
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "_compare_worker.py"
 REJAX_VENV = HERE / ".venv-rejax"
 PUREJAXRL_VENV = HERE / ".venv-purejaxrl"
 DISTRAX_PIN = "distrax==0.1.9"  # with tfp-nightly, imports under jax 0.10.2 (checked 2026-12-02)
-BOOTSTRAP_REPS = 10_000
 
 # Shared hyperparameters (every implementation gets exactly these). CartPole is our default config.
 BASE = dict(gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5,
@@ -143,20 +143,9 @@ def pair_ratios(steps_a: int, seconds_a: Sequence[float], steps_b: int, seconds_
     return [(steps_a / ta) / (steps_b / tb) for ta, tb in zip(seconds_a, seconds_b, strict=True)]
 
 
-def ratio_ci(ratios: Sequence[float], reps: int = BOOTSTRAP_REPS, seed: int = 0) -> tuple[float, float, float]:
-    """(median, low, high): the median of the pair ratios and its percentile-bootstrap 95% CI over pairs."""
-    return bootstrap_ci(list(ratios), metric="median", reps=reps, confidence=0.95, seed=seed)
-
-
 def throughput(steps: int, seconds: Sequence[float]) -> float:
     """Median env-steps/s over the timed calls of one program (`steps` env steps per call)."""
     return statistics.median(steps / s for s in seconds)
-
-
-def format_ratio(ratios: Sequence[float], reps: int = BOOTSTRAP_REPS) -> tuple[str, str]:
-    """('**1.09×** [0.98, 1.10]', '0.98, 1.09, 1.10, ...'): the ratio cell and the pair-ratios cell."""
-    med, low, high = ratio_ci(ratios, reps=reps)
-    return f"**{med:.2f}×** [{low:.2f}, {high:.2f}]", ", ".join(f"{r:.2f}" for r in ratios)
 
 
 def peers_for(row: str, peers: Sequence[str]) -> list[str]:
@@ -317,7 +306,6 @@ def main():
     from purejaxppo.cpu import configure as configure_cpu
 
     configure_cpu()  # sets XLA_FLAGS before any JAX computation; every worker inherits it
-    from _common import hardware_line
 
     needed = {peer for row in args.envs for peer in peers_for(row, peers)}
     workers = {"purejaxppo": Worker("purejaxppo", sys.executable)}

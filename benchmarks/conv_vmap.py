@@ -32,24 +32,23 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo import PPOConfig, configure_cpu, make_train
-from purejaxppo.sweep.stats import bootstrap_ci
 
 configure_cpu()  # explicit CPU settings (XLA scheduler flag, unrolled threefry), before any JAX computation
 
-from _common import hardware_line  # noqa: E402  (run as a script from the repo root or benchmarks/)
+from _common import format_ratio, hardware_line  # noqa: E402  (run as a script from the repo root or benchmarks/)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-IMPLS = ("patches", "xla")
+IMPLS = ("patches", "xla")  # every conv_impl; --impls picks some
 
 
-def minatar_programs(seeds: int, updates: int, quick: bool) -> dict:
+def minatar_programs(seeds: int, updates: int, quick: bool, impls: tuple[str, ...] = IMPLS) -> dict:
     """(impl, n) -> (compiled program, its argument, env steps per call, compile s), n = 1 or `seeds`."""
     config = PPOConfig.from_yaml(ROOT / "configs" / "breakout_minatar.yaml")
     if quick:
         config = config.replace(num_envs=8, num_steps=16, num_minibatches=2, update_epochs=1)
     config = config.replace(total_timesteps=config.batch_size * updates)
     out = {}
-    for impl in IMPLS:
+    for impl in impls:
         train = make_train(config.replace(conv_impl=impl))
         for n in (1, seeds):
             fn, arg = train, jax.random.key(0)
@@ -61,14 +60,14 @@ def minatar_programs(seeds: int, updates: int, quick: bool) -> dict:
     return out
 
 
-def atari_programs(sets: int, batch: int) -> dict:
+def atari_programs(sets: int, batch: int, impls: tuple[str, ...] = IMPLS) -> dict:
     """(impl, n) -> (compiled forward+backward, its arguments, samples per call, compile s), n = 1 or `sets`."""
     from purejaxppo.core.networks import make_network
     from purejaxppo.envs.spaces import ActionSpec
 
     spec, frames = ActionSpec(True, 6, ()), jax.ShapeDtypeStruct((4, 84, 84), jnp.uint8)
     out = {}
-    for impl in IMPLS:
+    for impl in impls:
         net = make_network(frames, spec, network="nature_cnn", conv_impl=impl)
 
         def grad(params, obs, actions, net=net):
@@ -116,8 +115,7 @@ def timed_rounds(programs: dict, rounds: int) -> dict:
 
 def median_ratio(a: list[float], b: list[float]) -> str:
     """The median over rounds of a[r] / b[r] with its percentile-bootstrap 95% CI over the rounds (as compare.py)."""
-    point, lo, hi = bootstrap_ci([x / y for x, y in zip(a, b, strict=True)], metric="median", reps=10_000, seed=0)
-    return f"**{point:.2f}x** [{lo:.2f}, {hi:.2f}]"
+    return format_ratio([x / y for x, y in zip(a, b, strict=True)])[0]
 
 
 def table(title: str, unit: str, n: int, programs: dict, rates: dict) -> list[str]:
@@ -125,12 +123,13 @@ def table(title: str, unit: str, n: int, programs: dict, rates: dict) -> list[st
              f"| conv_impl | 1: {unit}/s | {n} vmapped: total {unit}/s | {n} vmapped / 1 (median ratio [95% CI]) | "
              "compile 1 / vmapped (s) |",
              "|---|---:|---:|---:|---|"]
-    for impl in IMPLS:
+    impls = [impl for impl in IMPLS if (impl, 1) in programs]  # the ones measured
+    for impl in impls:
         one, many = rates[impl, 1], rates[impl, n]
         lines.append(f"| {impl} | {statistics.median(one):,.0f} | {statistics.median(many):,.0f} | "
                      f"{median_ratio(many, one)} | {programs[impl, 1][3]:.1f} / {programs[impl, n][3]:.1f} |")
     lines.append("")
-    if len(IMPLS) == 2:
+    if len(impls) == 2:
         speedup = {k: median_ratio(rates["patches", k], rates["xla", k]) for k in (1, n)}
         lines += [f"patches / xla (median ratio of rates [95% CI]): 1: {speedup[1]}, {n} vmapped: {speedup[n]}.", ""]
     return lines
@@ -145,12 +144,11 @@ def main() -> None:
     ap.add_argument("--atari-sets", type=int, default=4, help="vmapped parameter sets of the Atari row")
     ap.add_argument("--atari-batch", type=int, default=256, help="frames per parameter set in the Atari row")
     ap.add_argument("--rows", nargs="+", choices=("minatar", "atari"), default=("minatar", "atari"))
-    ap.add_argument("--impls", nargs="+", choices=("patches", "xla"), default=("patches", "xla"),
+    ap.add_argument("--impls", nargs="+", choices=IMPLS, default=IMPLS,
                     help="conv_impl values to measure (xla's vmapped MinAtar call takes minutes a round on 2 cores)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "conv_vmap.md"))
     args = ap.parse_args()
-    global IMPLS
-    IMPLS = tuple(args.impls)
+    impls = tuple(args.impls)
     if args.quick:
         args.rounds, args.seeds, args.updates, args.atari_sets, args.atari_batch = 2, 2, 1, 2, 8
 
@@ -163,14 +161,14 @@ def main() -> None:
              "excluded). With a few rounds the bootstrap of a median can only return values between the per-round "
              "ratios, so read the CI as their spread.", ""]
     if "minatar" in args.rows:
-        print(f"minatar: compiling 1 and {args.seeds} seeds x {IMPLS}", flush=True)
-        programs = minatar_programs(args.seeds, args.updates, args.quick)
+        print(f"minatar: compiling 1 and {args.seeds} seeds x {impls}", flush=True)
+        programs = minatar_programs(args.seeds, args.updates, args.quick, impls)
         rates = timed_rounds(programs, args.rounds)
         lines += table(f"Breakout-MinAtar CNN (configs/breakout_minatar.yaml), {args.updates} update(s) per seed per "
                        f"call: 1 seed vs {args.seeds} vmapped seeds", "env-steps", args.seeds, programs, rates)
     if "atari" in args.rows:
-        print(f"atari: compiling 1 and {args.atari_sets} parameter sets x {IMPLS}", flush=True)
-        programs = atari_programs(args.atari_sets, args.atari_batch)
+        print(f"atari: compiling 1 and {args.atari_sets} parameter sets x {impls}", flush=True)
+        programs = atari_programs(args.atari_sets, args.atari_batch, impls)
         rates = timed_rounds(programs, args.rounds)
         title = (f"Nature CNN forward + backward, {args.atari_batch} uint8 frames [4, 84, 84] per set: "
                  f"1 parameter set vs {args.atari_sets} vmapped sets")

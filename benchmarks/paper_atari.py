@@ -45,6 +45,7 @@ configure_cpu()
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 GAMES = {"Pong": "atari_pong.yaml", "Breakout": "atari_breakout.yaml"}
 FRAMES_PER_STEP = 4  # EnvPool's frame skip
+STEPS_PER_UPDATE = 8 * 128  # the configs' 8 actors x T = 128
 # The paper's Table 6: PPO's score averaged over the last 100 episodes of training, at 40M frames.
 PAPER_40M = {"Pong": 20.7, "Breakout": 274.8}
 # A published PPO learning curve: OpenAI Baselines' Atari benchmark page (benchmarks_atari10M.htm in
@@ -95,31 +96,34 @@ def random_score(game: str, games: int = 10) -> float:
 CURVE_BUCKET = 100_000  # frames
 
 
+def ended_games(rows: list[dict]):
+    """(last frame of the update, mean score, games) of each update in which whole games ended."""
+    for r in rows:
+        n = int(r.get("episodes_completed") or 0)
+        if n and r.get("episode_return") is not None:
+            yield r["update"] * STEPS_PER_UPDATE * FRAMES_PER_STEP, r["episode_return"], n
+
+
 def curve(rows: list[dict]) -> dict[int, tuple[float, int]]:
     """{bucket: (mean score, games)} of whole games by the frame count at which they ended (bucket b holds
     frames (b * CURVE_BUCKET, (b + 1) * CURVE_BUCKET]), from each update's mean and count of ended games."""
     sums: dict[int, list] = {}
-    for r in rows:
-        n = int(r.get("episodes_completed") or 0)
-        if n and r.get("episode_return") is not None:
-            b = (r["update"] * 8 * 128 * FRAMES_PER_STEP - 1) // CURVE_BUCKET
-            acc = sums.setdefault(b, [0.0, 0])
-            acc[0], acc[1] = acc[0] + r["episode_return"] * n, acc[1] + n
+    for frames, score, n in ended_games(rows):
+        acc = sums.setdefault((frames - 1) // CURVE_BUCKET, [0.0, 0])
+        acc[0], acc[1] = acc[0] + score * n, acc[1] + n
     return {b: (t / n, n) for b, (t, n) in sums.items()}
 
 
 def window_score(rows: list[dict], lo: int, hi: int) -> tuple[float, int]:
     """(mean score, games) of the whole games that ended in updates whose last frame is in (lo, hi]."""
-    total, n = 0.0, 0
-    for r in rows:
-        k = int(r.get("episodes_completed") or 0)
-        if k and r.get("episode_return") is not None and lo < r["update"] * 8 * 128 * FRAMES_PER_STEP <= hi:
-            total, n = total + r["episode_return"] * k, n + k
-    return (total / n if n else float("nan")), n
+    games = [(score, n) for frames, score, n in ended_games(rows) if lo < frames <= hi]
+    n = sum(k for _, k in games)
+    return (sum(score * k for score, k in games) / n if n else float("nan")), n
 
 
-def published_rows(games: list[str], runs: pathlib.Path) -> list[str]:
-    """The report's comparison with BASELINES_PPO2 at each of its points (after 0) that the runs reached."""
+def published_rows(rows_by_game: dict[str, list[dict]]) -> list[str]:
+    """The report's comparison with BASELINES_PPO2 at each of its points (after 0) that the runs reached, from each
+    game's metrics.jsonl rows."""
     lines = [
         "",
         "## Against a published PPO learning curve at the same frame counts",
@@ -135,9 +139,8 @@ def published_rows(games: list[str], runs: pathlib.Path) -> list[str]:
         "| game | frames | ours (games) | Baselines ppo2 | Baselines ppo2 at 0 frames |",
         "|---|---:|---:|---:|---:|",
     ]
-    for game in games:
-        rows = read_metrics(runs / game) if (runs / game / "metrics.jsonl").is_file() else []
-        reached = max((r["update"] for r in rows), default=0) * 8 * 128 * FRAMES_PER_STEP
+    for game, rows in rows_by_game.items():
+        reached = max((r["update"] for r in rows), default=0) * STEPS_PER_UPDATE * FRAMES_PER_STEP
         start = BASELINES_PPO2[game][0][1]
         for steps, score in BASELINES_PPO2[game][1:]:
             frames = steps * FRAMES_PER_STEP
@@ -157,11 +160,10 @@ def write_report(games: list[str], runs: pathlib.Path, walls: dict, path: pathli
         "| game | updates | env steps | frames | score, last games (n) | random policy | paper at 40M frames |",
         "|---|---:|---:|---:|---|---:|---:|",
     ]
-    for game in games:
-        out = runs / game
-        rows = read_metrics(out) if (out / "metrics.jsonl").is_file() else []
+    rows_by_game = {g: read_metrics(runs / g) if (runs / g / "metrics.jsonl").is_file() else [] for g in games}
+    for game, rows in rows_by_game.items():
         n_updates = max((r["update"] for r in rows), default=0)
-        steps = n_updates * 8 * 128
+        steps = n_updates * STEPS_PER_UPDATE
         score, n = last_episodes(rows)  # whole games: the env's episode_end
         lines.append(
             f"| {game} | {n_updates} | {steps:,} | {steps * FRAMES_PER_STEP:,} | {score:.1f} ({n}) | "
@@ -169,15 +171,15 @@ def write_report(games: list[str], runs: pathlib.Path, walls: dict, path: pathli
         )
     lines += ["", f"## Learning curve (mean score of the games that ended in each {CURVE_BUCKET:,}-frame span)", "",
               "| frames | " + " | ".join(games) + " |", "|---:|" + "---|" * len(games)]
-    curves = {g: curve(read_metrics(runs / g) if (runs / g / "metrics.jsonl").is_file() else []) for g in games}
+    curves = {g: curve(rows) for g, rows in rows_by_game.items()}
     for b in sorted({b for c in curves.values() for b in c}):
         cells = [f"{curves[g][b][0]:.1f} ({curves[g][b][1]})" if b in curves[g] else "" for g in games]
         lines.append(f"| {b * CURVE_BUCKET:,} – {(b + 1) * CURVE_BUCKET:,} | " + " | ".join(cells) + " |")
-    lines += published_rows(games, runs)
+    lines += published_rows(rows_by_game)
     if walls:
         lines += ["", "## This invocation", "", "| game | updates added | wall s | env steps/s |",
                   "|---|---:|---:|---:|"]
-        lines += [f"| {g} | {u} | {w:.0f} | {u * 8 * 128 / w:.1f} |" for g, (u, w) in walls.items()]
+        lines += [f"| {g} | {u} | {w:.0f} | {u * STEPS_PER_UPDATE / w:.1f} |" for g, (u, w) in walls.items()]
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")
 

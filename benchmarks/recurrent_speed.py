@@ -158,27 +158,23 @@ def measure(sides: dict, tree: dict, config: str, seeds: int, updates: int, roun
     return dict(setup=setup, steps=steps, times=times)
 
 
-def rows_of(m: dict, cfg, seeds: int, labels: dict) -> tuple[list[str], tuple, float]:
-    """Table rows (old, new) of one `measure`; (median, CI low, CI high, per-round ratios) of the per-round ratios
-    new / old of env-steps/s, the CI a percentile bootstrap over the rounds (as compare.py's); the new code's
+def rows_of(m: dict, cfg, seeds: int, labels: dict) -> tuple[list[str], list[float], float]:
+    """Table rows (old, new) of one `measure`, the per-round ratios new / old of env-steps/s, and the new code's
     useful GFLOP/s."""
     dims = dict(obs_dim=m["setup"]["new"]["obs_dim"], num_actions=m["setup"]["new"]["num_actions"])
     flops = {"new": update_flops(cfg, **dims, replay=False), "old": update_flops(cfg, **dims, replay=True)}
     per_call = seeds * cfg.num_updates
     times = m["times"]
-    from purejaxppo.sweep.stats import bootstrap_ci
-
     per_round = [o[0] / n[0] for o, n in zip(times["old"], times["new"], strict=True)]  # seconds: old / new
-    ratio = (*bootstrap_ci(per_round, metric="median", reps=10_000, seed=0), per_round)
-    rows, gflops = [], 0.0
+    rows, useful = [], {}
     for name in ("old", "new"):
         wall = statistics.median(w for w, _ in times[name])
-        gflops = flops["new"] * per_call / wall / 1e9  # the new side's (the loop ends on it)
         cpu = statistics.median(c for _, c in times[name])
+        useful[name] = flops["new"] * per_call / wall / 1e9
         rows.append(f"| {seeds} | {labels[name]} | {m['steps'] / wall:,.0f} | {m['steps'] / cpu:,.0f} | "
-                    f"{gflops:.1f} | {flops[name] * per_call / wall / 1e9:.1f} | "
+                    f"{useful[name]:.1f} | {flops[name] * per_call / wall / 1e9:.1f} | "
                     f"{m['setup'][name]['compile_s']:.0f} |")
-    return rows, ratio, gflops
+    return rows, per_round, useful["new"]
 
 
 def main():
@@ -201,7 +197,7 @@ def main():
     if len(updates) != len(args.seeds):
         p.error("--updates takes one value or one per --seeds value")
     sys.path.insert(0, str(HERE))
-    from _common import hardware_line
+    from _common import format_ratio, hardware_line
 
     from purejaxppo import PPOConfig
 
@@ -231,13 +227,13 @@ def main():
     base = PPOConfig.from_yaml(ROOT / args.config)
     for m, s, u in zip(results, args.seeds, updates, strict=True):
         cfg = base.replace(total_timesteps=u * base.batch_size)
-        r, ratio, gflops = rows_of(m, cfg, s, labels)
+        r, per_round, gflops = rows_of(m, cfg, s, labels)
         rows, best = rows + r, max(best, gflops)
         dims = dict(obs_dim=m["setup"]["new"]["obs_dim"], num_actions=m["setup"]["new"]["num_actions"])
+        cell, rounds = format_ratio(per_round)
         summary.append(
-            f"- {s} seed{'s' if s > 1 else ''}, {u} updates per call: new / old env-steps/s "
-            f"**{ratio[0]:.2f}x** [{ratio[1]:.2f}, {ratio[2]:.2f}] (median of {args.rounds} rounds' ratios "
-            f"[percentile-bootstrap 95% CI over the rounds]; rounds: {', '.join(f'{r:.2f}' for r in ratio[3])})"
+            f"- {s} seed{'s' if s > 1 else ''}, {u} updates per call: new / old env-steps/s {cell} (median of "
+            f"{args.rounds} rounds' ratios [percentile-bootstrap 95% CI over the rounds]; rounds: {rounds})"
         )
     from roofline import big_matmul_flops  # after the workers are gone: the machine is otherwise idle
 

@@ -42,6 +42,11 @@ def compare():
 
 
 @pytest.fixture(scope="module")
+def common():
+    return _load("_common")
+
+
+@pytest.fixture(scope="module")
 def worker():
     # IMPL "rejax": importing the worker as the purejaxppo side would call configure_cpu in the test process.
     return _load("_compare_worker", ["_compare_worker.py", "rejax"])
@@ -74,25 +79,25 @@ def test_pair_ratios_are_throughput_ratios_of_the_same_pair(compare):
         compare.pair_ratios(10, [1.0, 2.0], 10, [1.0])
 
 
-def test_ratio_ci_is_the_median_with_a_bootstrap_interval_over_pairs(compare):
+def test_ratio_ci_is_the_median_with_a_bootstrap_interval_over_pairs(common):
     ratios = [1.21, 0.98, 1.30, 1.09, 1.16]
-    med, low, high = compare.ratio_ci(ratios)
+    med, low, high = common.ratio_ci(ratios)
     assert med == pytest.approx(float(np.median(ratios)))
     assert min(ratios) <= low <= med <= high <= max(ratios)
     # The median of a bootstrap resample is one of the observed values (odd n): so are the percentiles here.
     assert low in ratios and high in ratios
     assert low < high
     # It is sweep.stats.bootstrap_ci of the median (reused, not a second implementation), fixed by its seed.
-    assert (med, low, high) == bootstrap_ci(ratios, metric="median", reps=compare.BOOTSTRAP_REPS, seed=0)
-    assert compare.ratio_ci(ratios) == (med, low, high)
+    assert (med, low, high) == bootstrap_ci(ratios, metric="median", reps=common.BOOTSTRAP_REPS, seed=0)
+    assert common.ratio_ci(ratios) == (med, low, high)
     # Identical pairs: a zero-width interval; a tighter spread: a narrower one.
-    assert compare.ratio_ci([1.2] * 5) == pytest.approx((1.2, 1.2, 1.2))
-    tight = compare.ratio_ci([1.19, 1.2, 1.21, 1.2, 1.2])
+    assert common.ratio_ci([1.2] * 5) == pytest.approx((1.2, 1.2, 1.2))
+    tight = common.ratio_ci([1.19, 1.2, 1.21, 1.2, 1.2])
     assert tight[2] - tight[1] < high - low
 
 
-def test_format_ratio_and_throughput(compare):
-    cell, pairs = compare.format_ratio([1.0, 1.5, 2.0], reps=2000)
+def test_format_ratio_and_throughput(common, compare):
+    cell, pairs = common.format_ratio([1.0, 1.5, 2.0], reps=2000)
     assert cell.startswith("**1.50×** [") and cell.endswith("]")
     assert pairs == "1.00, 1.50, 2.00"
     assert compare.throughput(1000, [1.0, 2.0, 4.0]) == 500.0  # median of 1000, 500, 250 steps/s

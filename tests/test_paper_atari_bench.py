@@ -1,7 +1,6 @@
 """benchmarks/paper_atari.py's comparison with the published learning curve: which games fall in the window before
-each published point, and which points a run has reached (no EnvPool needed: metrics.jsonl rows are written here)."""
+each published point, and which points a run has reached (no EnvPool needed: the metrics.jsonl rows are made here)."""
 
-import json
 import math
 import runpy
 import types
@@ -16,11 +15,6 @@ FRAMES_PER_UPDATE = 8 * 128 * 4
 @pytest.fixture(scope="module")
 def pa():
     return types.SimpleNamespace(**runpy.run_path(str(BENCH / "paper_atari.py"), run_name="_bench_paper_atari"))
-
-
-def _write(run: Path, rows: list[dict]) -> None:
-    run.mkdir(parents=True)
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def test_window_score_weights_each_update_by_its_games_and_keeps_to_the_window(pa):
@@ -39,14 +33,13 @@ def test_window_score_weights_each_update_by_its_games_and_keeps_to_the_window(p
     assert none == 0 and math.isnan(empty)
 
 
-def test_published_rows_list_only_the_points_a_run_reached(pa, tmp_path):
+def test_published_rows_list_only_the_points_a_run_reached(pa):
     first = pa.BASELINES_PPO2["Pong"][1][0] * 4  # the first published point after 0, in frames
     last_update = first // FRAMES_PER_UPDATE + 1  # just past it
     rows = [
         {"update": u, "episode_return": -20.0 + u / 100, "episodes_completed": 1} for u in range(1, last_update + 1)
     ]
-    _write(tmp_path / "Pong", rows)
-    lines = pa.published_rows(["Pong"], tmp_path)
+    lines = pa.published_rows({"Pong": rows})
     table = [line for line in lines if line.startswith("| Pong |")]
     assert len(table) == 1  # the second point (808k frames) is not reached
     in_window = [r for r in rows if first - pa.CURVE_BUCKET < r["update"] * FRAMES_PER_UPDATE <= first]
